@@ -1,0 +1,33 @@
+"""Wires the sandbox's aiohttp application: the model, the ACS, Graph and control APIs, limits and faults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from . import calls_api, chat_api, control_api, eventgrid, graph_api, identity_api, sms_api
+from .errors import error_middleware
+from .faults import FaultInjector, fault_middleware
+from .keys import BASE_URL, FAULTS, INFO, LIMITS, RESET_HOOKS, WORLD
+from .limits import RateLimiter
+from .world import World
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_sandbox_app(world: World, info: dict[str, Any], *, limits_enabled: bool = True) -> web.Application:
+    """The sandbox as one aiohttp app. `info` is filled with the endpoint once the server listens."""
+    app = web.Application(middlewares=[fault_middleware, error_middleware], client_max_size=MAX_BODY_BYTES)
+    app[WORLD] = world
+    app[INFO] = info
+    app[BASE_URL] = ""
+    app[LIMITS] = RateLimiter(enabled=limits_enabled)
+    app[FAULTS] = FaultInjector()
+    app[RESET_HOOKS] = []
+    for module in (identity_api, chat_api, calls_api, control_api, graph_api, sms_api, eventgrid):
+        app.router.add_routes(module.routes)
+    graph_api.setup(app)
+    sms_api.setup(app)
+    eventgrid.setup(app)
+    return app

@@ -1,0 +1,20 @@
+"""Typed aiohttp application keys for the sandbox's shared objects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .faults import FaultInjector
+    from .limits import RateLimiter
+    from .world import World
+
+WORLD: web.AppKey[World] = web.AppKey("world")
+LIMITS: web.AppKey[RateLimiter] = web.AppKey("limits")
+FAULTS: web.AppKey[FaultInjector] = web.AppKey("faults")
+BASE_URL: web.AppKey[str] = web.AppKey("base_url")
+INFO: web.AppKey[dict[str, Any]] = web.AppKey("info")
+RESET_HOOKS: web.AppKey[list[Callable[[], None]]] = web.AppKey("reset_hooks")

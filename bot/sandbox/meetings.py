@@ -1,0 +1,209 @@
+"""Teams meetings as the sandbox models them: organizer, links, lobby policy, the call and its legs."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import quote
+
+from .util import JsonDict, iso
+
+CallState = Literal["notStarted", "live", "ended"]
+LegState = Literal["lobby", "connected", "removed", "ended", "left"]
+LobbyPolicy = Literal["auto", "manual"]
+FINAL_LEG_STATES: frozenset[str] = frozenset({"removed", "ended", "left"})
+
+
+@dataclass
+class TeamsUser:
+    id: str
+    """Raw id, 8:orgid:<Entra object id>."""
+    display_name: str
+    in_call: bool = False
+
+    @property
+    def object_id(self) -> str:
+        return self.id.split(":", 2)[2]
+
+    def to_json(self) -> JsonDict:
+        return {"id": self.id, "displayName": self.display_name, "inCall": self.in_call, "kind": "teams"}
+
+
+@dataclass
+class CallLeg:
+    id: str
+    meeting_id: str
+    identity: str
+    display_name: str
+    state: LegState
+    created_on: float
+    connected_on: float | None = None
+    ended_on: float | None = None
+    reason: str | None = None
+    watchers: set[asyncio.Queue[JsonDict]] = field(default_factory=set)
+
+    def snapshot(self) -> JsonDict:
+        body: JsonDict = {
+            "callId": self.id,
+            "state": self.state,
+            "meetingId": self.meeting_id,
+            "identity": self.identity,
+            "displayName": self.display_name,
+            "createdOn": iso(self.created_on),
+        }
+        if self.connected_on is not None:
+            body["connectedOn"] = iso(self.connected_on)
+        if self.reason:
+            body["reason"] = self.reason
+        return body
+
+    def set_state(self, state: LegState, when: float, reason: str | None = None) -> None:
+        self.state = state
+        if state == "connected":
+            self.connected_on = when
+        elif state in FINAL_LEG_STATES:
+            self.ended_on = when
+        self.reason = reason
+        event = self.snapshot()
+        for queue in self.watchers:
+            queue.put_nowait(event)
+
+
+def _lower_escapes(text: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), text)
+
+
+def _thread_id(meeting_key: str) -> str:
+    return f"19:meeting_{meeting_key}@thread.v2"
+
+
+@dataclass
+class Meeting:
+    id: str
+    """The Graph onlineMeeting id."""
+    key: str
+    subject: str
+    organizer: TeamsUser
+    tenant_id: str
+    start: float
+    end: float
+    join_meeting_id: str
+    passcode: str
+    lobby: LobbyPolicy
+    created_on: float
+    call_state: CallState = "notStarted"
+    teams_users: dict[str, TeamsUser] = field(default_factory=dict)
+    legs: dict[str, CallLeg] = field(default_factory=dict)
+
+    @property
+    def thread_id(self) -> str:
+        return _thread_id(self.key)
+
+    @property
+    def join_web_url(self) -> str:
+        context = json.dumps({"Tid": self.tenant_id, "Oid": self.organizer.object_id}, separators=(",", ":"))
+        # Teams writes its percent escapes in lower case.
+        return (
+            "https://teams.microsoft.com/l/meetup-join/"
+            + _lower_escapes(quote(self.thread_id, safe=""))
+            + "/0?context="
+            + _lower_escapes(quote(context, safe=""))
+        )
+
+    @property
+    def short_url(self) -> str:
+        return f"https://teams.microsoft.com/meet/{self.join_meeting_id}?p={self.passcode}"
+
+    def active_legs(self, identity: str | None = None) -> list[CallLeg]:
+        return [
+            leg
+            for leg in self.legs.values()
+            if leg.state not in FINAL_LEG_STATES and (identity is None or leg.identity == identity)
+        ]
+
+    def connected_leg(self, identity: str) -> CallLeg | None:
+        for leg in self.legs.values():
+            if leg.identity == identity and leg.state == "connected":
+                return leg
+        return None
+
+    def acs_in_call(self) -> int:
+        return len({leg.identity for leg in self.legs.values() if leg.state == "connected"})
+
+    def online_meeting_json(self) -> JsonDict:
+        """The Graph onlineMeeting resource."""
+        return {
+            "@odata.type": "#microsoft.graph.onlineMeeting",
+            "id": self.id,
+            "subject": self.subject,
+            "creationDateTime": iso(self.created_on),
+            "startDateTime": iso(self.start),
+            "endDateTime": iso(self.end),
+            "joinWebUrl": self.join_web_url,
+            "joinMeetingIdSettings": {
+                "isPasscodeRequired": True,
+                "joinMeetingId": self.join_meeting_id,
+                "passcode": self.passcode,
+            },
+            "chatInfo": {"threadId": self.thread_id, "messageId": "0", "replyChainMessageId": None},
+            "allowMeetingChat": "enabled",
+            "lobbyBypassSettings": {
+                "scope": "everyone" if self.lobby == "auto" else "organizer",
+                "isDialInBypassEnabled": False,
+            },
+            "participants": {
+                "organizer": {
+                    "upn": None,
+                    "role": "presenter",
+                    "identity": {
+                        "user": {
+                            "id": self.organizer.object_id,
+                            "displayName": self.organizer.display_name,
+                            "tenantId": self.tenant_id,
+                        }
+                    },
+                },
+                "attendees": [],
+            },
+        }
+
+    def to_json(self) -> JsonDict:
+        """The sandbox's control view: links, call state and the roster."""
+        in_call = [u.to_json() for u in self.teams_users.values() if u.in_call]
+        lobby: list[JsonDict] = []
+        for leg in self.legs.values():
+            entry = {"id": leg.id, "identity": leg.identity, "displayName": leg.display_name, "kind": "acs"}
+            if leg.state == "connected":
+                in_call.append(entry | {"inCall": True})
+            elif leg.state == "lobby":
+                lobby.append(entry)
+        return {
+            "id": self.id,
+            "subject": self.subject,
+            "threadId": self.thread_id,
+            "joinWebUrl": self.join_web_url,
+            "shortUrl": self.short_url,
+            "joinMeetingId": self.join_meeting_id,
+            "passcode": self.passcode,
+            "organizerId": self.organizer.id,
+            "organizer": self.organizer.to_json(),
+            "tenantId": self.tenant_id,
+            "lobby": self.lobby,
+            "startDateTime": iso(self.start),
+            "endDateTime": iso(self.end),
+            "callState": self.call_state,
+            "roster": {"inCall": in_call, "lobby": lobby},
+        }
+
+
+def new_meeting_key() -> str:
+    """The id inside 19:meeting_<id>@thread.v2: Teams uses the base64 of a GUID's text."""
+    while True:
+        key = base64.b64encode(str(uuid.uuid4()).encode("ascii")).decode("ascii")
+        if key.isalnum():
+            return key

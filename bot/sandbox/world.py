@@ -1,0 +1,487 @@
+"""The in-memory world: ACS identities, chat threads, Teams meetings, their calls, and the rules between them."""
+
+from __future__ import annotations
+
+import secrets
+import string
+import uuid
+from dataclasses import dataclass
+
+from . import bus
+from .credentials import SandboxCredentials
+from .errors import SandboxError, bad_request, forbidden, interop_forbidden, not_found, unauthorized
+from .meetings import FINAL_LEG_STATES, CallLeg, LegState, LobbyPolicy, Meeting, TeamsUser, new_meeting_key
+from .threads import Message, Participant, Thread
+from .tokens import ACS_SCOPES, AcsClaims, TokenIssuer
+from .util import JsonDict, acs_identifier, digits, iso, new_guid, now
+
+MAX_MESSAGE_BYTES = 28 * 1024
+MAX_PARTICIPANTS = 250
+TOKEN_MINUTES_MIN, TOKEN_MINUTES_MAX, TOKEN_MINUTES_DEFAULT = 60, 1440, 1440
+
+
+@dataclass
+class Identity:
+    id: str
+    created_on: float
+    generation: int = 0
+
+
+class World:
+    """All sandbox state. Methods enforce the service's rules and raise SandboxError; HTTP lives elsewhere."""
+
+    def __init__(self, credentials: SandboxCredentials, sms_number: str) -> None:
+        self.credentials = credentials
+        self.sms_number = sms_number
+        self.tokens = TokenIssuer(credentials.signing_key_bytes, credentials.resource_id)
+        self.events = bus.EventBus()
+        self.reset()
+
+    def reset(self) -> None:
+        self.identities: dict[str, Identity] = {}
+        self.threads: dict[str, Thread] = {}
+        self.meetings: dict[str, Meeting] = {}
+        self.legs: dict[str, CallLeg] = {}
+        self._thread_repeatability: dict[str, str] = {}
+        self._last_id_ms = 0
+
+    def new_message_id(self) -> str:
+        """ACS message ids are epoch milliseconds; keep them unique and increasing."""
+        self._last_id_ms = max(int(now() * 1000), self._last_id_ms + 1)
+        return str(self._last_id_ms)
+
+    # identities -------------------------------------------------------------------------------------
+
+    def create_identity(self) -> Identity:
+        ident = Identity(f"8:acs:{self.credentials.resource_id}_{uuid.uuid4()}", now())
+        self.identities[ident.id] = ident
+        return ident
+
+    def identity(self, identity_id: str) -> Identity:
+        ident = self.identities.get(identity_id)
+        if ident is None:
+            raise not_found(f"Identity {identity_id} does not exist.")
+        return ident
+
+    def issue_token(self, identity_id: str, scopes: object, minutes: object) -> tuple[str, float]:
+        ident = self.identity(identity_id)
+        if not isinstance(scopes, list) or not scopes or not all(isinstance(s, str) for s in scopes):
+            raise bad_request("scopes must be a non-empty list of strings.")
+        unknown = sorted(set(scopes) - ACS_SCOPES)
+        if unknown:
+            raise bad_request(
+                f"Unknown scope(s) {', '.join(unknown)}; valid scopes are {', '.join(sorted(ACS_SCOPES))}."
+            )
+        if minutes is None:
+            minutes = TOKEN_MINUTES_DEFAULT
+        if not isinstance(minutes, int) or isinstance(minutes, bool):
+            raise bad_request("expiresInMinutes must be an integer.")
+        if not TOKEN_MINUTES_MIN <= minutes <= TOKEN_MINUTES_MAX:
+            raise bad_request(
+                f"expiresInMinutes must be between {TOKEN_MINUTES_MIN} and {TOKEN_MINUTES_MAX}, got {minutes}."
+            )
+        return self.tokens.issue_acs(ident.id, list(dict.fromkeys(scopes)), minutes, ident.generation)
+
+    def revoke_tokens(self, identity_id: str) -> None:
+        self.identity(identity_id).generation += 1
+
+    def delete_identity(self, identity_id: str) -> None:
+        self.identity(identity_id)
+        del self.identities[identity_id]
+        for leg in list(self.legs.values()):
+            if leg.identity == identity_id and leg.state not in FINAL_LEG_STATES:
+                self._finish_leg(leg, "left", "identity deleted")
+
+    def authenticate(self, token: str, scope: str) -> AcsClaims:
+        claims = self.tokens.verify_acs(token)
+        ident = self.identities.get(claims.identity)
+        if ident is None:
+            raise unauthorized("The identity of this access token no longer exists.")
+        if claims.generation != ident.generation:
+            raise unauthorized("The access token has been revoked.")
+        if scope not in claims.scopes:
+            raise forbidden(f"The access token lacks the '{scope}' scope.")
+        return claims
+
+    # chat -------------------------------------------------------------------------------------------
+
+    def thread(self, thread_id: str) -> Thread:
+        thread = self.threads.get(thread_id)
+        if thread is None or thread.deleted_on is not None:
+            raise not_found(f"Thread {thread_id} does not exist.")
+        return thread
+
+    def member_thread(self, caller: str, thread_id: str) -> tuple[Thread, Participant]:
+        """The thread and the caller's membership; a meeting thread admits only identities in its call."""
+        thread = self.threads.get(thread_id)
+        meeting = self.meetings.get(thread.meeting_id) if thread and thread.meeting_id else None
+        if meeting is not None and thread is not None:
+            member = thread.participants.get(caller)
+            if member is None:
+                raise interop_forbidden()
+            return thread, member
+        thread = self.thread(thread_id)
+        member = thread.participants.get(caller)
+        if member is None:
+            raise forbidden("The initiator doesn't have the permission to perform the requested operation.")
+        return thread, member
+
+    def _meeting_of(self, thread: Thread) -> Meeting | None:
+        return self.meetings.get(thread.meeting_id) if thread.meeting_id else None
+
+    def _deny_in_meeting(self, thread: Thread) -> None:
+        if thread.meeting_id is not None:
+            raise interop_forbidden()
+
+    def create_thread(
+        self,
+        caller: str,
+        topic: object,
+        participants: list[tuple[str, str | None]],
+        repeatability_id: str | None,
+    ) -> Thread:
+        if repeatability_id and repeatability_id in self._thread_repeatability:
+            return self.threads[self._thread_repeatability[repeatability_id]]
+        if not isinstance(topic, str) or not topic:
+            raise bad_request("topic is required.")
+        t = now()
+        thread = Thread(id=f"19:{uuid.uuid4().hex}@thread.v2", topic=topic, created_by=caller, created_on=t)
+        thread.participants[caller] = Participant(caller, None, 0.0)
+        for raw_id, name in participants:
+            thread.participants[raw_id] = Participant(raw_id, name, 0.0)
+        self.threads[thread.id] = thread
+        if repeatability_id:
+            self._thread_repeatability[repeatability_id] = thread.id
+        return thread
+
+    def _check_size(self, content: str, metadata: dict[str, str]) -> None:
+        size = len(content.encode("utf-8")) + sum(len(k) + len(v) for k, v in metadata.items())
+        if size > MAX_MESSAGE_BYTES:
+            raise bad_request("Message size exceeded.")
+
+    def post_message(
+        self,
+        thread: Thread,
+        sender: str,
+        content: str,
+        display_name: str | None,
+        message_type: str,
+        metadata: dict[str, str],
+    ) -> Message:
+        self._check_size(content, metadata)
+        t = now()
+        mid = self.new_message_id()
+        message = thread.append(
+            Message(
+                id=mid,
+                type=message_type,
+                sequence_id=thread.next_sequence_id(),
+                created_on=t,
+                version=mid,
+                sender=sender,
+                sender_display_name=display_name,
+                content={"message": content},
+                metadata=dict(metadata),
+            )
+        )
+        self._chat_event(thread, bus.CHAT_MESSAGE_RECEIVED, message)
+        return message
+
+    def _own_message(self, thread: Thread, caller: str | None, message_id: str) -> Message:
+        message = thread.by_id.get(message_id)
+        if message is None or message.deleted_on is not None:
+            raise not_found(f"Message {message_id} does not exist.")
+        if caller is not None and message.sender != caller:
+            raise forbidden("Only the sender can change a message.")
+        return message
+
+    def update_message(
+        self, thread: Thread, caller: str | None, message_id: str, content: str | None, metadata: object
+    ) -> Message:
+        message = self._own_message(thread, caller, message_id)
+        new_meta = dict(message.metadata)
+        if isinstance(metadata, dict):
+            for key, value in metadata.items():
+                if value is None:
+                    new_meta.pop(str(key), None)
+                else:
+                    new_meta[str(key)] = str(value)
+        elif metadata is not None:
+            raise bad_request("metadata must be an object of strings.")
+        new_content = content if content is not None else str(message.content.get("message", ""))
+        self._check_size(new_content, new_meta)
+        t = now()
+        message.content = {"message": new_content}
+        message.metadata = new_meta
+        message.edited_on = t
+        message.version = self.new_message_id()
+        self._chat_event(thread, bus.CHAT_MESSAGE_EDITED, message)
+        return message
+
+    def delete_message(self, thread: Thread, caller: str | None, message_id: str) -> None:
+        message = thread.by_id.get(message_id)
+        if message is None or message.deleted_on is not None:
+            return  # deleting twice succeeds, as it does on ACS
+        self._own_message(thread, caller, message_id)
+        message.deleted_on = now()
+        message.content = {}
+        message.version = self.new_message_id()
+        self._chat_event(thread, bus.CHAT_MESSAGE_DELETED, message)
+
+    def add_participants(self, thread: Thread, caller: str, participants: list[tuple[str, str | None, float]]) -> None:
+        self._deny_in_meeting(thread)
+        if len(set(thread.participants) | {p[0] for p in participants}) > MAX_PARTICIPANTS:
+            raise SandboxError(403, "Forbidden", f"A thread can have at most {MAX_PARTICIPANTS} participants.")
+        for raw_id, name, share in participants:
+            thread.participants[raw_id] = Participant(raw_id, name, share)
+        self._system_message(thread, "participantAdded", caller, [thread.participants[p[0]] for p in participants])
+
+    def remove_participant(self, thread: Thread, caller: str, raw_id: str) -> None:
+        self._deny_in_meeting(thread)
+        removed = thread.participants.pop(raw_id, None)
+        if removed is not None:
+            self._system_message(thread, "participantRemoved", caller, [removed])
+
+    def update_topic(self, thread: Thread, caller: str, topic: object) -> None:
+        self._deny_in_meeting(thread)
+        if not isinstance(topic, str) or not topic:
+            raise bad_request("topic must be a non-empty string.")
+        thread.topic = topic
+        mid = self.new_message_id()
+        thread.append(
+            Message(
+                id=mid,
+                type="topicUpdated",
+                sequence_id=thread.next_sequence_id(),
+                created_on=now(),
+                version=mid,
+                content={"topic": topic, "initiatorCommunicationIdentifier": acs_identifier(caller)},
+            )
+        )
+
+    def delete_thread(self, thread: Thread) -> None:
+        self._deny_in_meeting(thread)
+        thread.deleted_on = now()
+
+    def _system_message(
+        self, thread: Thread, kind: str, initiator: str | None, participants: list[Participant]
+    ) -> Message:
+        mid = self.new_message_id()
+        content: JsonDict = {"participants": [p.to_json() for p in participants]}
+        if initiator is not None:
+            content["initiatorCommunicationIdentifier"] = acs_identifier(initiator)
+        message = thread.append(
+            Message(
+                id=mid,
+                type=kind,
+                sequence_id=thread.next_sequence_id(),
+                created_on=now(),
+                version=mid,
+                content=content,
+            )
+        )
+        event_type = bus.CHAT_PARTICIPANT_ADDED if kind == "participantAdded" else bus.CHAT_PARTICIPANT_REMOVED
+        for participant in participants:
+            self._participant_event(thread, event_type, participant, initiator)
+        return message
+
+    def _emits_events(self, thread: Thread) -> bool:
+        meeting = self._meeting_of(thread)
+        # Teams meeting chats raise ACS events only while at least one ACS user is in the call.
+        return meeting is None or meeting.acs_in_call() > 0
+
+    def _chat_event(self, thread: Thread, event_type: str, message: Message) -> None:
+        if not self._emits_events(thread):
+            return
+        sender = message.sender or ""
+        data: JsonDict = {
+            "messageId": message.id,
+            "type": message.type.capitalize() if message.type in ("text", "html") else message.type,
+            "version": int(message.version),
+            "metadata": message.metadata,
+            "senderDisplayName": message.sender_display_name or "",
+            "senderCommunicationIdentifier": acs_identifier(sender),
+            "composeTime": iso(message.created_on),
+            "threadId": thread.id,
+            "transactionId": new_guid(),
+        }
+        if event_type == bus.CHAT_MESSAGE_DELETED:
+            data["deleteTime"] = iso(message.deleted_on or now())
+        else:
+            data["messageBody"] = str(message.content.get("message", ""))
+        if event_type == bus.CHAT_MESSAGE_EDITED:
+            data["editTime"] = iso(message.edited_on or now())
+        self.events.publish(event_type, f"thread/{thread.id}/sender/{sender}", data)
+
+    def _participant_event(
+        self, thread: Thread, event_type: str, participant: Participant, initiator: str | None
+    ) -> None:
+        if not self._emits_events(thread):
+            return
+        key = "participantAdded" if event_type == bus.CHAT_PARTICIPANT_ADDED else "participantRemoved"
+        by_key = "addedByCommunicationIdentifier" if key == "participantAdded" else "removedByCommunicationIdentifier"
+        data: JsonDict = {
+            "time": iso(now()),
+            by_key: acs_identifier(initiator or participant.raw_id),
+            key: {
+                "displayName": participant.display_name or "",
+                "participantCommunicationIdentifier": acs_identifier(participant.raw_id),
+                "shareHistoryTime": iso(participant.share_history_time),
+            },
+            "threadId": thread.id,
+            "version": int(self.new_message_id()),
+            "transactionId": new_guid(),
+        }
+        self.events.publish(event_type, f"thread/{thread.id}", data)
+
+    # Teams meetings ---------------------------------------------------------------------------------
+
+    def create_meeting(
+        self, subject: str, organizer_name: str, lobby: LobbyPolicy, start: float, end: float
+    ) -> Meeting:
+        organizer = TeamsUser(f"8:orgid:{uuid.uuid4()}", organizer_name, in_call=False)
+        key = new_meeting_key()
+        meeting_id = f"MSp{uuid.uuid4().hex}"
+        meeting = Meeting(
+            id=meeting_id,
+            key=key,
+            subject=subject,
+            organizer=organizer,
+            tenant_id=self.credentials.tenant_id,
+            start=start,
+            end=end,
+            join_meeting_id=str(secrets.randbelow(9) + 1) + digits(11),
+            passcode="".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(6)),
+            lobby=lobby,
+            created_on=now(),
+        )
+        meeting.teams_users[organizer.id] = organizer
+        thread = Thread(id=meeting.thread_id, topic=subject, created_by=organizer.id, created_on=meeting.created_on)
+        thread.meeting_id = meeting.id
+        thread.participants[organizer.id] = Participant(organizer.id, organizer_name, 0.0)
+        self.threads[thread.id] = thread
+        self.meetings[meeting.id] = meeting
+        return meeting
+
+    def meeting(self, meeting_id: str) -> Meeting:
+        meeting = self.meetings.get(meeting_id)
+        if meeting is None:
+            raise not_found(f"Meeting {meeting_id} does not exist.")
+        return meeting
+
+    def find_meeting(self, link: str | None, join_id: str | None, passcode: str | None) -> Meeting:
+        for meeting in self.meetings.values():
+            if link is not None and link in (meeting.join_web_url, meeting.short_url):
+                return meeting
+            if join_id is not None and meeting.join_meeting_id == join_id.replace(" ", ""):
+                if passcode != meeting.passcode:
+                    raise forbidden("The meeting passcode is wrong.")
+                return meeting
+        raise not_found("No meeting matches that link or id.")
+
+    def start_meeting(self, meeting: Meeting) -> None:
+        if meeting.call_state == "live":
+            return
+        meeting.call_state = "live"
+        meeting.organizer.in_call = True
+        if meeting.lobby == "auto":
+            for leg in list(meeting.legs.values()):
+                if leg.state == "lobby":
+                    self._connect(meeting, leg)
+
+    def end_meeting(self, meeting: Meeting) -> None:
+        if meeting.call_state == "ended":
+            return
+        meeting.call_state = "ended"
+        for user in meeting.teams_users.values():
+            user.in_call = False
+        for leg in list(meeting.legs.values()):
+            if leg.state not in FINAL_LEG_STATES:
+                self._finish_leg(leg, "ended", "the meeting has ended")
+
+    def teams_user_join(self, meeting: Meeting, display_name: str) -> TeamsUser:
+        user = TeamsUser(f"8:orgid:{uuid.uuid4()}", display_name, in_call=meeting.call_state == "live")
+        meeting.teams_users[user.id] = user
+        thread = self.threads[meeting.thread_id]
+        participant = Participant(user.id, display_name, 0.0)
+        thread.participants[user.id] = participant
+        self._system_message(thread, "participantAdded", user.id, [participant])
+        return user
+
+    def teams_user(self, meeting: Meeting, user_id: str) -> TeamsUser:
+        user = meeting.teams_users.get(user_id)
+        if user is None:
+            raise bad_request(f"{user_id} is not a Teams user of this meeting.")
+        return user
+
+    def join_call(self, meeting: Meeting, identity: str, display_name: str) -> CallLeg:
+        if meeting.call_state == "ended":
+            raise SandboxError(409, "MeetingEnded", "The meeting has ended.")
+        leg = CallLeg(
+            id=new_guid(),
+            meeting_id=meeting.id,
+            identity=identity,
+            display_name=display_name,
+            state="lobby",
+            created_on=now(),
+        )
+        meeting.legs[leg.id] = leg
+        self.legs[leg.id] = leg
+        if meeting.call_state == "live" and meeting.lobby == "auto":
+            self._connect(meeting, leg)
+        return leg
+
+    def admit(self, meeting: Meeting, leg_id: str) -> CallLeg:
+        leg = meeting.legs.get(leg_id)
+        if leg is None or leg.state != "lobby":
+            raise bad_request(f"{leg_id} is not waiting in this meeting's lobby.")
+        if meeting.call_state != "live":
+            raise SandboxError(409, "MeetingNotLive", "The meeting has not started; nobody can be admitted yet.")
+        self._connect(meeting, leg)
+        return leg
+
+    def remove(self, meeting: Meeting, participant_id: str) -> None:
+        leg = meeting.legs.get(participant_id)
+        if leg is not None and leg.state not in FINAL_LEG_STATES:
+            self._finish_leg(leg, "removed", "the organizer removed you", initiator=meeting.organizer.id)
+            return
+        user = meeting.teams_users.get(participant_id)
+        if user is not None and user is not meeting.organizer:
+            user.in_call = False
+            thread = self.threads[meeting.thread_id]
+            removed = thread.participants.pop(user.id, None)
+            del meeting.teams_users[user.id]
+            if removed is not None:
+                self._system_message(thread, "participantRemoved", meeting.organizer.id, [removed])
+            return
+        raise not_found(f"{participant_id} is not in this meeting.")
+
+    def leave_call(self, leg: CallLeg) -> None:
+        if leg.state not in FINAL_LEG_STATES:
+            self._finish_leg(leg, "left", None)
+
+    def _connect(self, meeting: Meeting, leg: CallLeg) -> None:
+        t = now()
+        leg.set_state("connected", t)
+        thread = self.threads[meeting.thread_id]
+        if leg.identity not in thread.participants:
+            participant = Participant(leg.identity, leg.display_name, t)
+            thread.participants[leg.identity] = participant
+            self._system_message(thread, "participantAdded", leg.identity, [participant])
+
+    def _finish_leg(self, leg: CallLeg, state: LegState, reason: str | None, initiator: str | None = None) -> None:
+        was_connected = leg.state == "connected"
+        leg.set_state(state, now(), reason)
+        meeting = self.meetings[leg.meeting_id]
+        if not was_connected or meeting.connected_leg(leg.identity) is not None:
+            return
+        thread = self.threads[meeting.thread_id]
+        removed = thread.participants.pop(leg.identity, None)
+        if removed is not None:
+            self._system_message(thread, "participantRemoved", initiator or leg.identity, [removed])
+
+    def call_leg(self, call_id: str, identity: str | None = None) -> CallLeg:
+        leg = self.legs.get(call_id)
+        if leg is None or (identity is not None and leg.identity != identity):
+            raise not_found(f"Call {call_id} does not exist.")
+        return leg
