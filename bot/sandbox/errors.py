@@ -6,6 +6,7 @@ import json
 from typing import Literal
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 ErrorShape = Literal["spec", "communication", "graph", "oauth"]
 
@@ -75,7 +76,7 @@ def interop_forbidden() -> SandboxError:
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn SandboxError into its body, and aiohttp's plain-text 404/405 into the spec's JSON shape."""
     try:
         return await handler(request)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .errors import SandboxError, bad_request
 from .keys import FAULTS
@@ -127,7 +128,7 @@ def _drop(request: web.Request) -> web.Response:
 
 
 @web.middleware
-async def fault_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     rule = request.app[FAULTS].pick(request.method, request.path)
     if rule is None:
         return await handler(request)

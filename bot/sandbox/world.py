@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import secrets
-import string
 import uuid
 from dataclasses import dataclass
 
 from . import bus
 from .credentials import SandboxCredentials
 from .errors import SandboxError, bad_request, forbidden, interop_forbidden, not_found, unauthorized
-from .meetings import FINAL_LEG_STATES, CallLeg, LegState, LobbyPolicy, Meeting, TeamsUser, new_meeting_key
+from .meetings import FINAL_LEG_STATES, CallLeg, Meeting
+from .teams import TeamsMixin
 from .threads import Message, Participant, Thread
 from .tokens import ACS_SCOPES, AcsClaims, TokenIssuer
-from .util import JsonDict, acs_identifier, digits, iso, new_guid, now
+from .util import JsonDict, acs_identifier, iso, new_guid, now
 
 MAX_MESSAGE_BYTES = 28 * 1024
 MAX_PARTICIPANTS = 250
@@ -27,7 +26,7 @@ class Identity:
     generation: int = 0
 
 
-class World:
+class World(TeamsMixin):
     """All sandbox state. Methods enforce the service's rules and raise SandboxError; HTTP lives elsewhere."""
 
     def __init__(self, credentials: SandboxCredentials, sms_number: str) -> None:
@@ -333,155 +332,3 @@ class World:
             "transactionId": new_guid(),
         }
         self.events.publish(event_type, f"thread/{thread.id}", data)
-
-    # Teams meetings ---------------------------------------------------------------------------------
-
-    def create_meeting(
-        self, subject: str, organizer_name: str, lobby: LobbyPolicy, start: float, end: float
-    ) -> Meeting:
-        organizer = TeamsUser(f"8:orgid:{uuid.uuid4()}", organizer_name, in_call=False)
-        key = new_meeting_key()
-        meeting_id = f"MSp{uuid.uuid4().hex}"
-        meeting = Meeting(
-            id=meeting_id,
-            key=key,
-            subject=subject,
-            organizer=organizer,
-            tenant_id=self.credentials.tenant_id,
-            start=start,
-            end=end,
-            join_meeting_id=str(secrets.randbelow(9) + 1) + digits(11),
-            passcode="".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(6)),
-            lobby=lobby,
-            created_on=now(),
-        )
-        meeting.teams_users[organizer.id] = organizer
-        thread = Thread(id=meeting.thread_id, topic=subject, created_by=organizer.id, created_on=meeting.created_on)
-        thread.meeting_id = meeting.id
-        thread.participants[organizer.id] = Participant(organizer.id, organizer_name, 0.0)
-        self.threads[thread.id] = thread
-        self.meetings[meeting.id] = meeting
-        return meeting
-
-    def meeting(self, meeting_id: str) -> Meeting:
-        meeting = self.meetings.get(meeting_id)
-        if meeting is None:
-            raise not_found(f"Meeting {meeting_id} does not exist.")
-        return meeting
-
-    def find_meeting(self, link: str | None, join_id: str | None, passcode: str | None) -> Meeting:
-        for meeting in self.meetings.values():
-            if link is not None and link in (meeting.join_web_url, meeting.short_url):
-                return meeting
-            if join_id is not None and meeting.join_meeting_id == join_id.replace(" ", ""):
-                if passcode != meeting.passcode:
-                    raise forbidden("The meeting passcode is wrong.")
-                return meeting
-        raise not_found("No meeting matches that link or id.")
-
-    def start_meeting(self, meeting: Meeting) -> None:
-        if meeting.call_state == "live":
-            return
-        meeting.call_state = "live"
-        meeting.organizer.in_call = True
-        if meeting.lobby == "auto":
-            for leg in list(meeting.legs.values()):
-                if leg.state == "lobby":
-                    self._connect(meeting, leg)
-
-    def end_meeting(self, meeting: Meeting) -> None:
-        if meeting.call_state == "ended":
-            return
-        meeting.call_state = "ended"
-        for user in meeting.teams_users.values():
-            user.in_call = False
-        for leg in list(meeting.legs.values()):
-            if leg.state not in FINAL_LEG_STATES:
-                self._finish_leg(leg, "ended", "the meeting has ended")
-
-    def teams_user_join(self, meeting: Meeting, display_name: str) -> TeamsUser:
-        user = TeamsUser(f"8:orgid:{uuid.uuid4()}", display_name, in_call=meeting.call_state == "live")
-        meeting.teams_users[user.id] = user
-        thread = self.threads[meeting.thread_id]
-        participant = Participant(user.id, display_name, 0.0)
-        thread.participants[user.id] = participant
-        self._system_message(thread, "participantAdded", user.id, [participant])
-        return user
-
-    def teams_user(self, meeting: Meeting, user_id: str) -> TeamsUser:
-        user = meeting.teams_users.get(user_id)
-        if user is None:
-            raise bad_request(f"{user_id} is not a Teams user of this meeting.")
-        return user
-
-    def join_call(self, meeting: Meeting, identity: str, display_name: str) -> CallLeg:
-        if meeting.call_state == "ended":
-            raise SandboxError(409, "MeetingEnded", "The meeting has ended.")
-        leg = CallLeg(
-            id=new_guid(),
-            meeting_id=meeting.id,
-            identity=identity,
-            display_name=display_name,
-            state="lobby",
-            created_on=now(),
-        )
-        meeting.legs[leg.id] = leg
-        self.legs[leg.id] = leg
-        if meeting.call_state == "live" and meeting.lobby == "auto":
-            self._connect(meeting, leg)
-        return leg
-
-    def admit(self, meeting: Meeting, leg_id: str) -> CallLeg:
-        leg = meeting.legs.get(leg_id)
-        if leg is None or leg.state != "lobby":
-            raise bad_request(f"{leg_id} is not waiting in this meeting's lobby.")
-        if meeting.call_state != "live":
-            raise SandboxError(409, "MeetingNotLive", "The meeting has not started; nobody can be admitted yet.")
-        self._connect(meeting, leg)
-        return leg
-
-    def remove(self, meeting: Meeting, participant_id: str) -> None:
-        leg = meeting.legs.get(participant_id)
-        if leg is not None and leg.state not in FINAL_LEG_STATES:
-            self._finish_leg(leg, "removed", "the organizer removed you", initiator=meeting.organizer.id)
-            return
-        user = meeting.teams_users.get(participant_id)
-        if user is not None and user is not meeting.organizer:
-            user.in_call = False
-            thread = self.threads[meeting.thread_id]
-            removed = thread.participants.pop(user.id, None)
-            del meeting.teams_users[user.id]
-            if removed is not None:
-                self._system_message(thread, "participantRemoved", meeting.organizer.id, [removed])
-            return
-        raise not_found(f"{participant_id} is not in this meeting.")
-
-    def leave_call(self, leg: CallLeg) -> None:
-        if leg.state not in FINAL_LEG_STATES:
-            self._finish_leg(leg, "left", None)
-
-    def _connect(self, meeting: Meeting, leg: CallLeg) -> None:
-        t = now()
-        leg.set_state("connected", t)
-        thread = self.threads[meeting.thread_id]
-        if leg.identity not in thread.participants:
-            participant = Participant(leg.identity, leg.display_name, t)
-            thread.participants[leg.identity] = participant
-            self._system_message(thread, "participantAdded", leg.identity, [participant])
-
-    def _finish_leg(self, leg: CallLeg, state: LegState, reason: str | None, initiator: str | None = None) -> None:
-        was_connected = leg.state == "connected"
-        leg.set_state(state, now(), reason)
-        meeting = self.meetings[leg.meeting_id]
-        if not was_connected or meeting.connected_leg(leg.identity) is not None:
-            return
-        thread = self.threads[meeting.thread_id]
-        removed = thread.participants.pop(leg.identity, None)
-        if removed is not None:
-            self._system_message(thread, "participantRemoved", initiator or leg.identity, [removed])
-
-    def call_leg(self, call_id: str, identity: str | None = None) -> CallLeg:
-        leg = self.legs.get(call_id)
-        if leg is None or (identity is not None and leg.identity != identity):
-            raise not_found(f"Call {call_id} does not exist.")
-        return leg
