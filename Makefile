@@ -28,7 +28,7 @@ typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 bench-sandbox: $(VENV)/.installed
-	$(PY) -m bot.sandbox.bench
+	$(PY) -m bench.sandbox_capacity
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -32,15 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _wait_for_stop() -> None:
+def _stop_event() -> asyncio.Event:
+    """Set on SIGINT or SIGTERM; installed before anything announces readiness so no signal is missed."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 async def run_sandbox(host: str, port: int, state_dir: Path, limits: bool) -> int:
+    stop = _stop_event()
     sandbox = Sandbox(host, port, state_dir, limits_enabled=limits)
     try:
         info = await sandbox.start()
@@ -53,7 +55,7 @@ async def run_sandbox(host: str, port: int, state_dir: Path, limits: bool) -> in
         flush=True,
     )
     try:
-        await _wait_for_stop()
+        await stop.wait()
     finally:
         await sandbox.stop()
         print("sandbox stopped", flush=True)
