@@ -1,34 +1,61 @@
-"""The command line: `sandbox` runs the ACS and Teams stand-in; `run` starts the bridge on the embedded sandbox."""
+"""The command line: run the bridge, run the sandbox alone, check a configuration, send a signed test message."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
-from .sandbox import Sandbox
+import aiohttp
+from aiohttp import web
+from pydantic import SecretStr
 
-DEFAULT_STATE_DIR = Path(".sandbox")
+from .config import Settings, load_settings
+from .errors import ConfigError
+from .sandbox import Sandbox, SandboxInfo
 
-
-def _sandbox_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("sandbox", help="run the ACS and Teams sandbox alone over TLS on loopback")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8443, help="port to listen on, 0 for any free port (default 8443)")
-    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="where the CA, keys and sandbox.json live")
-    p.add_argument("--no-limits", action="store_true", help="start with ACS rate limits switched off")
+DEFAULT_SANDBOX_DIR = Path(".sandbox")
+EXIT_CONFIG = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description="The meeting bridge.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG")
     sub = parser.add_subparsers(dest="command", required=True)
-    _sandbox_parser(sub)
-    run = sub.add_parser("run", help="start the bridge (on the embedded sandbox when nothing else is configured)")
-    run.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="the embedded sandbox's state folder")
+
+    run = sub.add_parser("run", help="run the bridge (on the embedded sandbox when no ACS resource is configured)")
+    run.add_argument("--config", type=Path, help="a TOML settings file (see config/bridge.example.toml)")
+
+    check = sub.add_parser("check-config", help="validate a settings file and the environment, then exit")
+    check.add_argument("--config", type=Path, help="a TOML settings file")
+
+    sb = sub.add_parser("sandbox", help="run the ACS and Teams sandbox alone over TLS on loopback")
+    sb.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sb.add_argument("--port", type=int, default=8443, help="port, 0 for any free port (default 8443)")
+    sb.add_argument(
+        "--state-dir", type=Path, default=DEFAULT_SANDBOX_DIR, help="where the CA, keys and sandbox.json live"
+    )
+    sb.add_argument("--no-limits", action="store_true", help="start with ACS rate limits switched off")
+
+    send = sub.add_parser("webhook-send", help="send a signed webhook event to a bridge, as a client app would")
+    send.add_argument("text", nargs="?", default="", help="the message text (for --type message)")
+    send.add_argument("--client", default="demo", help="the webhook client name (default demo)")
+    send.add_argument("--user", required=True, help="the external user's id within the client")
+    send.add_argument("--name", help="the user's display name")
+    send.add_argument("--meeting", required=True, help="the meeting's join code")
+    send.add_argument("--type", choices=["message", "join", "leave"], default="message")
+    send.add_argument("--url", help="the bridge's base URL (default: from the demo started by run)")
+    send.add_argument("--secret", help="the client's whsec_ secret (default: the demo's; or BRIDGE_WEBHOOK_SECRET)")
+    send.add_argument("--state-dir", type=Path, default=Path(".bridge"), help="the bridge's state folder")
+
+    inbox = sub.add_parser("webhook-inbox", help="show what the demo webhook client received from the meeting")
+    inbox.add_argument("--state-dir", type=Path, default=Path(".bridge"))
     return parser
 
 
@@ -62,16 +89,178 @@ async def run_sandbox(host: str, port: int, state_dir: Path, limits: bool) -> in
     return 0
 
 
+def on_sandbox(settings: Settings, info: SandboxInfo) -> Settings:
+    """The settings pointed at an embedded sandbox: its ACS resource, its CA and its Graph."""
+    acs = settings.acs.model_copy(
+        update={"connection_string": SecretStr(info.connection_string), "ca_file": info.ca_file}
+    )
+    graph = settings.graph.model_copy(
+        update={
+            "tenant_id": info.tenant_id,
+            "client_id": info.client_id,
+            "client_secret": SecretStr(info.client_secret),
+            "authority": info.authority_host,
+            "base_url": info.graph_base_url,
+            "ca_file": info.ca_file,
+        }
+    )
+    calls = settings.calls.model_copy(update={"sandbox_endpoint": info.endpoint})
+    return settings.model_copy(update={"acs": acs, "graph": graph, "calls": calls})
+
+
+def _banner(settings: Settings, base: str, info: SandboxInfo | None, demo: Any) -> str:
+    lines = [f"bridge ready at {base}", f"  webhook door:  {base}/channels/webhook/<client>"]
+    if info is not None:
+        lines.append(f"  sandbox:       {info.endpoint} (control {info.control_url})")
+    if demo is not None:
+        send = "python -m bot webhook-send --client demo --user ann --name Ann --meeting 123456"
+        lines += [
+            "",
+            f'demo meeting "Bridge demo" is live; join code 123456 (sandbox meeting {demo.meeting["id"]})',
+            f"  demo webhook client: {demo.webhook_url}",
+            f"  its secret:          {demo.secret}",
+            "  try it:",
+            f"    {send} --type join",
+            f'    {send} "hello from outside Teams"',
+            f"    curl --cacert {info.ca_file if info else ''} \\\n"
+            f"      {info.control_url if info else ''}/meetings/{demo.meeting['id']}/messages",
+            "    python -m bot webhook-inbox      # what the meeting sent back to the demo client",
+        ]
+    lines.append("Ctrl-C stops it.")
+    return "\n".join(lines)
+
+
+async def run_bridge(config: Path | None) -> int:
+    from .app import create_app
+    from .demo import DEMO_CLIENT, add_demo_inbox, with_demo
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.getLogger().setLevel(settings.bridge.log_level)
+    stop = _stop_event()
+    sandbox: Sandbox | None = None
+    info: SandboxInfo | None = None
+    demo = None
+    base = f"http://{settings.bridge.host}:{settings.bridge.port}"
+    if settings.use_sandbox:
+        sandbox = Sandbox(port=settings.sandbox.port, state_dir=settings.bridge.state_dir / "sandbox")
+        info = await sandbox.start()
+        settings = on_sandbox(settings, info)
+        if settings.sandbox.demo:
+            settings, demo = await with_demo(settings, info.control_url, info.ca_file, base)
+    app = create_app(settings)
+    if demo is not None:
+        add_demo_inbox(app, settings.webhook_clients[DEMO_CLIENT])
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.bridge.host, settings.bridge.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            print(
+                f"error: cannot listen on {settings.bridge.host}:{settings.bridge.port}: {exc.strerror}",
+                file=sys.stderr,
+            )
+            return 1
+        print(_banner(settings, base, info, demo), flush=True)
+        await stop.wait()
+        print("stopping...", flush=True)
+    finally:
+        await runner.cleanup()
+        if sandbox is not None:
+            await sandbox.stop()
+    print("stopped", flush=True)
+    return 0
+
+
+def check_config(config: Path | None) -> int:
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    target = "the embedded sandbox" if settings.use_sandbox else "the configured ACS resource"
+    print(
+        f"ok: {len(settings.meetings)} meetings, {len(settings.webhook_clients)} webhook clients, running on {target}"
+    )
+    return 0
+
+
+async def webhook_send(args: argparse.Namespace) -> int:
+    from .channels.webhook import sign
+    from .demo import read_demo
+
+    demo = read_demo(args.state_dir) or {}
+    secret = args.secret or demo.get("secret") if args.client == "demo" else args.secret
+    secret = secret or __import__("os").environ.get("BRIDGE_WEBHOOK_SECRET")
+    url = args.url.rstrip("/") + f"/channels/webhook/{args.client}" if args.url else demo.get("webhookUrl")
+    if not secret or not url:
+        print("error: give --url and --secret (or start the demo with `python -m bot run`)", file=sys.stderr)
+        return EXIT_CONFIG
+    event: dict[str, Any] = {"type": args.type, "user": {"id": args.user}, "meeting": args.meeting}
+    if args.name:
+        event["user"]["displayName"] = args.name
+    if args.type == "message":
+        event["text"] = args.text
+    payload = json.dumps(event)
+    headers = sign(secret, f"msg_{uuid.uuid4().hex}", payload)
+    try:
+        async with aiohttp.ClientSession() as http, http.post(url, data=payload, headers=headers) as resp:
+            body = await resp.text()
+    except aiohttp.ClientError as exc:
+        print(f"error: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{resp.status} {body}")
+    return 0 if resp.status < 300 else 1
+
+
+async def webhook_inbox(state_dir: Path) -> int:
+    from .demo import read_demo
+
+    demo = read_demo(state_dir)
+    if demo is None:
+        print("error: no demo found; start it with `python -m bot run`", file=sys.stderr)
+        return 1
+    url = demo["webhookUrl"].split("/channels/")[0] + "/demo/callbacks"
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(url, headers={"Authorization": f"Bearer {demo['secret']}"}) as resp,
+        ):
+            items = await resp.json()
+    except aiohttp.ClientError as exc:
+        print(f"error: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    for item in items:
+        sender = item.get("from", {}).get("displayName", "")
+        stamp = str(item.get("sentAt", ""))[11:19]
+        who = item.get("user", {}).get("id")
+        print(f"[{item.get('type')}] to {who} from {sender or '-'}: {item.get('text')}  ({stamp})")
+    if not items:
+        print("(nothing yet)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # The Azure SDKs log every request at INFO, headers included: keep them quiet unless asked.
+    logging.getLogger("azure").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     if args.command == "sandbox":
         return asyncio.run(run_sandbox(args.host, args.port, args.state_dir, not args.no_limits))
     if args.command == "run":
-        # Until the bridge core lands, `run` brings up the embedded sandbox it will run on.
-        print("the bridge core is not built yet; starting the embedded sandbox it will use", flush=True)
-        return asyncio.run(run_sandbox("127.0.0.1", 8443, args.state_dir, True))
-    return 2
+        return asyncio.run(run_bridge(args.config))
+    if args.command == "check-config":
+        return check_config(args.config)
+    if args.command == "webhook-send":
+        return asyncio.run(webhook_send(args))
+    if args.command == "webhook-inbox":
+        return asyncio.run(webhook_inbox(args.state_dir))
+    return EXIT_CONFIG

@@ -9,7 +9,7 @@ from aiohttp import web
 from . import calls_api, chat_api, control_api, eventgrid, graph_api, identity_api, sms_api
 from .errors import error_middleware
 from .faults import FaultInjector, fault_middleware
-from .keys import BASE_URL, FAULTS, INFO, LIMITS, RESET_HOOKS, WORLD
+from .keys import FAULTS, INFO, LIMITS, RESET_HOOKS, WORLD
 from .limits import RateLimiter
 from .world import World
 
@@ -21,7 +21,6 @@ def create_sandbox_app(world: World, info: dict[str, Any], *, limits_enabled: bo
     app = web.Application(middlewares=[fault_middleware, error_middleware], client_max_size=MAX_BODY_BYTES)
     app[WORLD] = world
     app[INFO] = info
-    app[BASE_URL] = ""
     app[LIMITS] = RateLimiter(enabled=limits_enabled)
     app[FAULTS] = FaultInjector()
     app[RESET_HOOKS] = []

@@ -25,6 +25,13 @@ def _name(value: object, what: str) -> str:
     return value.strip()
 
 
+def _html(body: dict[str, object]) -> str:
+    html = str_field(body, "html") or ""
+    if not html.strip():
+        raise bad_request("html must be a non-empty string; Teams posts no empty messages.")
+    return html
+
+
 def _time(body: dict[str, object], name: str, default: float) -> float:
     value = body.get(name)
     if value is None:
@@ -99,7 +106,7 @@ async def teams_post(request: web.Request) -> web.Response:
     body = await json_body(request)
     world = request.app[WORLD]
     user = world.teams_user(meeting, str_field(body, "from") or "")
-    html = str_field(body, "html") or ""
+    html = _html(body)
     thread = world.threads[meeting.thread_id]
     message = world.post_message(thread, user.id, html, user.display_name, "html", {})
     return json_response(message.to_json(), status=201)
@@ -112,7 +119,7 @@ async def teams_edit(request: web.Request) -> web.Response:
     world = request.app[WORLD]
     user = world.teams_user(meeting, str_field(body, "from") or "")
     thread = world.threads[meeting.thread_id]
-    message = world.update_message(thread, user.id, request.match_info["message"], str_field(body, "html"), None)
+    message = world.update_message(thread, user.id, request.match_info["message"], _html(body), None)
     return json_response(message.to_json())
 
 

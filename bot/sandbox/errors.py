@@ -77,7 +77,7 @@ def interop_forbidden() -> SandboxError:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn SandboxError into its body, and aiohttp's plain-text 404/405 into the spec's JSON shape."""
+    """Turn SandboxError into its body, and aiohttp's plain-text 404/405/413 into the spec's JSON shape."""
     try:
         return await handler(request)
     except SandboxError as exc:
@@ -86,3 +86,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return not_found(f"No such resource: {request.method} {request.path}").response()
     except web.HTTPMethodNotAllowed:
         return SandboxError(405, "MethodNotAllowed", f"{request.method} is not allowed on {request.path}").response()
+    except web.HTTPRequestEntityTooLarge as exc:
+        return SandboxError(413, "RequestEntityTooLarge", exc.text or "The request body is too large.").response()

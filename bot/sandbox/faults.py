@@ -27,8 +27,19 @@ _STATUS_CODES = {
     503: "ServiceUnavailable",
     504: "GatewayTimeout",
 }
-# The control API must stay reachable whatever the rules say.
-_EXEMPT_PREFIXES = ("/sandbox/v1/faults", "/sandbox/v1/limits", "/sandbox/v1/reset")
+# The control API (the test harness acting as Teams users, phones and operators) must stay reachable whatever the
+# rules say; the call API under it stands in for the ACS Calling SDK, which the bridge uses, so faults reach it.
+_CONTROL_PREFIX = "/sandbox/v1/"
+_FAULTABLE_CONTROL_PREFIXES = ("/sandbox/v1/calls",)
+
+
+def is_exempt(path: str) -> bool:
+    return path.startswith(_CONTROL_PREFIX) and not path.startswith(_FAULTABLE_CONTROL_PREFIXES)
+
+
+def _is_int(value: object) -> bool:
+    """JSON integers only: Python's bool is an int, but true is not a number of seconds."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass
@@ -53,23 +64,26 @@ class FaultRule:
         path = item.get("path")
         if not isinstance(path, str) or not path.startswith("/"):
             raise bad_request("path must be a path pattern starting with / (glob: * matches any characters).")
-        method = str(item.get("method", "*")).upper()
+        method = item.get("method", "*")
+        if not isinstance(method, str) or not (method == "*" or method.isalpha()):
+            raise bad_request("method must be an HTTP method such as POST, or * for any.")
+        method = method.upper()
         status = item.get("status", 503)
-        if not isinstance(status, int) or not 400 <= status <= 599:
+        if not _is_int(status) or not 400 <= status <= 599:
             raise bad_request("status must be an HTTP error status (400-599).")
         retry_after = item.get("retryAfter")
-        if retry_after is not None and (not isinstance(retry_after, int) or retry_after < 0):
+        if retry_after is not None and (not _is_int(retry_after) or retry_after < 0):
             raise bad_request("retryAfter must be a whole number of seconds.")
         delay_ms = item.get("delayMs", 0)
-        if not isinstance(delay_ms, int) or not 0 <= delay_ms <= 120_000:
+        if not _is_int(delay_ms) or not 0 <= delay_ms <= 120_000:
             raise bad_request("delayMs must be between 0 and 120000.")
         if action == "delay" and delay_ms == 0:
             raise bad_request("a delay rule needs delayMs > 0.")
         probability = item.get("probability", 1.0)
-        if not isinstance(probability, int | float) or not 0.0 <= probability <= 1.0:
+        if isinstance(probability, bool) or not isinstance(probability, int | float) or not 0.0 <= probability <= 1.0:
             raise bad_request("probability must be between 0 and 1.")
         count = item.get("count")
-        if count is not None and (not isinstance(count, int) or count < 1):
+        if count is not None and (not _is_int(count) or count < 1):
             raise bad_request("count must be a positive integer.")
         return cls(action, path, method, status, retry_after, delay_ms, float(probability), count)
 
@@ -104,7 +118,7 @@ class FaultInjector:
             self._random.seed(seed)
 
     def pick(self, method: str, path: str) -> FaultRule | None:
-        if path.startswith(_EXEMPT_PREFIXES):
+        if is_exempt(path):
             return None
         for rule in self.rules:
             if rule.matches(method, path) and self._random.random() < rule.probability:

@@ -15,6 +15,5 @@ if TYPE_CHECKING:
 WORLD: web.AppKey[World] = web.AppKey("world")
 LIMITS: web.AppKey[RateLimiter] = web.AppKey("limits")
 FAULTS: web.AppKey[FaultInjector] = web.AppKey("faults")
-BASE_URL: web.AppKey[str] = web.AppKey("base_url")
 INFO: web.AppKey[dict[str, Any]] = web.AppKey("info")
 RESET_HOOKS: web.AppKey[list[Callable[[], None]]] = web.AppKey("reset_hooks")

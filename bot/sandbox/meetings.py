@@ -9,7 +9,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .util import JsonDict, iso
 
@@ -199,6 +199,17 @@ class Meeting:
             "callState": self.call_state,
             "roster": {"inCall": in_call, "lobby": lobby},
         }
+
+
+def parse_join_link(link: str) -> tuple[str | None, str | None, str | None]:
+    """(thread id, join meeting id, passcode) named by a long or short Teams join link, whatever its escaping."""
+    parts = urlsplit(link.strip())
+    if parts.path.startswith("/l/meetup-join/"):
+        return unquote(parts.path.removeprefix("/l/meetup-join/").split("/", 1)[0]), None, None
+    if parts.path.startswith("/meet/"):
+        passcode = parse_qs(parts.query).get("p", [None])[0]
+        return None, parts.path.removeprefix("/meet/").strip("/"), passcode
+    return None, None, None
 
 
 def new_meeting_key() -> str:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from .app import create_sandbox_app
 from .credentials import SandboxCredentials
-from .keys import BASE_URL, FAULTS, LIMITS
+from .keys import FAULTS, LIMITS
 from .tls import ensure_tls
 from .world import World
 
@@ -105,7 +105,6 @@ class Sandbox:
             control_url=f"{base}/sandbox/v1",
             state_dir=str(self.state_dir.resolve()),
         )
-        self.app[BASE_URL] = base
         self._info_body.update({k: v for k, v in self.info.to_json().items() if k != "clientSecret"})
         self._write_info()
         return self.info

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING
 
 from .credentials import SandboxCredentials
 from .errors import SandboxError, bad_request, forbidden, not_found
-from .meetings import FINAL_LEG_STATES, CallLeg, LegState, LobbyPolicy, Meeting, TeamsUser, new_meeting_key
+from .meetings import (
+    FINAL_LEG_STATES,
+    CallLeg,
+    LegState,
+    LobbyPolicy,
+    Meeting,
+    TeamsUser,
+    new_meeting_key,
+    parse_join_link,
+)
 from .threads import Message, Participant, Thread
 from .util import digits, new_guid, now
 
@@ -64,8 +73,14 @@ class TeamsMixin:
         return meeting
 
     def find_meeting(self, link: str | None, join_id: str | None, passcode: str | None) -> Meeting:
+        thread_id = None
+        if link is not None:
+            # Match what the link names, as the Calling SDK does, not its exact text (escaping, extra parameters).
+            thread_id, link_join_id, link_passcode = parse_join_link(link)
+            if link_join_id is not None:
+                join_id, passcode = link_join_id, link_passcode
         for meeting in self.meetings.values():
-            if link is not None and link in (meeting.join_web_url, meeting.short_url):
+            if thread_id is not None and meeting.thread_id == thread_id:
                 return meeting
             if join_id is not None and meeting.join_meeting_id == join_id.replace(" ", ""):
                 if passcode != meeting.passcode:

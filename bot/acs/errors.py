@@ -1,0 +1,158 @@
+"""Turns Azure SDK, Graph and HTTP-client exceptions into the bridge's own errors, deciding on the status code."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    IncompleteReadError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from kiota_abstractions.api_error import APIError
+
+from bot.errors import (
+    AuthError,
+    BridgeError,
+    NotFoundError,
+    NotInCallError,
+    PermanentError,
+    ThrottledError,
+    TransientError,
+)
+
+__all__ = ["azure_errors", "from_status", "graph_errors", "map_azure_error", "parse_retry_after"]
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from retry-after-ms, x-ms-retry-after-ms or Retry-After (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
+        try:
+            return max(0.0, float(lowered[name]) / 1000)
+        except (KeyError, ValueError):
+            pass
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def from_status(
+    status: int,
+    message: str,
+    *,
+    retry_after: float | None = None,
+    forbidden: type[PermanentError] = AuthError,
+    not_found: type[PermanentError] = NotFoundError,
+) -> BridgeError:
+    """Our error for an HTTP error status; `forbidden` and `not_found` say what 403 and 404 mean to the caller."""
+    text = f"{message} (HTTP {status})"
+    if status == 401:
+        return AuthError(text)
+    if status == 403:
+        return forbidden(text)
+    if status == 404:
+        return not_found(text)
+    if status == 429:
+        return ThrottledError(text, retry_after)
+    if status >= 500 or status == 408:
+        return TransientError(text, retry_after)
+    return PermanentError(text)
+
+
+def _body_message(text: str) -> str | None:
+    """The message of a spec-shaped, interop-shaped or Graph-shaped error body."""
+    try:
+        body: Any = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    for key, field in (("error", "message"), ("CommunicationError", "Message")):
+        inner = body.get(key)
+        if isinstance(inner, dict) and isinstance(inner.get(field), str):
+            return str(inner[field])
+    if isinstance(body.get("error_description"), str):
+        return str(body["error_description"])
+    return None
+
+
+def _response_message(exc: HttpResponseError) -> str:
+    if exc.error is not None and exc.error.message:
+        return str(exc.error.message)
+    if exc.response is not None:
+        try:
+            found = _body_message(exc.response.text())
+        except Exception:  # an unread or undecodable body must not hide the original error
+            found = None
+        if found:
+            return found
+    return exc.reason or exc.message or type(exc).__name__
+
+
+def map_azure_error(exc: AzureError, what: str, *, forbidden: type[PermanentError] = NotInCallError) -> BridgeError:
+    """Our error for an azure-core exception raised while doing `what`."""
+    if isinstance(exc, IncompleteReadError):
+        # The connection broke in the middle of the answer: the request may or may not have taken effect.
+        return TransientError(f"{what}: connection lost while reading the answer")
+    status = exc.status_code if isinstance(exc, HttpResponseError) else None
+    if isinstance(exc, ClientAuthenticationError) and (status is None or (status < 500 and status != 429)):
+        # azure-identity answers a refused sign-in (400 or 401 from the token endpoint) with this type.
+        return AuthError(f"{what}: authentication failed: {exc.message}")
+    if isinstance(exc, HttpResponseError) and status is not None:
+        headers: Mapping[str, str] | None = getattr(exc.response, "headers", None)
+        return from_status(
+            status, f"{what}: {_response_message(exc)}", retry_after=parse_retry_after(headers), forbidden=forbidden
+        )
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return TransientError(f"{what}: {type(exc).__name__}: {exc.message}")
+    return PermanentError(f"{what}: {type(exc).__name__}: {exc.message}")
+
+
+@contextmanager
+def azure_errors(what: str, *, forbidden: type[PermanentError] = NotInCallError) -> Iterator[None]:
+    """Re-raise azure-core exceptions raised inside the block as ours, naming the operation."""
+    try:
+        yield
+    except AzureError as exc:
+        raise map_azure_error(exc, what, forbidden=forbidden) from exc
+
+
+@contextmanager
+def graph_errors(what: str, *, not_found: type[PermanentError] = NotFoundError) -> Iterator[None]:
+    """Re-raise Graph (kiota), azure-identity and httpx exceptions raised inside the block as ours."""
+    try:
+        yield
+    except APIError as exc:
+        status = exc.response_status_code
+        message = f"{what}: {exc.primary_message or type(exc).__name__}"
+        if status is None:
+            raise PermanentError(message) from exc
+        retry_after = parse_retry_after(exc.response_headers)
+        raise from_status(status, message, retry_after=retry_after, forbidden=AuthError, not_found=not_found) from exc
+    except AzureError as exc:
+        raise map_azure_error(exc, what, forbidden=AuthError) from exc
+    except httpx.TimeoutException as exc:
+        raise TransientError(f"{what}: timed out ({type(exc).__name__})") from exc
+    except httpx.TransportError as exc:
+        raise TransientError(f"{what}: connection failed ({type(exc).__name__}: {exc})") from exc

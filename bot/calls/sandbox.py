@@ -1,0 +1,259 @@
+"""SandboxCallConnector: the CallConnector over the sandbox's call API (join, leave, get, server-sent state events)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from ..errors import AuthError, MeetingLookupError, NotFoundError, PermanentError, ThrottledError, TransientError
+from ..models import CallEvent, CallHandle, CallState
+from .base import check_join, parse_state
+from .sse import SseParser
+
+log = logging.getLogger(__name__)
+
+CALLS_PATH = "/sandbox/v1/calls"
+REQUEST_TIMEOUT_S = 15.0
+CONNECT_TIMEOUT_S = 10.0
+# The sandbox sends a keep-alive comment every 15 s; three missed in a row means the stream is dead.
+STREAM_IDLE_TIMEOUT_S = 45.0
+MAX_RECONNECTS = 6
+RECONNECT_BASE_S = 0.25
+RECONNECT_MAX_S = 5.0
+# Retry-After is honoured on reconnects, up to this much, so a watch never goes quiet for long.
+MAX_RETRY_AFTER_S = 60.0
+
+
+class SandboxCallConnector:
+    """Joins ACS identities to sandbox meetings over HTTPS, sharing one aiohttp session among all calls."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        ca_file: str | None,
+        session: aiohttp.ClientSession | None = None,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+        stream_idle_timeout_s: float = STREAM_IDLE_TIMEOUT_S,
+        max_reconnects: int = MAX_RECONNECTS,
+    ) -> None:
+        self._base = endpoint.rstrip("/")
+        # Passed on every request, so a caller's session need not know the sandbox's CA.
+        self._ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        self._session = session
+        self._owns_session = session is None
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout_s, sock_connect=CONNECT_TIMEOUT_S)
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=stream_idle_timeout_s
+        )
+        self._max_reconnects = max_reconnects
+        self._closed = False
+        self._streams: set[aiohttp.ClientResponse] = set()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise PermanentError("The call connector is closed.")
+        if self._session is None:
+            # Created on first use: aiohttp wants a running event loop, which __init__ may not have.
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def close(self) -> None:
+        self._closed = True
+        # Closing the open streams ends their watches, even on a session the caller owns and keeps.
+        for resp in list(self._streams):
+            resp.close()
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    async def join(
+        self,
+        token: str,
+        *,
+        meeting_link: str | None = None,
+        meeting_id: str | None = None,
+        passcode: str | None = None,
+        display_name: str,
+    ) -> CallHandle:
+        check_join(meeting_link, meeting_id, passcode, display_name)
+        body: dict[str, str] = {"displayName": display_name}
+        if meeting_link:
+            body["meetingLink"] = meeting_link
+        else:
+            body |= {"meetingId": meeting_id or "", "passcode": passcode or ""}
+        try:
+            answer = await self._request("POST", CALLS_PATH, token, body)
+        except NotFoundError as exc:
+            # On join the only thing that can be missing is the meeting the link or id names.
+            raise MeetingLookupError(str(exc)) from exc
+        return _handle(answer)
+
+    async def get(self, call_id: str, token: str) -> CallHandle:
+        return _handle(await self._request("GET", _call_path(call_id), token))
+
+    async def leave(self, call_id: str, token: str) -> None:
+        try:
+            await self._request("DELETE", _call_path(call_id), token)
+        except NotFoundError:
+            log.debug("leave: call %s is unknown, nothing to do", call_id)
+
+    async def watch(self, call_id: str, token: str) -> AsyncGenerator[CallEvent, None]:
+        last: CallState | None = None
+        failures = 0
+        while not self._closed:
+            try:
+                async with aclosing(self._stream(call_id, token)) as stream:
+                    async for event in stream:
+                        if failures:
+                            log.info("call %s: event stream back after %d failed attempts", call_id, failures)
+                            failures = 0
+                        if event.state != last:
+                            last = event.state
+                            yield event
+                        if event.state.final:
+                            return
+                raise TransientError("the event stream ended before a final state")
+            except TransientError as exc:
+                if self._closed:
+                    return
+                failures += 1
+                if failures > self._max_reconnects:
+                    raise
+                backoff = min(RECONNECT_BASE_S * 2 ** (failures - 1), RECONNECT_MAX_S)
+                delay = max(backoff, min(exc.retry_after or 0.0, MAX_RETRY_AFTER_S))
+                # Logged once per outage, not once per attempt.
+                level = logging.INFO if failures == 1 else logging.DEBUG
+                log.log(level, "call %s: event stream lost (%s); reconnecting", call_id, exc)
+                await asyncio.sleep(delay)
+            if self._closed:
+                return
+            # A change may have happened while no stream was open; reading the state covers the gap.
+            try:
+                snapshot = _event(call_id, await self._request("GET", _call_path(call_id), token))
+            except TransientError:
+                continue
+            if snapshot is not None and snapshot.state != last:
+                last = snapshot.state
+                yield snapshot
+            if snapshot is not None and snapshot.state.final:
+                return
+
+    async def _stream(self, call_id: str, token: str) -> AsyncGenerator[CallEvent, None]:
+        """One connection to the event stream; raises TransientError when it breaks."""
+        url = f"{self._base}{_call_path(call_id)}/events"
+        headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        parser = SseParser()
+        try:
+            async with self._http().get(url, headers=headers, timeout=self._stream_timeout, ssl=self._ssl) as resp:
+                if resp.status != 200:
+                    _raise_for(resp.status, await resp.text(), resp.headers.get("Retry-After"))
+                self._streams.add(resp)
+                try:
+                    async for chunk in resp.content.iter_any():
+                        for sse in parser.feed(chunk):
+                            event = _sse_event(call_id, sse.event, sse.data)
+                            if event is not None:
+                                yield event
+                finally:
+                    self._streams.discard(resp)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise TransientError(f"call {call_id} event stream: {_describe(exc)}") from exc
+
+    async def _request(self, method: str, path: str, token: str, body: dict[str, str] | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            async with self._http().request(
+                method, self._base + path, json=body, headers=headers, timeout=self._timeout, ssl=self._ssl
+            ) as resp:
+                text = await resp.text()
+                if resp.status >= 300:
+                    _raise_for(resp.status, text, resp.headers.get("Retry-After"))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"{method} {path}: {_describe(exc)}") from exc
+        try:
+            return json.loads(text) if text else None
+        except ValueError as exc:
+            raise TransientError(f"{method} {path}: the answer is not JSON") from exc
+
+
+def _call_path(call_id: str) -> str:
+    # Call ids come from the service, but a caller may hand in anything; keep it one path segment.
+    return f"{CALLS_PATH}/{quote(call_id, safe='')}"
+
+
+def _handle(answer: Any) -> CallHandle:
+    if not isinstance(answer, dict) or not isinstance(answer.get("callId"), str):
+        raise TransientError("The call API answered without a callId.")
+    state = parse_state(answer.get("state"))
+    if state is None:
+        raise TransientError(f"The call API answered an unknown call state {answer.get('state')!r}.")
+    thread_id = answer.get("threadId")
+    return CallHandle(answer["callId"], state, thread_id if isinstance(thread_id, str) else None)
+
+
+def _sse_event(call_id: str, name: str, data: str) -> CallEvent | None:
+    if name != "state":
+        return None
+    try:
+        body = json.loads(data)
+    except ValueError:
+        log.warning("call %s: a state event that is not JSON was skipped", call_id)
+        return None
+    return _event(call_id, body)
+
+
+def _event(call_id: str, body: Any) -> CallEvent | None:
+    """A call snapshot (from GET or an event) as a CallEvent; None, logged, if it has no state this code knows."""
+    state = parse_state(body.get("state")) if isinstance(body, dict) else None
+    if state is None:
+        log.warning("call %s: a snapshot without a known state was skipped", call_id)
+        return None
+    reason = body.get("reason")
+    return CallEvent(call_id, state, reason if isinstance(reason, str) else None)
+
+
+def _raise_for(status: int, text: str, retry_after: str | None) -> None:
+    message = _error_message(text) or f"HTTP {status}"
+    if status == 401:
+        raise AuthError(message)
+    if status == 404:
+        raise NotFoundError(message)
+    if status == 429:
+        raise ThrottledError(message, _seconds(retry_after))
+    if status >= 500 or status == 408:
+        raise TransientError(message, _seconds(retry_after))
+    # 400 bad body, 403 missing voip scope or wrong passcode, 409 meeting ended: retrying will not help.
+    raise PermanentError(message)
+
+
+def _error_message(text: str) -> str | None:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text.strip()[:200] or None
+    if isinstance(body, dict):
+        for key, field in (("error", "message"), ("CommunicationError", "Message")):
+            inner = body.get(key)
+            if isinstance(inner, dict) and isinstance(inner.get(field), str):
+                return str(inner[field])
+    return None
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

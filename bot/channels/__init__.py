@@ -1,0 +1,1 @@
+"""Channels: external transports in both directions (signed webhook now; SMS gateways later)."""

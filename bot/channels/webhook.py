@@ -1,0 +1,195 @@
+"""The signed webhook channel: Standard Webhooks in (POST /channels/webhook/{client}) and out (callbacks)."""
+
+from __future__ import annotations
+
+import binascii
+import json
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import aiohttp
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from ..config import WebhookClient
+from ..errors import PermanentError, TransientError
+from ..models import Delivery, ExternalUser, Meeting
+from ..relay.intake import Answer, Intake
+from ..store import Store
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 64 * 1024
+CALLBACK_TIMEOUT_S = 10.0
+
+
+class WebhookUser(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@+-]+$")
+    display_name: str | None = Field(None, alias="displayName", min_length=1, max_length=256)
+
+
+class WebhookEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["message", "join", "leave"]
+    user: WebhookUser
+    meeting: str = Field(min_length=1, max_length=128)
+    text: str | None = None
+
+
+def _json_answer(answer: Answer) -> web.Response:
+    return web.json_response(answer.body, status=answer.status)
+
+
+def _reject(status: int, error: str, reason: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": error, "reason": reason}, status=status, headers=headers)
+
+
+class _Bucket:
+    def __init__(self, rate: float) -> None:
+        self.rate, self.capacity = rate, rate * 2
+        self.tokens, self.at = self.capacity, time.monotonic()
+
+    def take(self) -> float:
+        """0 if allowed, else seconds until a token is free."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+def verify(client: WebhookClient, body: bytes, headers: Mapping[str, str]) -> str | None:
+    """The reason the signature is refused, or None when one of the client's secrets signed this body."""
+    if not all(headers.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature")):
+        return "missing webhook-id, webhook-timestamp or webhook-signature header"
+    reason = "no signature matches"
+    for secret in client.secrets:
+        try:
+            Webhook(secret.get_secret_value()).verify(body, dict(headers), json_parse=False)
+            return None
+        except WebhookVerificationError as exc:
+            reason = str(exc)
+        except (ValueError, UnicodeDecodeError, binascii.Error):
+            # The library raises plain ValueError on malformed signature headers.
+            reason = "malformed webhook-signature header"
+    return reason.lower()
+
+
+class WebhookDoor:
+    """Inbound: verify, parse, hand to the intake; answers with the intake's stored answer."""
+
+    def __init__(self, clients: Mapping[str, WebhookClient], store: Store, intake: Intake) -> None:
+        self._clients = clients
+        self._store = store
+        self._intake = intake
+        self._buckets = {name: _Bucket(c.rate_per_second) for name, c in clients.items()}
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/channels/webhook/{client}", self.handle)]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        name = request.match_info["client"]
+        client = self._clients.get(name)
+        if client is None:
+            return _reject(404, "unknown_client", f"no webhook client named {name!r}")
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return _reject(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+        body = await request.content.read(MAX_BODY_BYTES + 1)
+        if len(body) > MAX_BODY_BYTES:
+            return _reject(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+        refusal = verify(client, body, request.headers)
+        if refusal is not None:
+            log.info("webhook client %s: signature refused (%s)", name, refusal)
+            return _reject(401, "bad_signature", refusal)
+        wait = self._buckets[name].take()
+        if wait > 0:
+            return _reject(429, "rate_limited", "too many requests", {"Retry-After": str(max(1, round(wait)))})
+        try:
+            event = WebhookEvent.model_validate_json(body)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "body"
+            return _reject(400, "bad_request", f"{where}: {err['msg']}")
+        provider_id = request.headers["webhook-id"]
+        channel = f"webhook:{name}"
+        if (seen := await self._intake.replay(channel, provider_id)) is not None:
+            return _json_answer(seen)
+        if event.type == "message":
+            if not event.text or not event.text.strip():
+                return _reject(400, "bad_request", "text: a message needs non-empty text")
+            if len(event.text.encode("utf-8")) > client.max_message_bytes:
+                return _reject(413, "too_large", f"text is longer than {client.max_message_bytes} bytes")
+        user = await self._store.upsert_user(f"{channel}/{event.user.id}", channel, event.user.display_name)
+        if event.type == "join":
+            answer = await self._intake.join(channel, provider_id, user, event.meeting)
+        elif event.type == "leave":
+            answer = await self._intake.leave(channel, provider_id, user, event.meeting)
+        else:
+            answer = await self._intake.message(channel, provider_id, user, event.meeting, event.text or "")
+        return _json_answer(answer)
+
+
+def sign(secret: str, msg_id: str, payload: str, when: datetime | None = None) -> dict[str, str]:
+    when = when or datetime.now(UTC)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, when, payload),
+        "Content-Type": "application/json",
+    }
+
+
+def callback_payload(user: ExternalUser, meeting: Meeting, delivery: Delivery) -> dict[str, Any]:
+    body = delivery.body
+    sender = body.get("from") or {"displayName": "meeting bridge", "kind": "bridge"}
+    return {
+        "type": delivery.kind,
+        "id": body.get("messageId") or delivery.id,
+        "meeting": meeting.code,
+        "user": {"id": user.id.partition("/")[2]},
+        "from": sender,
+        "text": body.get("text", ""),
+        "sentAt": body.get("sentAt") or (delivery.created_at or datetime.now(UTC)).isoformat(),
+    }
+
+
+class WebhookChannel:
+    """Outbound: POST a signed callback to the client's callback_url; the delivery id is the webhook-id."""
+
+    name = "webhook"
+
+    def __init__(self, clients: Mapping[str, WebhookClient], session: aiohttp.ClientSession) -> None:
+        self._clients = clients
+        self._session = session
+
+    async def deliver(self, user: ExternalUser, meeting: Meeting, delivery: Delivery) -> None:
+        client_name = user.channel.partition(":")[2]
+        client = self._clients.get(client_name)
+        if client is None or not client.callback_url:
+            raise PermanentError(f"webhook client {client_name!r} has no callback_url")
+        payload = json.dumps(callback_payload(user, meeting, delivery), ensure_ascii=False)
+        headers = sign(client.secrets[0].get_secret_value(), delivery.id, payload)
+        try:
+            async with self._session.post(
+                client.callback_url,
+                data=payload.encode("utf-8"),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT_S),
+            ) as resp:
+                if 200 <= resp.status < 300:
+                    return
+                retry_after = resp.headers.get("Retry-After")
+                if resp.status == 429 or resp.status >= 500:
+                    raise TransientError(
+                        f"callback answered {resp.status}",
+                        float(retry_after) if retry_after and retry_after.isdigit() else None,
+                    )
+                raise PermanentError(f"callback answered {resp.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"callback unreachable: {exc.__class__.__name__}") from exc

@@ -1,0 +1,270 @@
+"""Typed settings: a TOML file plus BRIDGE__SECTION__KEY environment overrides, validated once at start."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+from .formatting import validate_template
+from .models import IdentityMode
+
+ENV_PREFIX = "BRIDGE__"
+_PLACEHOLDERS = ("change_me", "changeme", "replace", "xxx", "<", "todo")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def resolve_secret(value: str) -> str:
+    """`env:NAME` reads an environment variable and `file:PATH` a file, so secrets stay out of config files."""
+    if value.startswith("env:"):
+        name = value[4:]
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set")
+        return os.environ[name]
+    if value.startswith("file:"):
+        try:
+            return Path(value[5:]).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {value[5:]}: {exc.strerror}") from exc
+    return value
+
+
+def _secret(value: Any) -> Any:
+    if isinstance(value, str):
+        value = resolve_secret(value)
+        if any(p in value.lower() for p in _PLACEHOLDERS):
+            raise ValueError("is still a placeholder; set a real secret")
+    return value
+
+
+class BridgeSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str | None = None
+    """The URL the outside world reaches the bridge at, when it sits behind a proxy."""
+    state_dir: Path = Path(".bridge")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class AcsSection(_Section):
+    connection_string: SecretStr | None = None
+    ca_file: str | None = None
+    """A CA bundle to trust, for the sandbox or a TLS-inspecting proxy."""
+    token_minutes: int = Field(1440, ge=60, le=1440)
+
+    _resolve = field_validator("connection_string", mode="before")(_secret)
+
+    @field_validator("connection_string")
+    @classmethod
+    def _shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            text = value.get_secret_value()
+            if "endpoint=" not in text.lower() or "accesskey=" not in text.lower():
+                raise ValueError("must read endpoint=https://...;accesskey=...")
+        return value
+
+
+class GraphSection(_Section):
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    authority: str | None = None
+    base_url: str | None = None
+    ca_file: str | None = None
+
+    _resolve = field_validator("client_secret", mode="before")(_secret)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.tenant_id and self.client_id and self.client_secret)
+
+
+class CallsSection(_Section):
+    connector: Literal["auto", "sandbox", "client_reported"] = "auto"
+    """auto: the sandbox's call API when the bridge runs on the sandbox, else client-reported."""
+    sandbox_endpoint: str | None = None
+    """Where the sandbox's call API lives when it is not the ACS endpoint."""
+
+
+class SandboxSection(_Section):
+    enabled: Literal["auto", "always", "never"] = "auto"
+    """auto: run the embedded sandbox when no ACS connection string is configured."""
+    port: int = Field(0, ge=0, le=65535)
+    demo: bool = True
+    """Create a live demo meeting and a demo webhook client when the sandbox is embedded."""
+
+
+class RelaySection(_Section):
+    hold_while_joining: bool = True
+    """Hold messages sent while joining or in the lobby and deliver them on admission; else answer 409."""
+    poll_active_s: float = Field(1.0, gt=0, le=60)
+    poll_idle_s: float = Field(10.0, gt=0, le=600)
+    idle_after_s: float = Field(60.0, gt=0)
+    inactivity_timeout_s: float = Field(3600.0, gt=0)
+    max_attempts: int = Field(8, ge=1, le=100)
+    merge_backlog: int = Field(3, ge=2)
+    """Merge consecutive messages of one sender once this many wait for one thread."""
+
+
+class WebhookClient(_Section):
+    secrets: Annotated[list[SecretStr], Field(min_length=1)]
+    """Standard Webhooks secrets (whsec_...); several during a rotation, the first signs callbacks."""
+    callback_url: str | None = None
+    max_message_bytes: int = Field(4096, ge=1, le=28_000)
+    rate_per_second: float = Field(20.0, gt=0)
+    """Requests per second this client may make (bursts of twice that); beyond it: 429."""
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _resolve_all(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        return [_secret(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("secrets")
+    @classmethod
+    def _whsec(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for secret in value:
+            text = secret.get_secret_value()
+            if not text.startswith("whsec_"):
+                raise ValueError("each secret must start with whsec_")
+            try:
+                if len(base64.b64decode(text[6:], validate=True)) < 16:
+                    raise ValueError("secret is shorter than 16 bytes")
+            except binascii.Error as exc:
+                raise ValueError("secret after whsec_ must be base64") from exc
+        return value
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+
+class MeetingConfig(_Section):
+    link: str | None = None
+    """A long join link or a short link (https://teams.microsoft.com/meet/<id>?p=<passcode>)."""
+    graph_meeting_id: str | None = None
+    organizer_id: str | None = None
+    """The organizer's Entra object id: needed to look a meeting up in Graph."""
+    code: str | None = Field(None, pattern=r"^[0-9]{4,10}$")
+    """The short join code SMS users text; generated when absent."""
+    name: str | None = None
+    identity_mode: IdentityMode = IdentityMode.PER_USER
+    display_name_template: str = "{name} ({channel})"
+    allow: list[str] = Field(default_factory=lambda: ["*"])
+    """Who may join: addresses or patterns such as webhook:demo/*, sms:+1555*; * for anyone."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MeetingConfig:
+        if bool(self.link) == bool(self.graph_meeting_id):
+            raise ValueError("give exactly one of link or graph_meeting_id")
+        if self.graph_meeting_id and not self.organizer_id:
+            raise ValueError("graph_meeting_id needs organizer_id")
+        return self
+
+    @field_validator("display_name_template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        validate_template(value)
+        return value
+
+
+class Settings(_Section):
+    bridge: BridgeSection = Field(default_factory=BridgeSection)
+    acs: AcsSection = Field(default_factory=AcsSection)
+    graph: GraphSection = Field(default_factory=GraphSection)
+    sandbox: SandboxSection = Field(default_factory=SandboxSection)
+    calls: CallsSection = Field(default_factory=CallsSection)
+    relay: RelaySection = Field(default_factory=RelaySection)
+    webhook_clients: dict[str, WebhookClient] = Field(default_factory=dict)
+    meetings: list[MeetingConfig] = Field(default_factory=list)
+
+    @field_validator("webhook_clients")
+    @classmethod
+    def _client_names(cls, value: dict[str, WebhookClient]) -> dict[str, WebhookClient]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+                raise ValueError(f"client name {name!r} may use letters, digits, _ . - only")
+        return value
+
+    @property
+    def use_sandbox(self) -> bool:
+        if self.sandbox.enabled == "always":
+            return True
+        return self.sandbox.enabled == "auto" and self.acs.connection_string is None
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """BRIDGE__ACS__CONNECTION_STRING=... becomes {"acs": {"connection_string": ...}}; values may be JSON."""
+    tree: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        if not parts:
+            continue
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: conflicts with another override")
+        node[parts[-1]] = _env_value(raw)
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {message}{more}"
+
+
+def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, merge and validate; raise ConfigError with one line naming the offending key."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    data = _merge(data, env_overrides(os.environ if environ is None else environ))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        source = f" in {path}" if path is not None else ""
+        raise ConfigError(f"{_describe(exc)}{source}") from exc

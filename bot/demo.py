@@ -1,0 +1,132 @@
+"""The demo that `run` sets up on the embedded sandbox: a live meeting, a demo webhook client and its inbox."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import logging
+import os
+import secrets
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from pydantic import SecretStr
+
+from .channels.webhook import verify
+from .config import MeetingConfig, Settings, WebhookClient
+
+log = logging.getLogger(__name__)
+DEMO_FILE = "demo.json"
+DEMO_CLIENT = "demo"
+DEMO_CODE = "123456"
+
+
+@dataclass
+class DemoInbox:
+    items: list[dict[str, Any]]
+
+
+INBOX: web.AppKey[DemoInbox] = web.AppKey("demo_inbox")
+
+
+@dataclass(frozen=True)
+class Demo:
+    meeting: dict[str, Any]
+    secret: str
+    webhook_url: str
+
+
+def _load_secret(state_dir: Path) -> str:
+    path = state_dir / DEMO_FILE
+    if path.exists():
+        return str(json.loads(path.read_text())["secret"])
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"secret": secret}, fh)
+    return secret
+
+
+def save_demo(state_dir: Path, demo: Demo) -> None:
+    path = state_dir / DEMO_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(
+            {
+                "secret": demo.secret,
+                "webhookUrl": demo.webhook_url,
+                "meetingCode": DEMO_CODE,
+                "sandboxMeetingId": demo.meeting["id"],
+            },
+            fh,
+            indent=2,
+        )
+
+
+def read_demo(state_dir: Path) -> dict[str, Any] | None:
+    path = state_dir / DEMO_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+async def create_demo_meeting(control_url: str, ca_file: str) -> dict[str, Any]:
+    ctx = ssl.create_default_context(cafile=ca_file)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as http:
+        async with http.post(
+            f"{control_url}/meetings",
+            json={"subject": "Bridge demo", "organizer": {"displayName": "Megan Bowen"}, "lobby": "auto"},
+        ) as resp:
+            resp.raise_for_status()
+            meeting: dict[str, Any] = await resp.json()
+        async with http.post(f"{control_url}/meetings/{meeting['id']}/start") as resp:
+            resp.raise_for_status()
+    return meeting
+
+
+async def with_demo(settings: Settings, control_url: str, ca_file: str, base_url: str) -> tuple[Settings, Demo]:
+    """Settings plus the demo meeting (code 123456) and the demo webhook client whose callbacks the bridge keeps."""
+    meeting = await create_demo_meeting(control_url, ca_file)
+    secret = _load_secret(settings.bridge.state_dir)
+    client = WebhookClient(secrets=[SecretStr(secret)], callback_url=f"{base_url}/demo/callbacks")
+    demo_meeting = MeetingConfig(link=meeting["joinWebUrl"], code=DEMO_CODE, name="Bridge demo")
+    updated = settings.model_copy(
+        update={
+            "webhook_clients": {**settings.webhook_clients, DEMO_CLIENT: client},
+            "meetings": [*settings.meetings, demo_meeting],
+        }
+    )
+    demo = Demo(meeting, secret, f"{base_url}/channels/webhook/{DEMO_CLIENT}")
+    save_demo(settings.bridge.state_dir, demo)
+    return updated, demo
+
+
+def add_demo_inbox(app: web.Application, client: WebhookClient) -> None:
+    """Callbacks for the demo client land here, verified like any receiver should, and can be read back."""
+    app[INBOX] = DemoInbox([])
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        if verify(client, body, request.headers) is not None:
+            return web.json_response({"error": "bad_signature"}, status=401)
+        inbox = app[INBOX].items
+        inbox.append(json.loads(body))
+        del inbox[:-200]
+        return web.json_response({"ok": True})
+
+    async def listing(request: web.Request) -> web.Response:
+        # Reading the inbox needs the demo client's secret as a bearer token.
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        expected = client.secrets[0].get_secret_value()
+        if not hmac.compare_digest(token.encode(), expected.encode()):
+            return web.json_response(
+                {"error": "unauthorized", "reason": "send the demo secret as a Bearer token"}, status=401
+            )
+        return web.json_response(app[INBOX].items)
+
+    app.router.add_post("/demo/callbacks", receive)
+    app.router.add_get("/demo/callbacks", listing)

@@ -1,0 +1,22 @@
+"""Typed aiohttp application keys for the bridge's shared objects."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .channels.webhook import WebhookDoor
+    from .config import Settings
+    from .meetings import MeetingRegistry
+    from .relay.runtime import Relay
+    from .store import Store
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+STORE: web.AppKey[Store] = web.AppKey("store")
+RELAY: web.AppKey[Relay] = web.AppKey("relay")
+REGISTRY: web.AppKey[MeetingRegistry] = web.AppKey("registry")
+HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
+DOOR: web.AppKey[WebhookDoor] = web.AppKey("webhook_door")

@@ -1,0 +1,169 @@
+"""Plain data types shared across the bridge: meetings, sessions, chat messages as the bridge sees them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class SessionState(StrEnum):
+    REQUESTED = "requested"
+    JOINING = "joining"
+    LOBBY = "lobby"
+    IN_CALL = "in_call"
+    LEFT = "left"
+    ENDED = "ended"
+    FAILED = "failed"
+
+
+class IdentityMode(StrEnum):
+    PER_USER = "per_user"
+    RELAY = "relay"
+
+
+class CallState(StrEnum):
+    """What a CallConnector reports about one call leg."""
+
+    LOBBY = "lobby"
+    CONNECTED = "connected"
+    REMOVED = "removed"
+    ENDED = "ended"
+    LEFT = "left"
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        return self not in (CallState.LOBBY, CallState.CONNECTED)
+
+
+@dataclass(frozen=True)
+class MeetingInfo:
+    """What the bridge knows of a Teams meeting once its link or id is resolved."""
+
+    thread_id: str
+    join_web_url: str | None = None
+    join_meeting_id: str | None = None
+    passcode: str | None = None
+    subject: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    organizer_id: str | None = None
+    tenant_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    call_id: str
+    state: CallState
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class CallHandle:
+    call_id: str
+    state: CallState
+    thread_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatMessageView:
+    """One chat message as read from a thread, independent of the SDK's types."""
+
+    id: str
+    type: str
+    """text, html, participantAdded, participantRemoved, topicUpdated."""
+    sequence_id: int
+    created_on: datetime
+    content: str = ""
+    sender_id: str | None = None
+    """Raw id of the sender: 8:acs:..., 8:orgid:...; None for system messages."""
+    sender_display_name: str | None = None
+    edited_on: datetime | None = None
+    deleted_on: datetime | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    version: str = ""
+    """Changes on every edit and delete; with the id it names one state of a message."""
+
+
+class Direction(StrEnum):
+    INBOUND = "in"
+    """External user → meeting thread."""
+    OUTBOUND = "out"
+    """Meeting thread (or the bridge itself) → external user."""
+
+
+class DeliveryState(StrEnum):
+    HELD = "held"
+    """Waiting for the sender's session to reach the call."""
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass
+class Meeting:
+    """A Teams meeting operators bridged."""
+
+    id: str
+    code: str
+    name: str
+    link: str | None
+    thread_id: str | None
+    join_meeting_id: str | None
+    passcode: str | None
+    organizer_id: str | None
+    identity_mode: IdentityMode
+    display_name_template: str
+    allow: list[str]
+    paused: bool = False
+    relay_identity: str | None = None
+    cursor: str | None = None
+    """ISO time the outbound reader has read up to (with an overlap; repeats are dropped by id and version)."""
+
+
+@dataclass
+class ExternalUser:
+    """An address on a channel: sms:+15551234567, webhook:<client>/<user>."""
+
+    id: str
+    channel: str
+    display_name: str
+    identity_id: str | None = None
+    blocked: bool = False
+    opted_out: bool = False
+
+
+@dataclass
+class Session:
+    """One external user in one meeting; only in_call relays."""
+
+    id: int
+    user_id: str
+    meeting_id: str
+    state: SessionState
+    call_id: str | None = None
+    reason: str | None = None
+    joined_at: datetime | None = None
+    last_activity: datetime | None = None
+    identity_id: str | None = None
+
+
+@dataclass
+class Delivery:
+    """One outbox row: a message, edit, delete or notice on its way, with its attempts and final state."""
+
+    id: str
+    seq: int
+    direction: Direction
+    meeting_id: str
+    user_id: str
+    kind: str
+    body: dict[str, object]
+    state: DeliveryState
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    remote_id: str | None = None
+    session_id: int | None = None
+    created_at: datetime | None = None

@@ -1,0 +1,1 @@
+"""The relay: sessions that follow the call, inbound intake, the outbox workers and the meeting readers."""

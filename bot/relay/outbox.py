@@ -1,0 +1,248 @@
+"""Outbox workers: one per meeting thread for sends into Teams, one per user for deliveries out to channels."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from ..channels.base import Channel
+from ..config import RelaySection
+from ..errors import NotInCallError, PermanentError, ThrottledError, TransientError
+from ..formatting import merge_texts, relay_prefix, text_to_html
+from ..models import ChatMessageView, Delivery, DeliveryState, Direction, IdentityMode, SessionState
+from ..store import Store, utcnow
+from ..tasks import TaskSet
+from .pacing import Pacer
+from .presence import Presence, notice
+
+log = logging.getLogger(__name__)
+BRIDGE_ID = "bridgeId"
+
+
+class ChatApi(Protocol):
+    async def send(
+        self,
+        identity_id: str,
+        thread_id: str,
+        content: str,
+        *,
+        display_name: str | None = None,
+        html: bool = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str: ...
+
+    async def find_by_metadata(
+        self, identity_id: str, thread_id: str, key: str, value: str, since: datetime | None
+    ) -> str | None: ...
+
+    async def list_since(
+        self, identity_id: str, thread_id: str, start_time: datetime | None, page_size: int = ...
+    ) -> list[ChatMessageView]: ...
+
+
+def backoff(attempts: int, retry_after: float | None = None) -> float:
+    return retry_after if retry_after is not None else min(60.0, 0.5 * 2 ** max(0, attempts - 1))
+
+
+class _Workers:
+    """One worker per key, woken when work arrives; exits when idle and is started again on demand."""
+
+    def __init__(self, tasks: TaskSet, label: str) -> None:
+        self._tasks = tasks
+        self._label = label
+        self._wake: dict[str, asyncio.Event] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    def wake(self, key: str) -> None:
+        self._wake.setdefault(key, asyncio.Event()).set()
+        task = self._running.get(key)
+        if task is None or task.done():
+            self._running[key] = self._tasks.spawn(self._loop(key), name=f"{self._label} {key}")
+
+    async def _loop(self, key: str) -> None:
+        event = self._wake.setdefault(key, asyncio.Event())
+        while True:
+            event.clear()
+            try:
+                pause = await self.work(key)
+            except Exception:
+                log.exception("%s %s failed; trying again shortly", self._label, key)
+                pause = 5.0
+            if pause is None:
+                if not event.is_set():
+                    return
+                continue
+            try:
+                await asyncio.wait_for(event.wait(), timeout=pause)
+            except TimeoutError:
+                pass
+
+    async def work(self, key: str) -> float | None:
+        """Do what is due; return None when nothing is left, else seconds until the next try."""
+        raise NotImplementedError
+
+
+class InboundSender(_Workers):
+    """Sends external users' messages into the meeting thread, in order, paced, never twice."""
+
+    def __init__(
+        self,
+        store: Store,
+        chat: ChatApi,
+        presence: Presence,
+        settings: RelaySection,
+        tasks: TaskSet,
+        notify: OutboundDispatcher,
+    ) -> None:
+        super().__init__(tasks, "sender")
+        self._store = store
+        self._chat = chat
+        self._presence = presence
+        self._settings = settings
+        self._notify = notify
+        self._pacers: dict[str, Pacer] = {}
+
+    async def work(self, key: str) -> float | None:
+        rows = await self._store.pending(Direction.INBOUND, "meeting_id", key)
+        if not rows:
+            return None
+        head = rows[0]
+        now = utcnow()
+        if head.next_attempt_at is not None and head.next_attempt_at > now:
+            return (head.next_attempt_at - now).total_seconds()
+        meeting = await self._store.get_meeting(key)
+        session = await self._store.get_session(head.session_id) if head.session_id is not None else None
+        if meeting is None or session is None or session.identity_id is None:
+            await self._store.finish([head.id], DeliveryState.FAILED, error="the meeting or session is gone")
+            return 0.0
+        if session.state != SessionState.IN_CALL or meeting.thread_id is None:
+            held = DeliveryState.HELD if session.state in (SessionState.JOINING, SessionState.LOBBY) else None
+            if held is not None:
+                await self._store.finish([head.id], held)
+            else:
+                await self._store.finish([head.id], DeliveryState.FAILED, error=f"session is {session.state}")
+            return 0.0
+        pacer = self._pacers.setdefault(key, Pacer())
+        wait = pacer.delay(time.monotonic())
+        if wait > 0:
+            return wait
+        batch = [head]
+        if len(rows) >= self._settings.merge_backlog and not head.attempts:
+            # A backlog is building: merge the sender's consecutive, never-attempted messages into one.
+            for row in rows[1:]:
+                if row.user_id != head.user_id or row.attempts or row.session_id != head.session_id:
+                    break
+                batch.append(row)
+        user = await self._store.get_user(head.user_id)
+        texts = [str(r.body.get("text", "")) for r in batch]
+        text = merge_texts(texts) if len(texts) > 1 else texts[0]
+        if meeting.identity_mode == IdentityMode.RELAY:
+            text = relay_prefix(user.display_name if user else head.user_id, text)
+        ids = [r.id for r in batch]
+        try:
+            if head.attempts:
+                since = (head.created_at or now) - timedelta(minutes=1)
+                found = await self._chat.find_by_metadata(
+                    session.identity_id, meeting.thread_id, BRIDGE_ID, head.id, since
+                )
+                if found is not None:
+                    await self._store.finish(ids, DeliveryState.DELIVERED, remote_id=found)
+                    return 0.0
+            await self._store.mark_attempt(ids)
+            pacer.record(time.monotonic())
+            remote = await self._chat.send(
+                session.identity_id,
+                meeting.thread_id,
+                text_to_html(text),
+                html=True,
+                metadata={BRIDGE_ID: head.id},
+            )
+        except NotInCallError:
+            log.info("meeting %s: identity not in the call; holding its messages", key)
+            await self._store.finish(ids, DeliveryState.HELD)
+            self._presence.recheck(session)
+            return 0.0
+        except TransientError as exc:
+            attempts = head.attempts + 1
+            if attempts >= self._settings.max_attempts:
+                await self._fail(ids, session.user_id, head, f"gave up after {attempts} attempts: {exc}")
+                return 0.0
+            delay = backoff(attempts, exc.retry_after)
+            level = logging.INFO if isinstance(exc, ThrottledError) else logging.WARNING
+            log.log(level, "meeting %s: send failed (%s); retry in %.1f s", key, exc, delay)
+            await self._store.finish(
+                ids, DeliveryState.PENDING, error=str(exc), next_attempt_at=utcnow() + timedelta(seconds=delay)
+            )
+            return delay
+        except PermanentError as exc:
+            await self._fail(ids, session.user_id, head, str(exc))
+            return 0.0
+        await self._store.finish(ids, DeliveryState.DELIVERED, remote_id=remote)
+        return 0.0
+
+    async def _fail(self, ids: list[str], user_id: str, head: Delivery, reason: str) -> None:
+        log.warning("meeting %s: message not delivered: %s", head.meeting_id, reason)
+        await self._store.finish(ids, DeliveryState.FAILED, error=reason)
+        session = await self._store.get_session(head.session_id) if head.session_id else None
+        if session is not None:
+            await self._store.add_deliveries([notice(session, "Your message could not be delivered.", "undelivered")])
+            self._notify.wake(user_id)
+
+
+class OutboundDispatcher(_Workers):
+    """Delivers messages, edits, deletes and notices to each external user, in order, through their channel."""
+
+    def __init__(self, store: Store, channels: Mapping[str, Channel], settings: RelaySection, tasks: TaskSet) -> None:
+        super().__init__(tasks, "dispatcher")
+        self._store = store
+        self._channels = channels
+        self._settings = settings
+
+    def channel_for(self, channel: str) -> Channel | None:
+        return self._channels.get(channel.partition(":")[0])
+
+    async def work(self, key: str) -> float | None:
+        rows = await self._store.pending(Direction.OUTBOUND, "user_id", key, limit=1)
+        if not rows:
+            return None
+        row = rows[0]
+        now = utcnow()
+        if row.next_attempt_at is not None and row.next_attempt_at > now:
+            return (row.next_attempt_at - now).total_seconds()
+        user = await self._store.get_user(key)
+        meeting = await self._store.get_meeting(row.meeting_id)
+        channel = self.channel_for(user.channel) if user is not None else None
+        if user is None or meeting is None or channel is None:
+            await self._store.finish([row.id], DeliveryState.FAILED, error="no user, meeting or channel for it")
+            return 0.0
+        if user.opted_out and row.kind != "notice":
+            await self._store.finish([row.id], DeliveryState.FAILED, error="the user opted out")
+            return 0.0
+        await self._store.mark_attempt([row.id])
+        try:
+            await channel.deliver(user, meeting, row)
+        except TransientError as exc:
+            attempts = row.attempts + 1
+            if attempts >= self._settings.max_attempts:
+                await self._store.finish(
+                    [row.id], DeliveryState.FAILED, error=f"gave up after {attempts} attempts: {exc}"
+                )
+                return 0.0
+            delay = backoff(attempts, exc.retry_after)
+            await self._store.finish(
+                [row.id], DeliveryState.PENDING, error=str(exc), next_attempt_at=utcnow() + timedelta(seconds=delay)
+            )
+            return delay
+        except PermanentError as exc:
+            await self._store.finish([row.id], DeliveryState.FAILED, error=str(exc))
+            return 0.0
+        await self._store.finish([row.id], DeliveryState.DELIVERED)
+        return 0.0
+
+    async def resume(self) -> None:
+        for user_id in await self._store.pending_keys(Direction.OUTBOUND, "user_id"):
+            self.wake(user_id)

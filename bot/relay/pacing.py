@@ -1,0 +1,34 @@
+"""Paces sends to one thread under ACS's limits (10 per 10 s and 30 per minute), so no 429 is provoked."""
+
+from __future__ import annotations
+
+from collections import deque
+
+THREAD_SEND_LIMITS: tuple[tuple[int, float], ...] = ((10, 10.0), (30, 60.0))
+
+
+class Pacer:
+    """Sliding windows; `delay(now)` says how long to wait before the next send, `record(now)` counts one."""
+
+    def __init__(self, limits: tuple[tuple[int, float], ...] = THREAD_SEND_LIMITS, margin: float = 0.05) -> None:
+        self._limits = limits
+        self._margin = margin
+        self._sent: deque[float] = deque()
+        self._horizon = max(window for _, window in limits)
+
+    def delay(self, now: float) -> float:
+        while self._sent and self._sent[0] <= now - self._horizon:
+            self._sent.popleft()
+        wait = 0.0
+        for limit, window in self._limits:
+            recent = [t for t in self._sent if t > now - window]
+            if len(recent) >= limit:
+                wait = max(wait, recent[-limit] + window - now + self._margin)
+        return wait
+
+    def record(self, now: float) -> None:
+        self._sent.append(now)
+
+    def backlog_pressure(self, now: float) -> bool:
+        """True once the short window is full: sends are being paced, a backlog is building."""
+        return self.delay(now) > 0

@@ -1,0 +1,270 @@
+"""Sessions that follow the call: one call leg per (meeting, identity), joined, watched, re-joined, left."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from .. import sessions as machine
+from ..calls.base import CallConnector
+from ..config import RelaySection
+from ..errors import NotFoundError, PermanentError, TransientError
+from ..formatting import display_name
+from ..models import CallHandle, CallState, DeliveryState, Direction, ExternalUser, IdentityMode, Meeting, Session
+from ..models import SessionState as S
+from ..store import NewDelivery, Store, utcnow
+from ..tasks import TaskSet
+from .identities import IdentityBroker
+
+log = logging.getLogger(__name__)
+RELAY_SPEAKER = "External guests"
+MAX_REJOINS = 5
+
+
+class PresenceEvents(Protocol):
+    def in_call(self, meeting_id: str) -> None:
+        """A leg of this meeting connected: start its reader and release held messages."""
+
+    def notify(self, user_id: str) -> None:
+        """Something was queued for this user."""
+
+
+@dataclass
+class _Leg:
+    meeting_id: str
+    identity: str
+    task: asyncio.Task[None] | None = None
+    leaving: bool = False
+
+
+def channel_label(user: ExternalUser) -> str:
+    return "SMS" if user.channel == "sms" else user.channel.partition(":")[2] or user.channel
+
+
+def notice(session: Session, text: str, state: str) -> NewDelivery:
+    return NewDelivery(
+        id=str(uuid.uuid4()),
+        direction=Direction.OUTBOUND,
+        meeting_id=session.meeting_id,
+        user_id=session.user_id,
+        kind="notice",
+        body={"text": text, "state": state},
+        session_id=session.id,
+    )
+
+
+class Presence:
+    def __init__(
+        self,
+        store: Store,
+        broker: IdentityBroker,
+        connector: CallConnector,
+        events: PresenceEvents,
+        settings: RelaySection,
+        tasks: TaskSet,
+    ) -> None:
+        self._store = store
+        self._broker = broker
+        self._connector = connector
+        self._events = events
+        self._settings = settings
+        self._tasks = tasks
+        self._legs: dict[tuple[str, str], _Leg] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def identity_for(self, user: ExternalUser, meeting: Meeting) -> str:
+        if meeting.identity_mode == IdentityMode.RELAY:
+            return await self._broker.for_relay(meeting)
+        return await self._broker.for_user(user)
+
+    async def join(self, user: ExternalUser, meeting: Meeting) -> Session:
+        """The user's active session in the meeting, created and set joining if there is none."""
+        existing = await self._store.active_session(user.id, meeting.id)
+        if existing is not None:
+            return existing
+        identity = await self.identity_for(user, meeting)
+        session = await self._store.create_session(user.id, meeting.id, identity)
+        log.info("session %d requested (meeting %s, %s user)", session.id, meeting.id, user.channel)
+        self._ensure_leg(meeting.id, identity)
+        return session
+
+    async def leave(self, session: Session, reason: str = "left") -> None:
+        """The user leaves (or is taken out): the session ends and the leg hangs up once nobody uses it."""
+        await self._finish(session, S.LEFT, reason)
+        assert session.identity_id is not None
+        key = (session.meeting_id, session.identity_id)
+        if await self._leg_sessions(key):
+            return
+        leg = self._legs.get(key)
+        if leg is not None:
+            leg.leaving = True
+        if session.call_id:
+            try:
+                await self._connector.leave(session.call_id, await self._broker.token(session.identity_id))
+            except (TransientError, PermanentError) as exc:
+                log.warning("leaving call of session %d failed: %s", session.id, exc)
+
+    async def resume(self) -> int:
+        """After a restart, pick up every active session's leg without bothering its users again."""
+        keys = {(s.meeting_id, s.identity_id) for s in await self._store.sessions(states=machine.ACTIVE)}
+        for meeting_id, identity in keys:
+            if identity is not None:
+                self._ensure_leg(meeting_id, identity)
+        return len(keys)
+
+    def recheck(self, session: Session) -> None:
+        """ACS said the identity is not in the call: make sure the leg's driver looks again."""
+        if session.identity_id is not None:
+            self._ensure_leg(session.meeting_id, session.identity_id, force=True)
+
+    async def sweep_inactive(self) -> int:
+        cutoff = utcnow() - timedelta(seconds=self._settings.inactivity_timeout_s)
+        taken = 0
+        for session in await self._store.sessions(states=[S.IN_CALL]):
+            if session.last_activity is not None and session.last_activity < cutoff:
+                await self.leave(session, "inactive")
+                taken += 1
+        return taken
+
+    # the leg driver ---------------------------------------------------------------------------------
+
+    def _ensure_leg(self, meeting_id: str, identity: str, *, force: bool = False) -> None:
+        key = (meeting_id, identity)
+        leg = self._legs.setdefault(key, _Leg(meeting_id, identity))
+        if leg.task is not None and not leg.task.done():
+            if not force:
+                return
+            leg.task.cancel()
+        leg.leaving = False
+        leg.task = self._tasks.spawn(self._drive(key), name=f"leg {meeting_id}")
+
+    async def _leg_sessions(self, key: tuple[str, str]) -> list[Session]:
+        return [s for s in await self._store.sessions(key[0], machine.ACTIVE) if s.identity_id == key[1]]
+
+    async def _drive(self, key: tuple[str, str]) -> None:
+        failures = 0
+        while True:
+            sessions = await self._leg_sessions(key)
+            meeting = await self._store.get_meeting(key[0])
+            if not sessions or meeting is None or self._legs[key].leaving:
+                return
+            try:
+                token = await self._broker.token(key[1])
+                handle = await self._current(sessions, token)
+                if handle is None:
+                    handle = await self._join(key, meeting, sessions, token)
+                final: CallState | None = None
+                async for event in self._connector.watch(handle.call_id, token):
+                    if event.state in (CallState.LEFT, CallState.FAILED) and not self._legs[key].leaving:
+                        final = event.state  # dropped without being asked to: re-join below
+                        break
+                    await self._apply(key, meeting, event.state, event.reason)
+                    if event.state.final:
+                        final = event.state
+                        break
+                if final is None:
+                    raise TransientError("the call's event stream ended without a final state")
+                if self._legs[key].leaving or final in (CallState.REMOVED, CallState.ENDED):
+                    return
+                failures += 1
+                log.warning("call leg of meeting %s dropped (%s); re-joining", key[0], final)
+            except PermanentError as exc:
+                await self._apply(key, meeting, CallState.FAILED, str(exc))
+                return
+            except TransientError as exc:
+                failures += 1
+                log.warning("call leg of meeting %s: %s (attempt %d)", key[0], exc, failures)
+            if failures > MAX_REJOINS:
+                await self._apply(key, meeting, CallState.FAILED, "the meeting call could not be reached")
+                return
+            await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+
+    async def _current(self, sessions: list[Session], token: str) -> CallHandle | None:
+        call_id = next((s.call_id for s in sessions if s.call_id), None)
+        if call_id is None:
+            return None
+        try:
+            handle = await self._connector.get(call_id, token)
+        except NotFoundError:
+            return None
+        if handle.state.final:
+            return None
+        return handle
+
+    async def _join(self, key: tuple[str, str], meeting: Meeting, sessions: list[Session], token: str) -> CallHandle:
+        for session in sessions:
+            if session.state != S.JOINING:
+                await self._move(session, S.JOINING, None)
+        user = await self._store.get_user(sessions[0].user_id)
+        if meeting.identity_mode == IdentityMode.RELAY or user is None:
+            name = RELAY_SPEAKER
+        else:
+            name = display_name(meeting.display_name_template, name=user.display_name, channel=channel_label(user))
+        if meeting.join_meeting_id and meeting.passcode:
+            handle = await self._connector.join(
+                token, meeting_id=meeting.join_meeting_id, passcode=meeting.passcode, display_name=name
+            )
+        else:
+            handle = await self._connector.join(token, meeting_link=meeting.link, display_name=name)
+        if meeting.thread_id is None and handle.thread_id:
+            await self._store.update_meeting(meeting.id, thread_id=handle.thread_id)
+        for session in await self._leg_sessions(key):
+            await self._store.set_session_state(session.id, session.state, session.reason, call_id=handle.call_id)
+        log.info("call leg joined for meeting %s: %s", meeting.id, handle.state)
+        return handle
+
+    async def _apply(self, key: tuple[str, str], meeting: Meeting, call: CallState, reason: str | None) -> None:
+        target = machine.from_call(call)
+        if call == CallState.REMOVED:
+            reason = "removed"
+        for session in await self._leg_sessions(key):
+            if session.state == target:
+                continue
+            if target == S.FAILED or target in machine.FINAL:
+                await self._finish(session, target, reason)
+                continue
+            if not machine.can_transition(session.state, target):
+                await self._move(session, S.JOINING, None)
+            await self._move(session, target, reason, meeting)
+        if target == S.IN_CALL:
+            self._events.in_call(meeting.id)
+
+    async def _move(self, session: Session, target: S, reason: str | None, meeting: Meeting | None = None) -> None:
+        label = meeting.name if meeting is not None else "the meeting"
+        text = machine.notice(target, label, reason)
+        notes = [notice(session, text, target.value)] if text else []
+        await self._store.set_session_state(
+            session.id,
+            target,
+            reason,
+            joined_at=utcnow() if target == S.IN_CALL and session.joined_at is None else None,
+            notices=notes,
+            held=DeliveryState.PENDING if target == S.IN_CALL else None,
+        )
+        session.state = target
+        log.info("session %d → %s", session.id, target.value)
+        if notes:
+            self._events.notify(session.user_id)
+
+    async def _finish(self, session: Session, target: S, reason: str | None) -> None:
+        fresh = await self._store.get_session(session.id)
+        if fresh is None or fresh.state in machine.FINAL:
+            return
+        meeting = await self._store.get_meeting(session.meeting_id)
+        label = meeting.name if meeting is not None else "the meeting"
+        notes = []
+        text = machine.notice(target, label, reason)
+        if text:
+            notes.append(notice(session, text, target.value))
+        held = await self._store.count_held(session.id)
+        if held:
+            notes.append(notice(session, machine.undelivered_notice(held, label), "undelivered"))
+        await self._store.set_session_state(
+            session.id, target, reason, notices=notes, held=DeliveryState.FAILED if held else None
+        )
+        log.info("session %d → %s (%s)", session.id, target.value, reason or "-")
+        self._events.notify(session.user_id)

@@ -1,0 +1,127 @@
+"""Meeting readers: poll each live meeting's thread and fan new Teams messages out to the users in the call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from datetime import datetime, timedelta
+
+from ..config import RelaySection
+from ..errors import NotInCallError, TransientError
+from ..formatting import html_to_text
+from ..models import ChatMessageView, Direction, IdentityMode, Session, SessionState
+from ..store import NewDelivery, Store
+from ..tasks import TaskSet
+from .identities import IdentityBroker
+from .outbox import ChatApi, OutboundDispatcher, backoff
+
+log = logging.getLogger(__name__)
+# Re-read a little before the cursor: a message stored just before a newer one may become visible after it.
+OVERLAP = timedelta(seconds=5)
+CHAT_TYPES = ("text", "html")
+
+
+def _modified(m: ChatMessageView) -> datetime:
+    return max(t for t in (m.created_on, m.edited_on, m.deleted_on) if t is not None)
+
+
+class MeetingReaders:
+    def __init__(
+        self,
+        store: Store,
+        chat: ChatApi,
+        broker: IdentityBroker,
+        dispatcher: OutboundDispatcher,
+        settings: RelaySection,
+        tasks: TaskSet,
+    ) -> None:
+        self._store = store
+        self._chat = chat
+        self._broker = broker
+        self._dispatcher = dispatcher
+        self._settings = settings
+        self._tasks = tasks
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self.polls = 0
+
+    def ensure(self, meeting_id: str) -> None:
+        task = self._running.get(meeting_id)
+        if task is None or task.done():
+            self._running[meeting_id] = self._tasks.spawn(self._run(meeting_id), name=f"reader {meeting_id}")
+
+    async def resume(self) -> None:
+        for session in await self._store.sessions(states=[SessionState.IN_CALL]):
+            self.ensure(session.meeting_id)
+
+    async def _run(self, meeting_id: str) -> None:
+        last_news = time.monotonic()
+        failures = 0
+        while True:
+            sessions = await self._store.sessions(meeting_id, [SessionState.IN_CALL])
+            meeting = await self._store.get_meeting(meeting_id)
+            if not sessions or meeting is None or meeting.thread_id is None:
+                return  # started again when someone is in the call
+            reader = meeting.relay_identity if meeting.identity_mode == IdentityMode.RELAY else None
+            reader = reader or sessions[0].identity_id
+            assert reader is not None
+            floor = min((s.joined_at for s in sessions if s.joined_at is not None), default=None)
+            cursor = datetime.fromisoformat(meeting.cursor) if meeting.cursor else floor
+            try:
+                self.polls += 1
+                messages = await self._chat.list_since(reader, meeting.thread_id, cursor)
+                failures = 0
+            except NotInCallError:
+                await asyncio.sleep(self._settings.poll_active_s)
+                continue
+            except TransientError as exc:
+                failures += 1
+                log.warning("meeting %s: reading the thread failed: %s", meeting_id, exc)
+                await asyncio.sleep(backoff(failures, exc.retry_after))
+                continue
+            if await self._fan_out(meeting_id, messages, sessions, cursor):
+                last_news = time.monotonic()
+            idle = time.monotonic() - last_news > self._settings.idle_after_s
+            await asyncio.sleep(self._settings.poll_idle_s if idle else self._settings.poll_active_s)
+
+    async def _fan_out(
+        self, meeting_id: str, messages: list[ChatMessageView], sessions: list[Session], cursor: datetime | None
+    ) -> bool:
+        news = False
+        last: datetime | None = None
+        for message in messages:
+            modified = _modified(message)
+            next_cursor = max(cursor, modified - OVERLAP) if cursor is not None else modified - OVERLAP
+            last = next_cursor if last is None else max(last, next_cursor)
+            if self._broker.ours(message.sender_id) or message.type not in CHAT_TYPES:
+                continue
+            kind = "delete" if message.deleted_on else "edit" if message.edited_on else "message"
+            body: dict[str, object] = {
+                "messageId": message.id,
+                "text": "" if kind == "delete" else html_to_text(message.content),
+                "from": {"displayName": message.sender_display_name or "", "kind": "teams"},
+                "sentAt": modified.isoformat(),
+            }
+            recipients = [s for s in sessions if s.joined_at is not None and s.joined_at <= message.created_on]
+            deliveries = [
+                NewDelivery(
+                    id=str(uuid.uuid4()),
+                    direction=Direction.OUTBOUND,
+                    meeting_id=meeting_id,
+                    user_id=s.user_id,
+                    kind=kind,
+                    body=body,
+                    session_id=s.id,
+                )
+                for s in recipients
+            ]
+            version = message.version or modified.isoformat()
+            if await self._store.record_outbound(meeting_id, message.id, version, deliveries, next_cursor.isoformat()):
+                news = True
+                for s in recipients:
+                    self._dispatcher.wake(s.user_id)
+        if last is not None and (cursor is None or last > cursor):
+            # Our own and system messages advance the cursor too, so idle re-reads stay short.
+            await self._store.update_meeting(meeting_id, cursor=last.isoformat())
+        return news

@@ -1,0 +1,92 @@
+"""The relay assembled: presence, intake, the outbox workers and the meeting readers, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from ..calls.base import CallConnector
+from ..channels.base import Channel
+from ..config import RelaySection
+from ..errors import BridgeError
+from ..models import Direction
+from ..sessions import ACTIVE
+from ..store import Store
+from ..tasks import TaskSet
+from .identities import IdentityApi, IdentityBroker
+from .intake import Intake
+from .outbox import ChatApi, InboundSender, OutboundDispatcher
+from .presence import Presence
+from .reader import MeetingReaders
+
+log = logging.getLogger(__name__)
+SWEEP_EVERY_S = 30.0
+
+
+class Relay:
+    def __init__(
+        self,
+        store: Store,
+        identity_api: IdentityApi,
+        chat: ChatApi,
+        connector: CallConnector,
+        channels: Mapping[str, Channel],
+        settings: RelaySection,
+    ) -> None:
+        self.store = store
+        self.tasks = TaskSet("relay")
+        self.broker = IdentityBroker(store, identity_api)
+        self.presence = Presence(store, self.broker, connector, self, settings, self.tasks)
+        self.dispatcher = OutboundDispatcher(store, channels, settings, self.tasks)
+        self.sender = InboundSender(store, chat, self.presence, settings, self.tasks, self.dispatcher)
+        self.readers = MeetingReaders(store, chat, self.broker, self.dispatcher, settings, self.tasks)
+        self.intake = Intake(store, self.presence, settings, self)
+
+    # events from presence and intake
+    def in_call(self, meeting_id: str) -> None:
+        self.readers.ensure(meeting_id)
+        self.sender.wake(meeting_id)
+
+    def notify(self, user_id: str) -> None:
+        self.dispatcher.wake(user_id)
+
+    def queued(self, meeting_id: str) -> None:
+        self.sender.wake(meeting_id)
+
+    async def start(self) -> None:
+        await self.broker.load()
+        legs = await self.presence.resume()
+        await self.readers.resume()
+        await self.dispatcher.resume()
+        for meeting_id in await self.store.pending_keys(Direction.INBOUND, "meeting_id"):
+            self.sender.wake(meeting_id)
+        self.tasks.spawn(self._sweep(), name="inactivity sweep")
+        if legs:
+            log.info("resumed %d call legs", legs)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY_S)
+            try:
+                taken = await self.presence.sweep_inactive()
+            except BridgeError as exc:
+                log.warning("inactivity sweep failed: %s", exc)
+                continue
+            if taken:
+                log.info("took %d inactive sessions out of their calls", taken)
+
+    async def forget(self, user_id: str) -> None:
+        """Forget a user: leave every call, delete their ACS identity and every stored message of theirs."""
+        user = await self.store.get_user(user_id)
+        if user is None:
+            return
+        for session in await self.store.sessions(states=ACTIVE):
+            if session.user_id == user_id:
+                await self.presence.leave(session, "forgotten")
+        if user.identity_id:
+            await self.broker.delete(user.identity_id)
+        await self.store.forget_user(user_id)
+
+    async def stop(self) -> None:
+        await self.tasks.close()

@@ -1,0 +1,136 @@
+"""End to end: webhook users in a sandbox Teams meeting through the real bridge, with the real Azure SDKs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import MeetingConfig
+from bot.models import DeliveryState, Direction, SessionState
+from bot.sandbox import SandboxInfo
+
+from .bridge_harness import Bridge, Receiver, bridge_settings, client_for, new_secret, wait_for
+from .conftest import Control
+
+CODE = "424242"
+
+
+class World:
+    def __init__(self, control: Control, bridge: Bridge, receiver: Receiver, meeting: dict[str, Any], secret: str):
+        self.control = control
+        self.bridge = bridge
+        self.receiver = receiver
+        self.meeting = meeting
+        self.secret = secret
+
+    async def send(self, user: str, kind: str = "message", text: str | None = None, **extra: Any) -> tuple[int, Any]:
+        event: dict[str, Any] = {"type": kind, "user": {"id": user, "displayName": user.title()}, "meeting": CODE}
+        if text is not None:
+            event["text"] = text
+        return await self.bridge.send("app", self.secret, event, **extra)
+
+    async def thread(self) -> list[dict[str, Any]]:
+        body = await self.control.ok("GET", f"/sandbox/v1/meetings/{self.meeting['id']}/messages")
+        return list(body["value"])
+
+    async def texts(self) -> list[tuple[str, str]]:
+        return [
+            (m.get("senderDisplayName", ""), m["content"]["message"])
+            for m in await self.thread()
+            if m["type"] in ("text", "html")
+        ]
+
+    async def session_state(self, user: str) -> SessionState | None:
+        sessions = await self.bridge.store.sessions()
+        mine = [s for s in sessions if s.user_id == f"webhook:app/{user}"]
+        return mine[-1].state if mine else None
+
+    async def until_state(self, user: str, state: SessionState) -> None:
+        async def check() -> bool:
+            return await self.session_state(user) == state
+
+        await wait_for(check, what=f"{user} {state}")
+
+
+async def make_world(
+    control: Control, info: SandboxInfo, tmp_path: Path, lobby: str = "auto", **meeting_opts: Any
+) -> AsyncIterator[World]:
+    meeting = await control.meeting(lobby=lobby)
+    secret = new_secret()
+    receiver = Receiver(client_for(None, secret))
+    await receiver.start()
+    client = client_for(receiver.url, secret)
+    receiver.client = client
+    settings = bridge_settings(
+        info, tmp_path / "bridge", clients={"app": client},
+        meetings=[MeetingConfig(link=meeting["joinWebUrl"], code=CODE, name="Weekly sync", **meeting_opts)],
+    )
+    bridge = await Bridge(settings).start()
+    try:
+        yield World(control, bridge, receiver, meeting, secret)
+    finally:
+        await bridge.stop()
+        await receiver.stop()
+
+
+@pytest.fixture
+async def world(control: Control, info: SandboxInfo, tmp_path: Path) -> AsyncIterator[World]:
+    async for w in make_world(control, info, tmp_path):
+        yield w
+
+
+async def test_join_send_and_receive_round_trip(world: World) -> None:
+    status, body = await world.send("ann", "join")
+    assert status == 202 and body["id"].startswith("session-")
+    await world.until_state("ann", SessionState.IN_CALL)
+    status, body = await world.send("ann", text="hello <b>Teams</b>\nsecond line")
+    assert status == 202 and body["status"] == "queued"
+
+    async def posted() -> list[tuple[str, str]]:
+        return [t for t in await world.texts() if "hello" in t[1]]
+
+    [(name, html)] = await wait_for(posted, what="message in the thread")
+    assert name == "Ann (app)"
+    assert html == "hello &lt;b&gt;Teams&lt;/b&gt;<br>second line"
+
+    organizer = world.meeting["organizerId"]
+    await world.control.ok(
+        "POST", f"/sandbox/v1/meetings/{world.meeting['id']}/messages",
+        {"from": organizer, "html": '<p>Welcome <at id="0">Ann</at>, see <a href="https://x.test/a">the doc</a></p>'},
+    )
+
+    async def delivered() -> list[dict[str, Any]]:
+        return world.receiver.of("message", "ann")
+
+    [msg] = await wait_for(delivered, what="Teams message delivered to ann")
+    assert msg["text"] == "Welcome @Ann, see the doc (https://x.test/a)"
+    assert msg["from"] == {"displayName": "Megan", "kind": "teams"}
+    assert msg["meeting"] == CODE
+    notices = [n["text"] for n in world.receiver.of("notice", "ann")]
+    assert any("in the meeting chat" in n for n in notices)
+    # Our own message never comes back to us.
+    assert not [r for r in world.receiver.received if "hello" in r.get("text", "")]
+
+
+async def test_duplicate_webhook_id_is_answered_the_same_and_sent_once(world: World) -> None:
+    await world.send("bob", "join")
+    await world.until_state("bob", SessionState.IN_CALL)
+    first = await world.send("bob", text="only once", webhook_id="msg_fixed")
+    again = await world.send("bob", text="only once", webhook_id="msg_fixed")
+    assert first == again and first[0] == 202
+
+    async def delivered() -> bool:
+        rows = await world.bridge.store.deliveries(direction=Direction.INBOUND)
+        return bool(rows) and all(r.state == DeliveryState.DELIVERED for r in rows)
+
+    await wait_for(delivered, what="delivery")
+    assert [t for t in await world.texts() if t[1] == "only once"] == [("Bob (app)", "only once")]
+
+
+async def test_message_without_session_gets_a_clear_409(world: World) -> None:
+    status, body = await world.send("carol", text="hi")
+    assert status == 409
+    assert body["error"] == "not_in_call" and body["state"] == "none"
