@@ -64,7 +64,7 @@ def create_app(settings: Settings) -> web.Application:
             yield
 
     async def store(app: web.Application) -> AsyncIterator[None]:
-        app[STORE] = await Store.open(settings.bridge.state_dir / "bridge.db")
+        app[STORE] = await Store.open(settings.store_file)
         yield
         await app[STORE].close()
 

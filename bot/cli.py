@@ -146,9 +146,18 @@ async def run_bridge(config: Path | None) -> int:
     demo = None
     base = f"http://{settings.bridge.host}:{settings.bridge.port}"
     if settings.use_sandbox:
-        sandbox = Sandbox(port=settings.sandbox.port, state_dir=settings.bridge.state_dir / "sandbox")
+        sandbox_dir = settings.bridge.state_dir / "sandbox"
+        sandbox = Sandbox(port=settings.sandbox.port, state_dir=sandbox_dir)
         info = await sandbox.start()
         settings = on_sandbox(settings, info)
+        # The embedded sandbox keeps identities and meetings in memory only: a store that outlived them would
+        # point at nothing, so the bridge starts afresh with it, in a file of its own.
+        store_file = sandbox_dir / "bridge.db"
+        for leftover in (store_file, store_file.with_name("bridge.db-wal"), store_file.with_name("bridge.db-shm")):
+            leftover.unlink(missing_ok=True)
+        settings = settings.model_copy(
+            update={"bridge": settings.bridge.model_copy(update={"store_path": store_file})}
+        )
         if settings.sandbox.demo:
             settings, demo = await with_demo(settings, info.control_url, info.ca_file, base)
     app = create_app(settings)

@@ -55,6 +55,8 @@ class BridgeSection(_Section):
     public_url: str | None = None
     """The URL the outside world reaches the bridge at, when it sits behind a proxy."""
     state_dir: Path = Path(".bridge")
+    store_path: Path | None = None
+    """The SQLite file; default state_dir/bridge.db."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
@@ -203,6 +205,10 @@ class Settings(_Section):
         return value
 
     @property
+    def store_file(self) -> Path:
+        return self.bridge.store_path or self.bridge.state_dir / "bridge.db"
+
+    @property
     def use_sandbox(self) -> bool:
         if self.sandbox.enabled == "always":
             return True
@@ -212,7 +218,7 @@ class Settings(_Section):
 def _env_value(raw: str) -> Any:
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return raw
 
 
@@ -249,7 +255,7 @@ def _describe(exc: ValidationError) -> str:
     where = ".".join(str(p) for p in err["loc"]) or "(top level)"
     message = str(err["msg"]).removeprefix("Value error, ")
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {message}{more}"
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in f"{where}: {message}{more}")
 
 
 def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -260,7 +266,7 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     data = _merge(data, env_overrides(os.environ if environ is None else environ))
     try:

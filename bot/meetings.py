@@ -89,12 +89,25 @@ class MeetingRegistry:
         return meeting
 
     async def sync(self, configs: list[MeetingConfig]) -> int:
-        """Store every configured meeting; one that cannot be resolved is logged and skipped, not fatal."""
-        ready = 0
+        """Store every configured meeting and drop those no longer configured; one that cannot be resolved is
+        logged and skipped, not fatal."""
+        resolved: list[Meeting] = []
         for index, cfg in enumerate(configs):
             try:
-                await self.add(cfg, "config")
-                ready += 1
+                resolved.append(await self.resolve(cfg))
             except BridgeError as exc:
                 log.error("meetings[%d]: %s", index, exc)
+        keep = {m.id for m in resolved}
+        for stale in await self._store.meeting_ids("config") - keep:
+            # Frees its join code for the meeting that now holds it in the configuration.
+            await self._store.delete_meeting(stale)
+            log.info("meeting %s is no longer configured; removed", stale)
+        ready = 0
+        for meeting in resolved:
+            holder = await self._store.meeting_by_code(meeting.code)
+            if holder is not None and holder.id != meeting.id:
+                log.error("meeting %s: code %s is already used by meeting %s", meeting.id, meeting.code, holder.id)
+                continue
+            await self._store.upsert_meeting(meeting, "config")
+            ready += 1
         return ready

@@ -25,10 +25,10 @@ from bot.sandbox import SandboxInfo
 from bot.store import Store
 
 
-async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float = 20.0, what: str = "condition") -> Any:
+async def wait_for(check: Callable[[], Awaitable[Any]], limit_s: float = 20.0, what: str = "condition") -> Any:
     """Poll until check() returns something truthy; bounded, never a timing assertion."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + limit_s
     while True:
         result = await check()
         if result:
@@ -139,9 +139,7 @@ def bridge_settings(
     relay: dict[str, Any] | None = None,
 ) -> Settings:
     base = load_settings(None, environ={})
-    relay_settings = base.relay.model_copy(
-        update={"poll_active_s": 0.2, "poll_idle_s": 0.5, **(relay or {})}
-    )
+    relay_settings = base.relay.model_copy(update={"poll_active_s": 0.2, "poll_idle_s": 0.5, **(relay or {})})
     settings = base.model_copy(
         update={
             "bridge": base.bridge.model_copy(update={"state_dir": state_dir, "port": 0}),

@@ -65,7 +65,9 @@ async def make_world(
     client = client_for(receiver.url, secret)
     receiver.client = client
     settings = bridge_settings(
-        info, tmp_path / "bridge", clients={"app": client},
+        info,
+        tmp_path / "bridge",
+        clients={"app": client},
         meetings=[MeetingConfig(link=meeting["joinWebUrl"], code=CODE, name="Weekly sync", **meeting_opts)],
     )
     bridge = await Bridge(settings).start()
@@ -98,7 +100,8 @@ async def test_join_send_and_receive_round_trip(world: World) -> None:
 
     organizer = world.meeting["organizerId"]
     await world.control.ok(
-        "POST", f"/sandbox/v1/meetings/{world.meeting['id']}/messages",
+        "POST",
+        f"/sandbox/v1/meetings/{world.meeting['id']}/messages",
         {"from": organizer, "html": '<p>Welcome <at id="0">Ann</at>, see <a href="https://x.test/a">the doc</a></p>'},
     )
 

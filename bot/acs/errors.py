@@ -116,7 +116,7 @@ def map_azure_error(exc: AzureError, what: str, *, forbidden: type[PermanentErro
         # The connection broke in the middle of the answer: the request may or may not have taken effect.
         return TransientError(f"{what}: connection lost while reading the answer")
     status = exc.status_code if isinstance(exc, HttpResponseError) else None
-    if isinstance(exc, ClientAuthenticationError) and (status is None or (status < 500 and status != 429)):
+    if isinstance(exc, ClientAuthenticationError) and status in (None, 400, 401):
         # azure-identity answers a refused sign-in (400 or 401 from the token endpoint) with this type.
         return AuthError(f"{what}: authentication failed: {exc.message}")
     if isinstance(exc, HttpResponseError) and status is not None:

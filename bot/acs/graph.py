@@ -18,7 +18,7 @@ from msgraph.generated.models.online_meeting import OnlineMeeting
 from msgraph.generated.users.item.online_meetings.online_meetings_request_builder import OnlineMeetingsRequestBuilder
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
-from msgraph_core import GraphClientFactory  # type: ignore[import-untyped]
+from msgraph_core import GraphClientFactory
 
 from bot.errors import MeetingLookupError
 from bot.models import MeetingInfo

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Protocol
 
+from ..errors import NotFoundError, PermanentError
 from ..models import ExternalUser, Meeting
 from ..store import Store
 
@@ -60,7 +61,12 @@ class IdentityBroker:
         cached = self._tokens.get(identity_id)
         if cached is not None and cached[1] - time.time() > TOKEN_MARGIN_S:
             return cached[0]
-        token, expires_on = await self._api.issue_token(identity_id)
+        try:
+            token, expires_on = await self._api.issue_token(identity_id)
+        except NotFoundError as exc:
+            # Deleted outside the bridge: let the next join create a new one instead of failing forever.
+            await self._store.drop_identity(identity_id)
+            raise PermanentError("the ACS identity no longer exists; join again") from exc
         self._tokens[identity_id] = (token, expires_on)
         return token
 

@@ -186,7 +186,10 @@ async def update_message(request: web.Request) -> web.Response:
 
 @routes.delete("/chat/threads/{thread}/messages/{message}")
 async def delete_message(request: web.Request) -> web.Response:
-    caller, thread, _ = _member(request)
+    caller, thread, floor = _member(request)
+    message = thread.by_id.get(request.match_info["message"])
+    if message is not None and message.created_on < floor:
+        raise not_found(f"Message {message.id} does not exist.")
     check_limit(request, "chat.send", thread.id, caller)
     request.app[WORLD].delete_message(thread, caller, request.match_info["message"])
     return web.Response(status=204)

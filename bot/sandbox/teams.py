@@ -92,7 +92,9 @@ class TeamsMixin:
         if meeting.call_state == "live":
             return
         meeting.call_state = "live"
-        meeting.organizer.in_call = True
+        # Teams users who opened the meeting before it started are in the call once it starts.
+        for user in meeting.teams_users.values():
+            user.in_call = True
         if meeting.lobby == "auto":
             for leg in list(meeting.legs.values()):
                 if leg.state == "lobby":
@@ -106,7 +108,7 @@ class TeamsMixin:
             user.in_call = False
         for leg in list(meeting.legs.values()):
             if leg.state not in FINAL_LEG_STATES:
-                self._finish_leg(leg, "ended", "the meeting has ended")
+                self._finish_leg(leg, "ended", "the meeting has ended", initiator=meeting.organizer.id)
 
     def teams_user_join(self, meeting: Meeting, display_name: str) -> TeamsUser:
         user = TeamsUser(f"8:orgid:{uuid.uuid4()}", display_name, in_call=meeting.call_state == "live")

@@ -187,6 +187,9 @@ class Store:
         async with self.transaction() as db:
             await db.execute(f"UPDATE meetings SET {sets} WHERE id=?", (*fields.values(), meeting_id))
 
+    async def meeting_ids(self, source: str) -> set[str]:
+        return {r[0] for r in await self._all("SELECT id FROM meetings WHERE source=?", (source,))}
+
     async def delete_meeting(self, meeting_id: str) -> None:
         async with self.transaction() as db:
             await db.execute("DELETE FROM outbox WHERE meeting_id=?", (meeting_id,))
@@ -227,6 +230,11 @@ class Store:
         sets = ", ".join(f"{k}=?" for k in fields)
         async with self.transaction() as db:
             await db.execute(f"UPDATE users SET {sets} WHERE id=?", (*fields.values(), user_id))
+
+    async def drop_identity(self, identity_id: str) -> None:
+        async with self.transaction() as db:
+            await db.execute("UPDATE users SET identity_id=NULL WHERE identity_id=?", (identity_id,))
+            await db.execute("UPDATE meetings SET relay_identity=NULL WHERE relay_identity=?", (identity_id,))
 
     async def forget_user(self, user_id: str) -> None:
         """Delete the user, their sessions and every stored message to or from them."""
