@@ -15,14 +15,16 @@ from .acs.identity import IdentityService
 from .calls.base import CallConnector
 from .calls.client_reported import ClientReportedConnector
 from .calls.sandbox import SandboxCallConnector
+from .channels.acs_events import AcsEventsDoor
 from .channels.webhook import WebhookChannel, WebhookDoor
 from .config import Settings
-from .keys import DOOR, HTTP, REGISTRY, RELAY, SETTINGS, STORE
+from .keys import DOOR, EVENTS_DOOR, HTTP, REGISTRY, RELAY, SETTINGS, STORE
 from .meetings import MeetingRegistry
 from .relay.runtime import Relay
 from .store import Store
 
 log = logging.getLogger(__name__)
+EVENTS_PATH = "/channels/acs/events"
 
 
 def acs_endpoint(connection_string: str) -> str:
@@ -89,6 +91,8 @@ def create_app(settings: Settings) -> web.Application:
         app[RELAY] = Relay(app[STORE], identities, chat, connector, channels, settings.relay)
         app[REGISTRY] = MeetingRegistry(app[STORE], graph)
         app[DOOR] = WebhookDoor(settings.webhook_clients, app[STORE], app[RELAY].intake)
+        if settings.events.secret is not None:
+            app[EVENTS_DOOR] = AcsEventsDoor(settings.events.secret.get_secret_value(), app[STORE], app[RELAY].readers)
         await app[REGISTRY].sync(settings.meetings)
         await app[RELAY].start()
         yield
@@ -102,7 +106,18 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([http_session, store, relay])
     app.router.add_get("/healthz", _health)
     app.router.add_post("/channels/webhook/{client}", _webhook)
+    if settings.events.secret is not None:
+        app.router.add_post(EVENTS_PATH, _events)
+        app.router.add_route("OPTIONS", EVENTS_PATH, _events_handshake)
     return app
+
+
+async def _events(request: web.Request) -> web.Response:
+    return await request.app[EVENTS_DOOR].handle(request)
+
+
+async def _events_handshake(request: web.Request) -> web.Response:
+    return await request.app[EVENTS_DOOR].options(request)
 
 
 async def _webhook(request: web.Request) -> web.Response:

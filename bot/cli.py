@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import json
 import logging
+import secrets
 import signal
+import ssl
 import sys
 import uuid
 from pathlib import Path
@@ -108,6 +110,20 @@ def on_sandbox(settings: Settings, info: SandboxInfo) -> Settings:
     return settings.model_copy(update={"acs": acs, "graph": graph, "calls": calls})
 
 
+async def subscribe_sandbox_events(info: SandboxInfo, door: str, secret: str) -> None:
+    """Have the sandbox push chat events to the bridge, as an Event Grid subscription on ACS would."""
+    from .channels.acs_events import CHAT_EVENTS
+
+    body = {"endpoint": f"{door}?code={secret}", "eventTypes": list(CHAT_EVENTS), "schema": "EventGrid"}
+    ctx = ssl.create_default_context(cafile=info.ca_file)
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as http,
+        http.post(f"{info.control_url}/event-subscriptions", json=body) as resp,
+    ):
+        if resp.status != 201:
+            logging.getLogger(__name__).warning("sandbox event subscription failed: %s", await resp.text())
+
+
 def _banner(settings: Settings, base: str, info: SandboxInfo | None, demo: Any) -> str:
     lines = [f"bridge ready at {base}", f"  webhook door:  {base}/channels/webhook/<client>"]
     if info is not None:
@@ -131,7 +147,7 @@ def _banner(settings: Settings, base: str, info: SandboxInfo | None, demo: Any) 
 
 
 async def run_bridge(config: Path | None) -> int:
-    from .app import create_app
+    from .app import EVENTS_PATH, create_app
     from .demo import DEMO_CLIENT, add_demo_inbox, with_demo
 
     try:
@@ -155,11 +171,12 @@ async def run_bridge(config: Path | None) -> int:
         store_file = sandbox_dir / "bridge.db"
         for leftover in (store_file, store_file.with_name("bridge.db-wal"), store_file.with_name("bridge.db-shm")):
             leftover.unlink(missing_ok=True)
-        settings = settings.model_copy(
-            update={"bridge": settings.bridge.model_copy(update={"store_path": store_file})}
-        )
+        settings = settings.model_copy(update={"bridge": settings.bridge.model_copy(update={"store_path": store_file})})
         if settings.sandbox.demo:
             settings, demo = await with_demo(settings, info.control_url, info.ca_file, base)
+        if settings.events.subscribe_sandbox and settings.events.secret is None:
+            events = settings.events.model_copy(update={"secret": SecretStr(secrets.token_urlsafe(24))})
+            settings = settings.model_copy(update={"events": events})
     app = create_app(settings)
     if demo is not None:
         add_demo_inbox(app, settings.webhook_clients[DEMO_CLIENT])
@@ -175,6 +192,8 @@ async def run_bridge(config: Path | None) -> int:
                 file=sys.stderr,
             )
             return 1
+        if info is not None and settings.events.subscribe_sandbox and settings.events.secret is not None:
+            await subscribe_sandbox_events(info, f"{base}{EVENTS_PATH}", settings.events.secret.get_secret_value())
         print(_banner(settings, base, info, demo), flush=True)
         await stop.wait()
         print("stopping...", flush=True)

@@ -100,6 +100,16 @@ class CallsSection(_Section):
     """Where the sandbox's call API lives when it is not the ACS endpoint."""
 
 
+class EventsSection(_Section):
+    secret: SecretStr | None = None
+    """Turns on POST /channels/acs/events for Event Grid chat events; the subscription's URL carries it as
+    ?code=<secret>. Events only hint that a thread changed: polling stays the source of truth."""
+    subscribe_sandbox: bool = True
+    """On the embedded sandbox, subscribe it to the bridge's events door (a secret is generated if none is set)."""
+
+    _resolve = field_validator("secret", mode="before")(_secret)
+
+
 class SandboxSection(_Section):
     enabled: Literal["auto", "always", "never"] = "auto"
     """auto: run the embedded sandbox when no ACS connection string is configured."""
@@ -192,6 +202,7 @@ class Settings(_Section):
     graph: GraphSection = Field(default_factory=GraphSection)
     sandbox: SandboxSection = Field(default_factory=SandboxSection)
     calls: CallsSection = Field(default_factory=CallsSection)
+    events: EventsSection = Field(default_factory=EventsSection)
     relay: RelaySection = Field(default_factory=RelaySection)
     webhook_clients: dict[str, WebhookClient] = Field(default_factory=dict)
     meetings: list[MeetingConfig] = Field(default_factory=list)

@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from .channels.acs_events import AcsEventsDoor
     from .channels.webhook import WebhookDoor
     from .config import Settings
     from .meetings import MeetingRegistry
@@ -20,3 +21,4 @@ RELAY: web.AppKey[Relay] = web.AppKey("relay")
 REGISTRY: web.AppKey[MeetingRegistry] = web.AppKey("registry")
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
 DOOR: web.AppKey[WebhookDoor] = web.AppKey("webhook_door")
+EVENTS_DOOR: web.AppKey[AcsEventsDoor] = web.AppKey("acs_events_door")

@@ -67,7 +67,7 @@ class Scene(World):
             lines = await self.lines()
             return lines if all(text in lines for text in expected) else []
 
-        return list(await wait_for(all_there, timeout=60, what="every text in the thread"))
+        return list(await wait_for(all_there, limit_s=60, what="every text in the thread"))
 
     async def session(self, user: str) -> Session:
         mine = [s for s in await self.bridge.store.sessions() if s.user_id == f"webhook:app/{user}"]
@@ -83,7 +83,7 @@ class Scene(World):
             done = rows and all(r.state in (DeliveryState.DELIVERED, DeliveryState.FAILED) for r in rows)
             return rows if done else []
 
-        return list(await wait_for(final, timeout=60, what=f"{user}'s messages to reach a final state"))
+        return list(await wait_for(final, limit_s=60, what=f"{user}'s messages to reach a final state"))
 
     def notices(self, user: str) -> list[str]:
         return [str(n["text"]) for n in self.receiver.of("notice", user)]

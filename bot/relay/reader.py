@@ -44,7 +44,21 @@ class MeetingReaders:
         self._settings = settings
         self._tasks = tasks
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._pokes: dict[str, asyncio.Event] = {}
         self.polls = 0
+
+    def poke(self, meeting_id: str) -> None:
+        """A chat event says the thread changed: read it now instead of at the next poll."""
+        self._pokes.setdefault(meeting_id, asyncio.Event()).set()
+        self.ensure(meeting_id)
+
+    async def _pause(self, meeting_id: str, seconds: float) -> None:
+        poked = self._pokes.setdefault(meeting_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(poked.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+        poked.clear()
 
     def ensure(self, meeting_id: str) -> None:
         task = self._running.get(meeting_id)
@@ -83,7 +97,7 @@ class MeetingReaders:
             if await self._fan_out(meeting_id, messages, sessions, cursor):
                 last_news = time.monotonic()
             idle = time.monotonic() - last_news > self._settings.idle_after_s
-            await asyncio.sleep(self._settings.poll_idle_s if idle else self._settings.poll_active_s)
+            await self._pause(meeting_id, self._settings.poll_idle_s if idle else self._settings.poll_active_s)
 
     async def _fan_out(
         self, meeting_id: str, messages: list[ChatMessageView], sessions: list[Session], cursor: datetime | None

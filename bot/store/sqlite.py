@@ -172,6 +172,10 @@ class Store:
         row = await self._one("SELECT * FROM meetings WHERE id=?", (meeting_id,))
         return self._meeting(row) if row else None
 
+    async def meeting_by_thread(self, thread_id: str) -> Meeting | None:
+        row = await self._one("SELECT * FROM meetings WHERE thread_id=?", (thread_id,))
+        return self._meeting(row) if row else None
+
     async def meeting_by_code(self, code: str) -> Meeting | None:
         row = await self._one("SELECT * FROM meetings WHERE code=?", (code,))
         return self._meeting(row) if row else None
