@@ -39,6 +39,9 @@ class _Leg:
     identity: str
     task: asyncio.Task[None] | None = None
     leaving: bool = False
+    call_id: str | None = None
+    state: CallState | None = None
+    """The call state last applied to the leg's sessions; a session that joins a live leg starts from it."""
 
 
 def channel_label(user: ExternalUser) -> str:
@@ -89,7 +92,14 @@ class Presence:
         identity = await self.identity_for(user, meeting)
         session = await self._store.create_session(user.id, meeting.id, identity)
         log.info("session %d requested (meeting %s, %s user)", session.id, meeting.id, user.channel)
+        key = (meeting.id, identity)
+        leg = self._legs.get(key)
+        live = leg is not None and leg.task is not None and not leg.task.done() and not leg.leaving
         self._ensure_leg(meeting.id, identity)
+        if live and leg is not None and leg.state is not None and not leg.state.final:
+            # A relay-mode leg already in the lobby or the call: its driver sees no new event for this session.
+            await self._apply(key, meeting, leg.state, None)
+            session = await self._store.get_session(session.id) or session
         return session
 
     async def leave(self, session: Session, reason: str = "left") -> None:
@@ -102,9 +112,10 @@ class Presence:
         leg = self._legs.get(key)
         if leg is not None:
             leg.leaving = True
-        if session.call_id:
+        call_id = session.call_id or (leg.call_id if leg is not None else None)
+        if call_id:
             try:
-                await self._connector.leave(session.call_id, await self._broker.token(session.identity_id))
+                await self._connector.leave(call_id, await self._broker.token(session.identity_id))
             except (TransientError, PermanentError) as exc:
                 log.warning("leaving call of session %d failed: %s", session.id, exc)
 
@@ -157,6 +168,7 @@ class Presence:
                 handle = await self._current(sessions, token)
                 if handle is None:
                     handle = await self._join(key, meeting, sessions, token)
+                self._legs[key].call_id = handle.call_id
                 final: CallState | None = None
                 async for event in self._connector.watch(handle.call_id, token):
                     if event.state in (CallState.LEFT, CallState.FAILED) and not self._legs[key].leaving:
@@ -221,19 +233,27 @@ class Presence:
         target = machine.from_call(call)
         if call == CallState.REMOVED:
             reason = "removed"
-        for session in await self._leg_sessions(key):
-            if session.state == target:
-                continue
-            if target == S.FAILED or target in machine.FINAL:
-                await self._finish(session, target, reason)
-                continue
-            if not machine.can_transition(session.state, target):
-                await self._move(session, S.JOINING, None)
-            await self._move(session, target, reason, meeting)
+        leg = self._legs.get(key)
+        call_id = leg.call_id if leg is not None else None
+        # One at a time per leg: the driver and a joining session may both apply the leg's state.
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            if leg is not None:
+                leg.state = call
+            for session in await self._leg_sessions(key):
+                if session.state == target:
+                    continue
+                if target == S.FAILED or target in machine.FINAL:
+                    await self._finish(session, target, reason)
+                    continue
+                if not machine.can_transition(session.state, target):
+                    await self._move(session, S.JOINING, None)
+                await self._move(session, target, reason, meeting, call_id)
         if target == S.IN_CALL:
             self._events.in_call(meeting.id)
 
-    async def _move(self, session: Session, target: S, reason: str | None, meeting: Meeting | None = None) -> None:
+    async def _move(
+        self, session: Session, target: S, reason: str | None, meeting: Meeting | None = None, call_id: str | None = None
+    ) -> None:
         label = meeting.name if meeting is not None else "the meeting"
         text = machine.notice(target, label, reason)
         notes = [notice(session, text, target.value)] if text else []
@@ -241,6 +261,7 @@ class Presence:
             session.id,
             target,
             reason,
+            call_id=call_id,
             joined_at=utcnow() if target == S.IN_CALL and session.joined_at is None else None,
             notices=notes,
             held=DeliveryState.PENDING if target == S.IN_CALL else None,
