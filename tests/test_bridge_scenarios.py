@@ -261,6 +261,19 @@ async def test_relay_mode_speaks_for_everyone_with_one_identity(
         # Neither user gets the other's (or their own) relayed message back.
         assert all("hello from" not in r.get("text", "") for r in w.receiver.received)
 
+        # The shared leg stays while anyone uses it and hangs up when the last one leaves.
+        assert (await w.send("ann", "leave"))[0] == 202
+        await w.until_state("ann", SessionState.LEFT)
+        assert (await w.send("bob", text="still here")) [0] == 202
+        await w.until_lines(["Bob: still here"])
+        assert (await w.send("bob", "leave"))[0] == 202
+        await w.until_state("bob", SessionState.LEFT)
+
+        async def hung_up() -> bool:
+            return not [p for p in (await w.roster())["inCall"] if p.get("kind") == "acs"]
+
+        await wait_for(hung_up, what="the relay leg to leave the call")
+
 
 # 6-8: lost answers, 503s and the thread's send limits ------------------------------------------------------
 

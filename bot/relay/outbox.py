@@ -17,7 +17,7 @@ from ..models import ChatMessageView, Delivery, DeliveryState, Direction, Identi
 from ..store import Store, utcnow
 from ..tasks import TaskSet
 from .pacing import Pacer
-from .presence import Presence, notice
+from .presence import Presence, notice, speaker_name
 
 log = logging.getLogger(__name__)
 BRIDGE_ID = "bridgeId"
@@ -159,6 +159,7 @@ class InboundSender(_Workers):
                 meeting.thread_id,
                 text_to_html(text),
                 html=True,
+                display_name=speaker_name(meeting, user),
                 metadata={BRIDGE_ID: head.id},
             )
         except NotInCallError:
@@ -219,7 +220,7 @@ class OutboundDispatcher(_Workers):
         if user is None or meeting is None or channel is None:
             await self._store.finish([row.id], DeliveryState.FAILED, error="no user, meeting or channel for it")
             return 0.0
-        if user.opted_out and row.kind != "notice":
+        if user.opted_out:
             await self._store.finish([row.id], DeliveryState.FAILED, error="the user opted out")
             return 0.0
         await self._store.mark_attempt([row.id])
