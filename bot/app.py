@@ -90,7 +90,7 @@ def create_app(settings: Settings) -> web.Application:
         channels = {"webhook": WebhookChannel(settings.webhook_clients, app[HTTP])}
         app[RELAY] = Relay(app[STORE], identities, chat, connector, channels, settings.relay)
         app[REGISTRY] = MeetingRegistry(app[STORE], graph)
-        app[DOOR] = WebhookDoor(settings.webhook_clients, app[STORE], app[RELAY].intake)
+        app[DOOR] = WebhookDoor(settings.webhook_clients, app[STORE], app[RELAY].intake, app[RELAY].forget)
         if settings.events.secret is not None:
             app[EVENTS_DOOR] = AcsEventsDoor(settings.events.secret.get_secret_value(), app[STORE], app[RELAY].readers)
         await app[REGISTRY].sync(settings.meetings)

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.communication.identity import CommunicationUserIdentifier
+from azure.core.exceptions import ResourceNotFoundError
 
 from bot.config import MeetingConfig
 from bot.models import DeliveryState, Direction, SessionState
@@ -14,6 +16,7 @@ from bot.sandbox import SandboxInfo
 
 from .bridge_harness import Bridge, Receiver, bridge_settings, client_for, new_secret, wait_for
 from .conftest import Control
+from .helpers import identity_client
 
 CODE = "424242"
 
@@ -137,3 +140,29 @@ async def test_message_without_session_gets_a_clear_409(world: World) -> None:
     status, body = await world.send("carol", text="hi")
     assert status == 409
     assert body["error"] == "not_in_call" and body["state"] == "none"
+
+
+async def test_forget_over_the_webhook_deletes_identity_and_stored_messages(world: World) -> None:
+    await world.send("dora", "join")
+    await world.until_state("dora", SessionState.IN_CALL)
+    status, _ = await world.send("dora", text="remember me")
+    assert status == 202
+    user = await world.bridge.store.get_user("webhook:app/dora")
+    assert user is not None and user.identity_id is not None
+    status, body = await world.bridge.send("app", world.secret, {"type": "forget", "user": {"id": "dora"}})
+    assert (status, body) == (202, {"status": "forgotten"})
+    assert await world.bridge.store.get_user("webhook:app/dora") is None
+    assert await world.bridge.store.deliveries(user_id="webhook:app/dora") == []
+    roster = (await world.control.ok("GET", f"/sandbox/v1/meetings/{world.meeting['id']}"))["roster"]
+    assert user.identity_id not in [p.get("identity") for p in roster["inCall"]]
+    async with identity_client(world.control.info) as identities:
+        with pytest.raises(ResourceNotFoundError):
+            await identities.get_token(CommunicationUserIdentifier(user.identity_id), scopes=["chat"])
+    # The identity is gone from ACS: issuing it a token fails.
+    status, _ = await world.send("dora", text="after forgetting")
+    assert status == 409
+
+
+async def test_missing_meeting_is_a_400_naming_the_field(world: World) -> None:
+    status, body = await world.bridge.send("app", world.secret, {"type": "join", "user": {"id": "erin"}})
+    assert status == 400 and body["reason"].startswith("meeting:")

@@ -231,6 +231,26 @@ async def test_meeting_end_ends_the_session(control: Control, info: SandboxInfo,
         assert status == 409 and body["error"] == "not_in_call"
 
 
+async def test_leaving_while_the_join_is_under_way_hangs_up(
+    control: Control, info: SandboxInfo, tmp_path: Path
+) -> None:
+    async with scene(control, info, tmp_path) as w:
+        await w.faults({"method": "POST", "path": "/sandbox/v1/calls", "action": "delay", "delayMs": 1000, "count": 1})
+        assert (await w.send("ann", "join"))[0] == 202
+        assert (await w.send("ann", "leave"))[0] == 202
+        await w.until_state("ann", SessionState.LEFT)
+        user = await w.bridge.store.get_user("webhook:app/ann")
+        assert user is not None and user.identity_id is not None
+        identity = user.identity_id
+
+        async def system(kind: str) -> bool:
+            return any(m["type"] == kind and identity in json.dumps(m["content"]) for m in await w.thread())
+
+        await wait_for(lambda: system("participantAdded"), what="the delayed join to land")
+        await wait_for(lambda: system("participantRemoved"), what="the late leg to hang up")
+        assert not [p for p in (await w.roster())["inCall"] if p.get("identity") == identity]
+
+
 # 5: relay mode -------------------------------------------------------------------------------------------
 
 

@@ -21,11 +21,8 @@ from pydantic import BaseModel
 from bot.config import (
     AcsSection,
     BridgeSection,
-    CallsSection,
-    GraphSection,
     MeetingConfig,
     RelaySection,
-    SandboxSection,
     Settings,
     WebhookClient,
     env_overrides,
@@ -589,7 +586,7 @@ _environ = st.dictionaries(
 )
 
 
-@settings(max_examples=int(os.environ.get("HYP_N", "300")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=_document, environ=_environ)
 def test_any_document_loads_or_raises_config_error(
     tmp_path_factory: pytest.TempPathFactory, data: dict[str, Any], environ: dict[str, str]

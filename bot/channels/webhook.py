@@ -6,7 +6,7 @@ import binascii
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -34,9 +34,10 @@ class WebhookUser(BaseModel):
 
 class WebhookEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["message", "join", "leave"]
+    type: Literal["message", "join", "leave", "forget"]
     user: WebhookUser
-    meeting: str = Field(min_length=1, max_length=128)
+    meeting: str | None = Field(None, min_length=1, max_length=128)
+    """The meeting's join code or id; every type but forget needs it."""
     text: str | None = None
 
 
@@ -84,10 +85,17 @@ def verify(client: WebhookClient, body: bytes, headers: Mapping[str, str]) -> st
 class WebhookDoor:
     """Inbound: verify, parse, hand to the intake; answers with the intake's stored answer."""
 
-    def __init__(self, clients: Mapping[str, WebhookClient], store: Store, intake: Intake) -> None:
+    def __init__(
+        self,
+        clients: Mapping[str, WebhookClient],
+        store: Store,
+        intake: Intake,
+        forget: Callable[[str], Awaitable[None]],
+    ) -> None:
         self._clients = clients
         self._store = store
         self._intake = intake
+        self._forget = forget
         self._buckets = {name: _Bucket(c.rate_per_second) for name, c in clients.items()}
 
     def routes(self) -> list[web.RouteDef]:
@@ -120,18 +128,29 @@ class WebhookDoor:
         channel = f"webhook:{name}"
         if (seen := await self._intake.replay(channel, provider_id)) is not None:
             return _json_answer(seen)
+        if event.meeting is None and event.type != "forget":
+            return _reject(400, "bad_request", f"meeting: a {event.type} needs the meeting's code")
         if event.type == "message":
             if not event.text or not event.text.strip():
                 return _reject(400, "bad_request", "text: a message needs non-empty text")
             if len(event.text.encode("utf-8")) > client.max_message_bytes:
                 return _reject(413, "too_large", f"text is longer than {client.max_message_bytes} bytes")
-        user = await self._store.upsert_user(f"{channel}/{event.user.id}", channel, event.user.display_name)
+        user_id = f"{channel}/{event.user.id}"
+        if event.type == "forget":
+            # The user asked to be forgotten: their identity, sessions and stored messages go.
+            await self._forget(user_id)
+            return _json_answer(await self._intake.record(channel, provider_id, Answer(202, {"status": "forgotten"})))
+        if event.type in ("join", "message"):
+            # Refused (unknown meeting, not allowed...) before the user is stored: a refusal stores nothing.
+            if (refused := await self._intake.refusal(user_id, event.meeting or "")) is not None:
+                return _json_answer(refused)
+        user = await self._store.upsert_user(user_id, channel, event.user.display_name)
         if event.type == "join":
-            answer = await self._intake.join(channel, provider_id, user, event.meeting)
+            answer = await self._intake.join(channel, provider_id, user, event.meeting or "")
         elif event.type == "leave":
-            answer = await self._intake.leave(channel, provider_id, user, event.meeting)
+            answer = await self._intake.leave(channel, provider_id, user, event.meeting or "")
         else:
-            answer = await self._intake.message(channel, provider_id, user, event.meeting, event.text or "")
+            answer = await self._intake.message(channel, provider_id, user, event.meeting or "", event.text or "")
         return _json_answer(answer)
 
 

@@ -54,9 +54,18 @@ class Intake:
             return None, Answer(403, {"error": "not_allowed", "reason": "this user may not join this meeting"})
         return meeting, None
 
-    async def _record(
+    async def refusal(self, user_id: str, meeting_ref: str) -> Answer | None:
+        """Why this user may not join or write to this meeting (404, 403); None when they may."""
+        return (await self._gate(user_id, meeting_ref))[1]
+
+    async def record(
         self, channel: str, provider_id: str, answer: Answer, delivery: NewDelivery | None = None
     ) -> Answer:
+        if answer.status >= 300:
+            # A refusal changed nothing, so it is not remembered: the sender's retry with the same id (once the
+            # user joined, the meeting was added...) is decided afresh instead of getting a stale refusal.
+            assert delivery is None
+            return answer
         status, body, _ = await self._store.record_inbound(channel, provider_id, answer.status, answer.body, delivery)
         return Answer(status, body)
 
@@ -70,9 +79,9 @@ class Intake:
         meeting, refusal = await self._gate(user.id, meeting_ref)
         if meeting is None:
             assert refusal is not None
-            return await self._record(channel, provider_id, refusal)
+            return await self.record(channel, provider_id, refusal)
         session = await self._presence.join(user, meeting)
-        return await self._record(
+        return await self.record(
             channel, provider_id, Answer(202, {"id": f"session-{session.id}", "status": session.state.value})
         )
 
@@ -83,9 +92,9 @@ class Intake:
         session = await self._store.active_session(user.id, meeting.id) if meeting is not None else None
         if meeting is None or session is None:
             answer = Answer(409, {"error": "not_in_call", "state": "none", "reason": "there is no session to leave"})
-            return await self._record(channel, provider_id, answer)
+            return await self.record(channel, provider_id, answer)
         await self._presence.leave(session)
-        return await self._record(channel, provider_id, Answer(202, {"id": f"session-{session.id}", "status": "left"}))
+        return await self.record(channel, provider_id, Answer(202, {"id": f"session-{session.id}", "status": "left"}))
 
     async def message(self, channel: str, provider_id: str, user: ExternalUser, meeting_ref: str, text: str) -> Answer:
         if (seen := await self.replay(channel, provider_id)) is not None:
@@ -93,11 +102,11 @@ class Intake:
         meeting, refusal = await self._gate(user.id, meeting_ref)
         if meeting is None:
             assert refusal is not None
-            return await self._record(channel, provider_id, refusal)
+            return await self.record(channel, provider_id, refusal)
         session = await self._store.active_session(user.id, meeting.id)
         if session is None:
             answer = Answer(409, {"error": "not_in_call", "state": "none", "reason": "join the meeting first"})
-            return await self._record(channel, provider_id, answer)
+            return await self.record(channel, provider_id, answer)
         if session.state == SessionState.IN_CALL:
             state = DeliveryState.PENDING
         elif session.state in machine.WAITING and self._settings.hold_while_joining:
@@ -111,7 +120,7 @@ class Intake:
                     "reason": "messages are relayed only while you are in the meeting call",
                 },
             )
-            return await self._record(channel, provider_id, answer)
+            return await self.record(channel, provider_id, answer)
         delivery = NewDelivery(
             id=str(uuid.uuid4()),
             direction=Direction.INBOUND,
@@ -123,7 +132,7 @@ class Intake:
             session_id=session.id,
         )
         status = "queued" if state == DeliveryState.PENDING else "held"
-        answer = await self._record(
+        answer = await self.record(
             channel,
             provider_id,
             Answer(202, {"id": delivery.id, "status": status, "state": session.state.value}),

@@ -48,6 +48,13 @@ def channel_label(user: ExternalUser) -> str:
     return "SMS" if user.channel == "sms" else user.channel.partition(":")[2] or user.channel
 
 
+def speaker_name(meeting: Meeting, user: ExternalUser | None) -> str:
+    """The name Teams shows for the identity speaking for this user in this meeting."""
+    if meeting.identity_mode == IdentityMode.RELAY or user is None:
+        return RELAY_SPEAKER
+    return display_name(meeting.display_name_template, name=user.display_name, channel=channel_label(user))
+
+
 def notice(session: Session, text: str, state: str) -> NewDelivery:
     return NewDelivery(
         id=str(uuid.uuid4()),
@@ -169,6 +176,10 @@ class Presence:
                 if handle is None:
                     handle = await self._join(key, meeting, sessions, token)
                 self._legs[key].call_id = handle.call_id
+                if self._legs[key].leaving or not await self._leg_sessions(key):
+                    # Everyone left while the join was under way (leave had no call id yet): hang up here.
+                    await self._connector.leave(handle.call_id, token)
+                    return
                 final: CallState | None = None
                 async for event in self._connector.watch(handle.call_id, token):
                     if event.state in (CallState.LEFT, CallState.FAILED) and not self._legs[key].leaving:
@@ -211,11 +222,7 @@ class Presence:
         for session in sessions:
             if session.state != S.JOINING:
                 await self._move(session, S.JOINING, None)
-        user = await self._store.get_user(sessions[0].user_id)
-        if meeting.identity_mode == IdentityMode.RELAY or user is None:
-            name = RELAY_SPEAKER
-        else:
-            name = display_name(meeting.display_name_template, name=user.display_name, channel=channel_label(user))
+        name = speaker_name(meeting, await self._store.get_user(sessions[0].user_id))
         if meeting.join_meeting_id and meeting.passcode:
             handle = await self._connector.join(
                 token, meeting_id=meeting.join_meeting_id, passcode=meeting.passcode, display_name=name
@@ -252,7 +259,12 @@ class Presence:
             self._events.in_call(meeting.id)
 
     async def _move(
-        self, session: Session, target: S, reason: str | None, meeting: Meeting | None = None, call_id: str | None = None
+        self,
+        session: Session,
+        target: S,
+        reason: str | None,
+        meeting: Meeting | None = None,
+        call_id: str | None = None,
     ) -> None:
         label = meeting.name if meeting is not None else "the meeting"
         text = machine.notice(target, label, reason)
