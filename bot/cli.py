@@ -160,7 +160,7 @@ async def run_bridge(config: Path | None) -> int:
     sandbox: Sandbox | None = None
     info: SandboxInfo | None = None
     demo = None
-    base = f"http://{settings.bridge.host}:{settings.bridge.port}"
+    base = (settings.bridge.public_url or f"http://{settings.bridge.host}:{settings.bridge.port}").rstrip("/")
     if settings.use_sandbox:
         sandbox_dir = settings.bridge.state_dir / "sandbox"
         sandbox = Sandbox(port=settings.sandbox.port, state_dir=sandbox_dir)

@@ -12,27 +12,42 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 from .formatting import validate_template
+from .links import JoinLinkError, parse_join_link
 from .models import IdentityMode
 
 ENV_PREFIX = "BRIDGE__"
-_PLACEHOLDERS = ("change_me", "changeme", "replace", "xxx", "<", "todo")
+# Whole values people leave in templates; real keys are random and never look like these.
+_PLACEHOLDER = re.compile(
+    r"^(whsec_)?(<.*>|x{3,}|\.{3}|todo|tbd|secret|password|(change|replace)[_-]?(me|this|it)\w*|your[_-][\w-]+)$",
+    re.IGNORECASE,
+)
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def resolve_secret(value: str) -> str:
+def resolve_secret(value: str, environ: Mapping[str, str] | None = None) -> str:
     """`env:NAME` reads an environment variable and `file:PATH` a file, so secrets stay out of config files."""
+    env = os.environ if environ is None else environ
     if value.startswith("env:"):
         name = value[4:]
-        if name not in os.environ:
+        if name not in env:
             raise ValueError(f"environment variable {name} is not set")
-        return os.environ[name]
+        return env[name]
     if value.startswith("file:"):
         try:
             return Path(value[5:]).read_text(encoding="utf-8").strip()
@@ -41,10 +56,17 @@ def resolve_secret(value: str) -> str:
     return value
 
 
-def _secret(value: Any) -> Any:
+def is_placeholder(value: str) -> bool:
+    """The whole value, or any value inside a key=value;... string, is a template's stand-in."""
+    candidates = [value, *(part.partition("=")[2] for part in value.split(";") if "=" in part)]
+    return any(_PLACEHOLDER.match(c.strip()) for c in candidates)
+
+
+def _secret(value: Any, info: ValidationInfo) -> Any:
     if isinstance(value, str):
-        value = resolve_secret(value)
-        if any(p in value.lower() for p in _PLACEHOLDERS):
+        context = info.context if isinstance(info.context, dict) else {}
+        value = resolve_secret(value, context.get("environ"))
+        if is_placeholder(value):
             raise ValueError("is still a placeholder; set a real secret")
     return value
 
@@ -140,10 +162,10 @@ class WebhookClient(_Section):
 
     @field_validator("secrets", mode="before")
     @classmethod
-    def _resolve_all(cls, value: Any) -> Any:
+    def _resolve_all(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str):
             value = [value]
-        return [_secret(v) for v in value] if isinstance(value, list) else value
+        return [_secret(v, info) for v in value] if isinstance(value, list) else value
 
     @field_validator("secrets")
     @classmethod
@@ -185,6 +207,11 @@ class MeetingConfig(_Section):
     def _one_source(self) -> MeetingConfig:
         if bool(self.link) == bool(self.graph_meeting_id):
             raise ValueError("give exactly one of link or graph_meeting_id")
+        if self.link:
+            try:
+                parse_join_link(self.link)
+            except JoinLinkError as exc:
+                raise ValueError(f"link: {exc}") from exc
         if self.graph_meeting_id and not self.organizer_id:
             raise ValueError("graph_meeting_id needs organizer_id")
         return self
@@ -215,6 +242,20 @@ class Settings(_Section):
                 raise ValueError(f"client name {name!r} may use letters, digits, _ . - only")
         return value
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.sandbox.enabled == "never" and self.acs.connection_string is None:
+            raise ValueError("acs.connection_string is required when sandbox.enabled is never")
+        seen: dict[str, int] = {}
+        for index, meeting in enumerate(self.meetings):
+            if meeting.code is not None and meeting.code in seen:
+                raise ValueError(
+                    f"meetings.{index}.code: {meeting.code} is already used by meetings.{seen[meeting.code]}"
+                )
+            if meeting.code is not None:
+                seen[meeting.code] = index
+        return self
+
     @property
     def store_file(self) -> Path:
         return self.bridge.store_path or self.bridge.state_dir / "bridge.db"
@@ -227,6 +268,9 @@ class Settings(_Section):
 
 
 def _env_value(raw: str) -> Any:
+    """Lists and tables come as JSON; everything else stays a string for the setting's own type to parse."""
+    if not raw.lstrip().startswith(("[", "{", '"')):
+        return raw
     try:
         return json.loads(raw)
     except (ValueError, RecursionError):
@@ -254,6 +298,8 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
+        # Environment names are upper case; a client named "MyApp" in the file is still the one overridden.
+        key = next((k for k in out if k.lower() == key), key)
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value)
         else:
@@ -281,7 +327,7 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     data = _merge(data, env_overrides(os.environ if environ is None else environ))
     try:
-        return Settings.model_validate(data)
+        return Settings.model_validate(data, context={"environ": os.environ if environ is None else environ})
     except ValidationError as exc:
         source = f" in {path}" if path is not None else ""
         raise ConfigError(f"{_describe(exc)}{source}") from exc

@@ -47,6 +47,12 @@ def from_call(call: CallState) -> SessionState:
 
 
 def notice(state: SessionState, meeting: str, reason: str | None = None) -> str | None:
+    text = _notice(state, meeting, reason)
+    # Meeting names may start a sentence ("the meeting has ended.").
+    return text[:1].upper() + text[1:] if text else None
+
+
+def _notice(state: SessionState, meeting: str, reason: str | None = None) -> str | None:
     """What the user is told on entering a state, in plain words; None when there is nothing to say."""
     if state == S.LOBBY:
         return f"You're waiting to be admitted to {meeting}."

@@ -131,10 +131,12 @@ class InboundSender(_Workers):
         if wait > 0:
             return wait
         batch = [head]
-        if len(rows) >= self._settings.merge_backlog and not head.attempts:
-            # A backlog is building: merge the sender's consecutive, never-attempted messages into one.
+        if head.attempts or len(rows) >= self._settings.merge_backlog:
+            # A backlog is building: merge the sender's consecutive, never-attempted messages into one. A retry
+            # takes again the rows merged with the head last time (attempted as often as it): the lookup below
+            # then finds them all in one message, or they are resent together, never one of them twice.
             for row in rows[1:]:
-                if row.user_id != head.user_id or row.attempts or row.session_id != head.session_id:
+                if row.user_id != head.user_id or row.attempts != head.attempts or row.session_id != head.session_id:
                     break
                 batch.append(row)
         user = await self._store.get_user(head.user_id)

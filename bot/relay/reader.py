@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from ..config import RelaySection
-from ..errors import NotInCallError, TransientError
+from ..errors import NotInCallError, PermanentError, TransientError
 from ..formatting import html_to_text
 from ..models import ChatMessageView, Direction, IdentityMode, Session, SessionState
 from ..store import NewDelivery, Store
@@ -89,7 +89,9 @@ class MeetingReaders:
             except NotInCallError:
                 await asyncio.sleep(self._settings.poll_active_s)
                 continue
-            except TransientError as exc:
+            except (TransientError, PermanentError) as exc:
+                # A permanent error belongs to this reader identity (deleted a moment ago, token refused): the next
+                # round picks the reader again from who is in the call now, so the meeting's reader never dies.
                 failures += 1
                 log.warning("meeting %s: reading the thread failed: %s", meeting_id, exc)
                 await asyncio.sleep(backoff(failures, exc.retry_after))
