@@ -284,7 +284,7 @@ async def test_relay_mode_speaks_for_everyone_with_one_identity(
         # The shared leg stays while anyone uses it and hangs up when the last one leaves.
         assert (await w.send("ann", "leave"))[0] == 202
         await w.until_state("ann", SessionState.LEFT)
-        assert (await w.send("bob", text="still here")) [0] == 202
+        assert (await w.send("bob", text="still here"))[0] == 202
         await w.until_lines(["Bob: still here"])
         assert (await w.send("bob", "leave"))[0] == 202
         await w.until_state("bob", SessionState.LEFT)
@@ -540,9 +540,7 @@ def event(user: str, kind: str = "message", text: str | None = "hi", meeting: st
 
 
 async def test_webhook_door_refusals_store_nothing(control: Control, info: SandboxInfo, tmp_path: Path) -> None:
-    async with scene(
-        control, info, tmp_path, extra_secrets=1, max_message_bytes=64, allow=["webhook:app/ann"]
-    ) as w:
+    async with scene(control, info, tmp_path, extra_secrets=1, max_message_bytes=64, allow=["webhook:app/ann"]) as w:
         used: list[str] = []
 
         async def attempt(

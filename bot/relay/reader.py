@@ -94,7 +94,7 @@ class MeetingReaders:
                 # round picks the reader again from who is in the call now, so the meeting's reader never dies.
                 failures += 1
                 log.warning("meeting %s: reading the thread failed: %s", meeting_id, exc)
-                await asyncio.sleep(backoff(failures, exc.retry_after))
+                await asyncio.sleep(backoff(failures, exc.retry_after if isinstance(exc, TransientError) else None))
                 continue
             if await self._fan_out(meeting_id, messages, sessions, cursor):
                 last_news = time.monotonic()

@@ -42,6 +42,7 @@ class Relay:
         self.sender = InboundSender(store, chat, self.presence, settings, self.tasks, self.dispatcher)
         self.readers = MeetingReaders(store, chat, self.broker, self.dispatcher, settings, self.tasks)
         self.intake = Intake(store, self.presence, settings, self)
+        self._chat = chat
 
     # events from presence and intake
     def in_call(self, meeting_id: str) -> None:
@@ -85,6 +86,7 @@ class Relay:
             if session.user_id == user_id:
                 await self.presence.leave(session, "forgotten")
         if user.identity_id:
+            await self._chat.forget(user.identity_id)
             await self.broker.delete(user.identity_id)
         await self.store.forget_user(user_id)
 
