@@ -13,7 +13,7 @@ from typing import Any
 import aiosqlite
 import pytest
 
-import bot.store.sqlite as store_module
+import bot.store.base as store_module
 from bot.models import DeliveryState, Direction, IdentityMode, Meeting, SessionState
 from bot.store import NewDelivery, Store, utcnow
 from bot.store.migrations import MIGRATIONS
@@ -86,7 +86,7 @@ async def scalar(store: Store, sql: str, *args: Any) -> Any:
 
 async def test_migrations_run_once_and_the_version_is_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "deep" / "folder" / "bridge.db"
-    caplog.set_level(logging.INFO, logger="bot.store.sqlite")
+    caplog.set_level(logging.INFO, logger="bot.store")
     first = await Store.open(path)
     try:
         assert await scalar(first, "PRAGMA user_version") == len(MIGRATIONS)

@@ -1,0 +1,143 @@
+"""The store's foundation: one SQLite connection, one writer at a time, migrations and row helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+import aiosqlite
+
+from ..models import (
+    DeliveryState,
+    Direction,
+)
+from .migrations import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat(timespec="microseconds") if value is not None else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    id: str
+    direction: Direction
+    meeting_id: str
+    user_id: str
+    kind: str
+    body: dict[str, Any]
+    state: DeliveryState = DeliveryState.PENDING
+    session_id: int | None = None
+
+
+class StoreBase:
+    """One connection, one writer at a time; every multi-row change is one transaction."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self._write = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Self:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        db.row_factory = aiosqlite.Row
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=5000")
+        store = cls(db)
+        try:
+            await store._migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _migrate(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            async with self.transaction() as db:
+                for statement in filter(str.strip, script.split(";")):
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version={number}")
+            log.info("store migrated to schema %d", number)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+
+    async def _one(self, sql: str, args: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        async with self._db.execute(sql, tuple(args)) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, args: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._db.execute(sql, tuple(args)) as cur:
+            return list(await cur.fetchall())
+
+    async def writable(self) -> bool:
+        try:
+            async with self.transaction() as db:
+                await db.execute("CREATE TEMP TABLE IF NOT EXISTS probe (x)")
+            return True
+        except aiosqlite.Error:
+            return False
+
+    async def _insert_deliveries(self, db: aiosqlite.Connection, items: Iterable[NewDelivery]) -> None:
+        now = _ts(utcnow())
+        await db.executemany(
+            """INSERT INTO outbox (id, direction, meeting_id, user_id, session_id, kind, body, state,
+               next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)""",
+            [
+                (
+                    d.id,
+                    d.direction.value,
+                    d.meeting_id,
+                    d.user_id,
+                    d.session_id,
+                    d.kind,
+                    json.dumps(d.body),
+                    d.state.value,
+                    now,
+                    now,
+                    now,
+                )
+                for d in items
+            ],
+        )
+
+    async def _update(self, table: str, allowed: set[str], key: str, fields: dict[str, Any]) -> None:
+        if not fields or set(fields) - allowed:
+            raise ValueError(f"cannot update {table} fields {sorted(set(fields) - allowed)}")
+        sets = ", ".join(f"{k}=?" for k in fields)
+        async with self.transaction() as db:
+            await db.execute(f"UPDATE {table} SET {sets} WHERE id=?", (*fields.values(), key))

@@ -1,0 +1,151 @@
+"""The inbox of provider ids and the outbox of deliveries in both directions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from ..models import Delivery, DeliveryState, Direction
+from .base import NewDelivery, StoreBase, _dt, _ts, utcnow
+
+
+class OutboxStore(StoreBase):
+    # inbox and outbox -------------------------------------------------------------------------------
+
+    async def inbox_answer(self, channel: str, provider_id: str) -> tuple[int, dict[str, Any]] | None:
+        row = await self._one(
+            "SELECT status, answer FROM inbox WHERE channel=? AND provider_id=?", (channel, provider_id)
+        )
+        return (int(row["status"]), json.loads(row["answer"])) if row else None
+
+    async def record_inbound(
+        self, channel: str, provider_id: str, status: int, answer: dict[str, Any], delivery: NewDelivery | None
+    ) -> tuple[int, dict[str, Any], bool]:
+        """Store the provider id, its answer and the outbox row together; a repeated id gets the first answer."""
+        async with self.transaction() as db:
+            async with db.execute(
+                "SELECT status, answer FROM inbox WHERE channel=? AND provider_id=?", (channel, provider_id)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                return int(row["status"]), json.loads(row["answer"]), False
+            await db.execute(
+                "INSERT INTO inbox (channel, provider_id, status, answer, received_at) VALUES (?,?,?,?,?)",
+                (channel, provider_id, status, json.dumps(answer), _ts(utcnow())),
+            )
+            if delivery is not None:
+                await self._insert_deliveries(db, [delivery])
+        return status, answer, True
+
+    async def add_deliveries(self, items: Iterable[NewDelivery]) -> None:
+        async with self.transaction() as db:
+            await self._insert_deliveries(db, items)
+
+    async def record_outbound(
+        self, meeting_id: str, message_id: str, version: str, items: Iterable[NewDelivery], cursor: str | None = None
+    ) -> bool:
+        """Fan a thread message out once, advancing the meeting's cursor with it; False if already seen."""
+        async with self.transaction() as db:
+            if cursor is not None:
+                await db.execute("UPDATE meetings SET cursor=? WHERE id=?", (cursor, meeting_id))
+            cur = await db.execute(
+                "INSERT OR IGNORE INTO seen_messages (meeting_id, message_id, version) VALUES (?,?,?)",
+                (meeting_id, message_id, version),
+            )
+            if cur.rowcount == 0:
+                return False
+            await self._insert_deliveries(db, items)
+        return True
+
+    @staticmethod
+    def _delivery(row: aiosqlite.Row) -> Delivery:
+        return Delivery(
+            id=row["id"],
+            seq=row["seq"],
+            direction=Direction(row["direction"]),
+            meeting_id=row["meeting_id"],
+            user_id=row["user_id"],
+            kind=row["kind"],
+            body=json.loads(row["body"]),
+            state=DeliveryState(row["state"]),
+            attempts=row["attempts"],
+            next_attempt_at=_dt(row["next_attempt_at"]),
+            last_error=row["last_error"],
+            remote_id=row["remote_id"],
+            session_id=row["session_id"],
+            created_at=_dt(row["created_at"]),
+        )
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        row = await self._one("SELECT * FROM outbox WHERE id=?", (delivery_id,))
+        return self._delivery(row) if row else None
+
+    async def pending(self, direction: Direction, key_column: str, key: str, limit: int = 50) -> list[Delivery]:
+        """Pending rows of one meeting (inbound) or one user (outbound), oldest first."""
+        if key_column not in ("meeting_id", "user_id"):
+            raise ValueError(key_column)
+        rows = await self._all(
+            f"""SELECT * FROM outbox WHERE direction=? AND state='pending' AND {key_column}=?
+                ORDER BY seq LIMIT ?""",
+            (direction.value, key, limit),
+        )
+        return [self._delivery(r) for r in rows]
+
+    async def pending_keys(self, direction: Direction, key_column: str) -> list[str]:
+        if key_column not in ("meeting_id", "user_id"):
+            raise ValueError(key_column)
+        rows = await self._all(
+            f"SELECT DISTINCT {key_column} FROM outbox WHERE direction=? AND state='pending'", (direction.value,)
+        )
+        return [r[0] for r in rows]
+
+    async def mark_attempt(self, ids: list[str]) -> None:
+        async with self.transaction() as db:
+            await db.executemany(
+                "UPDATE outbox SET attempts=attempts+1, updated_at=? WHERE id=?", [(_ts(utcnow()), i) for i in ids]
+            )
+
+    async def finish(
+        self,
+        ids: list[str],
+        state: DeliveryState,
+        *,
+        remote_id: str | None = None,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
+        async with self.transaction() as db:
+            await db.executemany(
+                """UPDATE outbox SET state=?, remote_id=COALESCE(?, remote_id), last_error=?,
+                   next_attempt_at=?, updated_at=? WHERE id=?""",
+                [(state.value, remote_id, error, _ts(next_attempt_at), _ts(utcnow()), i) for i in ids],
+            )
+
+    async def deliveries(
+        self,
+        *,
+        meeting_id: str | None = None,
+        user_id: str | None = None,
+        state: DeliveryState | None = None,
+        direction: Direction | None = None,
+        limit: int = 500,
+    ) -> list[Delivery]:
+        sql, args = "SELECT * FROM outbox WHERE 1=1", []
+        for column, value in (
+            ("meeting_id", meeting_id),
+            ("user_id", user_id),
+            ("state", state),
+            ("direction", direction),
+        ):
+            if value is not None:
+                sql += f" AND {column}=?"
+                args.append(value.value if isinstance(value, DeliveryState | Direction) else value)
+        return [self._delivery(r) for r in await self._all(sql + " ORDER BY seq LIMIT ?", [*args, limit])]
+
+    async def outbox_depth(self) -> dict[str, int]:
+        rows = await self._all("SELECT direction, COUNT(*) FROM outbox WHERE state IN ('pending','held') GROUP BY 1")
+        return {r[0]: int(r[1]) for r in rows}
