@@ -42,6 +42,7 @@ class Relay:
         self.sender = InboundSender(store, chat, self.presence, settings, self.tasks, self.dispatcher)
         self.readers = MeetingReaders(store, chat, self.broker, self.dispatcher, settings, self.tasks)
         self.intake = Intake(store, self.presence, settings, self)
+        self._settings = settings
         self._chat = chat
 
     # events from presence and intake
@@ -68,7 +69,8 @@ class Relay:
 
     async def _sweep(self) -> None:
         while True:
-            await asyncio.sleep(SWEEP_EVERY_S)
+            # Often enough that nobody stays much past the timeout.
+            await asyncio.sleep(min(SWEEP_EVERY_S, self._settings.inactivity_timeout_s / 2))
             try:
                 taken = await self.presence.sweep_inactive()
             except BridgeError as exc:
