@@ -132,6 +132,44 @@ class EventsSection(_Section):
     _resolve = field_validator("secret", mode="before")(_secret)
 
 
+class SmsSection(_Section):
+    gateway: Literal["none", "acs", "twilio"] = "none"
+    """Which gateway carries SMS; on the embedded sandbox `acs` is chosen when this is none."""
+    number: str | None = None
+    """The bridge's own number (E.164), texts are sent from it; on the sandbox its smsNumber."""
+    events_secret: SecretStr | None = None
+    """ACS: the secret in the Event Grid subscription's URL for POST /channels/acs-sms/events?code=<secret>."""
+    segment_cap: int = Field(3, ge=1, le=10)
+    """Segments one outbound text may use; a meeting may set its own."""
+    cap_policy: Literal["truncate", "split"] = "truncate"
+    """Over the cap: cut the text with a marker, or send it as several texts of at most the cap each."""
+    burst_window_s: float = Field(2.0, ge=0, le=60)
+    """Meeting messages arriving within this window are combined into one text."""
+    budget_segments_per_hour: int = Field(60, ge=1)
+    """Per number; reaching it tells the user once and holds the rest until the hour has room."""
+    allow: list[str] = Field(default_factory=lambda: ["*"])
+    """Numbers or prefixes (+1555*) that may use the bridge."""
+    deny: list[str] = Field(default_factory=list)
+    unknown_policy: Literal["reply", "ignore"] = "reply"
+    """What a number that is not allowed, or texts nonsense, gets: a short reply or nothing."""
+    name_max_chars: int = Field(40, ge=1, le=256)
+    texts: dict[str, str] = Field(default_factory=dict)
+    """Overrides for the replies (keys: help, stop, start, join_usage, unknown_meeting, not_allowed, left,
+    no_session, name_set, name_invalid, budget, status_none)."""
+
+    _resolve = field_validator("events_secret", mode="before")(_secret)
+
+
+class TwilioSection(_Section):
+    account_sid: str | None = None
+    auth_token: SecretStr | None = None
+    base_url: str = "https://api.twilio.com"
+    public_url: str | None = None
+    """The URL Twilio calls for /channels/twilio-sms, exactly: signatures are computed over it."""
+
+    _resolve = field_validator("auth_token", mode="before")(_secret)
+
+
 class SandboxSection(_Section):
     enabled: Literal["auto", "always", "never"] = "auto"
     """auto: run the embedded sandbox when no ACS connection string is configured."""
@@ -200,6 +238,8 @@ class MeetingConfig(_Section):
     name: str | None = None
     identity_mode: IdentityMode = IdentityMode.PER_USER
     display_name_template: str = "{name} ({channel})"
+    sms_segment_cap: int | None = Field(None, ge=1, le=10)
+    """Overrides sms.segment_cap for this meeting."""
     allow: list[str] = Field(default_factory=lambda: ["*"])
     """Who may join: addresses or patterns such as webhook:demo/*, sms:+1555*; * for anyone."""
 
@@ -230,6 +270,8 @@ class Settings(_Section):
     sandbox: SandboxSection = Field(default_factory=SandboxSection)
     calls: CallsSection = Field(default_factory=CallsSection)
     events: EventsSection = Field(default_factory=EventsSection)
+    sms: SmsSection = Field(default_factory=SmsSection)
+    twilio: TwilioSection = Field(default_factory=TwilioSection)
     relay: RelaySection = Field(default_factory=RelaySection)
     webhook_clients: dict[str, WebhookClient] = Field(default_factory=dict)
     meetings: list[MeetingConfig] = Field(default_factory=list)

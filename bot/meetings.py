@@ -68,6 +68,7 @@ class MeetingRegistry:
             identity_mode=cfg.identity_mode,
             display_name_template=cfg.display_name_template,
             allow=list(cfg.allow),
+            sms_segment_cap=cfg.sms_segment_cap,
         )
 
     async def _free_code(self, key: str) -> str:

@@ -117,6 +117,7 @@ class Meeting:
     display_name_template: str
     allow: list[str]
     paused: bool = False
+    sms_segment_cap: int | None = None
     relay_identity: str | None = None
     cursor: str | None = None
     """ISO time the outbound reader has read up to (with an overlap; repeats are dropped by id and version)."""

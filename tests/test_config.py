@@ -43,6 +43,8 @@ EXAMPLE_ENV = {
     "BRIDGE_ACS_CONNECTION_STRING": CONNECTION,
     "BRIDGE_GRAPH_CLIENT_SECRET": "gR4ph-s3cret.value~42",
     "BRIDGE_WEBHOOK_APP_SECRET": WHSEC,
+    "BRIDGE_SMS_EVENTS_SECRET": "sms-events-code-8f2k",
+    "BRIDGE_TWILIO_AUTH_TOKEN": "0f9e8d7c6b5a49382716a5b4c3d2e1f0",
 }
 LONG_LINK = (
     "https://teams.microsoft.com/l/meetup-join/19%3ameeting_NzdmODhiOGQtMDY4Yi00MDIyLTk1MzktMmRjNjIzNmFhMzM4"

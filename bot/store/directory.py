@@ -29,6 +29,7 @@ class Directory(StoreBase):
             display_name_template=row["display_name_template"],
             allow=json.loads(row["allow"]),
             paused=bool(row["paused"]),
+            sms_segment_cap=row["sms_segment_cap"],
             relay_identity=row["relay_identity"],
             cursor=row["cursor"],
         )
@@ -37,13 +38,14 @@ class Directory(StoreBase):
         async with self.transaction() as db:
             await db.execute(
                 """INSERT INTO meetings (id, code, name, link, thread_id, join_meeting_id, passcode, organizer_id,
-                       identity_mode, display_name_template, allow, paused, source, created_at)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                       identity_mode, display_name_template, allow, paused, source, created_at, sms_segment_cap)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                    ON CONFLICT(id) DO UPDATE SET code=excluded.code, name=excluded.name, link=excluded.link,
                        thread_id=COALESCE(excluded.thread_id, meetings.thread_id),
                        join_meeting_id=excluded.join_meeting_id, passcode=excluded.passcode,
                        organizer_id=excluded.organizer_id, identity_mode=excluded.identity_mode,
-                       display_name_template=excluded.display_name_template, allow=excluded.allow""",
+                       display_name_template=excluded.display_name_template, allow=excluded.allow,
+                       sms_segment_cap=excluded.sms_segment_cap""",
                 (
                     m.id,
                     m.code,
@@ -59,6 +61,7 @@ class Directory(StoreBase):
                     int(m.paused),
                     source,
                     _ts(utcnow()),
+                    m.sms_segment_cap,
                 ),
             )
 

@@ -88,4 +88,16 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (meeting_id, message_id, version)
     );
     """,
+    # 2: SMS: a meeting's own segment cap, carrier delivery reports, the per-number segment budget
+    """
+    ALTER TABLE meetings ADD COLUMN sms_segment_cap INTEGER;
+    ALTER TABLE outbox ADD COLUMN report TEXT;
+    CREATE INDEX outbox_by_remote ON outbox(remote_id);
+    CREATE TABLE sms_usage (
+        user_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        segments INTEGER NOT NULL
+    );
+    CREATE INDEX sms_usage_by_user ON sms_usage(user_id, at);
+    """,
 ]
