@@ -12,15 +12,25 @@ from aiohttp import web
 from .acs.chat import ChatService
 from .acs.graph import GraphMeetingResolver
 from .acs.identity import IdentityService
+from .acs.sms import AcsSmsGateway
 from .calls.base import CallConnector
 from .calls.client_reported import ClientReportedConnector
 from .calls.sandbox import SandboxCallConnector
 from .channels.acs_events import AcsEventsDoor
+from .channels.base import Channel
+from .channels.sms import SmsChannel
+from .channels.sms_acs import PATH as SMS_EVENTS_PATH
+from .channels.sms_acs import AcsSmsDoor
+from .channels.sms_base import SmsGateway
+from .channels.sms_twilio import INBOUND_PATH as TWILIO_INBOUND_PATH
+from .channels.sms_twilio import STATUS_PATH as TWILIO_STATUS_PATH
+from .channels.sms_twilio import TwilioDoor, TwilioGateway
 from .channels.webhook import WebhookChannel, WebhookDoor
 from .config import Settings
-from .keys import DOOR, EVENTS_DOOR, HTTP, REGISTRY, RELAY, SETTINGS, STORE
+from .keys import DOOR, EVENTS_DOOR, HTTP, REGISTRY, RELAY, SETTINGS, SMS_DOOR, SMS_INTAKE, STORE, TWILIO_DOOR
 from .meetings import MeetingRegistry
 from .relay.runtime import Relay
+from .relay.sms import SmsIntake
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -33,6 +43,35 @@ def acs_endpoint(connection_string: str) -> str:
         if key.strip().lower() == "endpoint":
             return value.strip()
     raise ValueError("the ACS connection string has no endpoint")
+
+
+def _sms_gateway(
+    settings: Settings, connection_string: str, verify: str | bool, session: aiohttp.ClientSession
+) -> SmsGateway | None:
+    sms = settings.sms
+    if sms.gateway == "acs":
+        if sms.number is None:
+            raise ValueError("sms.number is required for the acs gateway")
+        return AcsSmsGateway(connection_string, sms.number, connection_verify=verify)
+    if sms.gateway == "twilio":
+        tw = settings.twilio
+        if not (tw.account_sid and tw.auth_token and sms.number):
+            raise ValueError("the twilio gateway needs twilio.account_sid, twilio.auth_token and sms.number")
+        return TwilioGateway(
+            tw.account_sid,
+            tw.auth_token.get_secret_value(),
+            sms.number,
+            tw.base_url,
+            tw.status_url or f"{public_base(settings)}{TWILIO_STATUS_PATH}",
+            session,
+            tw.ca_file,
+        )
+    return None
+
+
+def public_base(settings: Settings) -> str:
+    bridge = settings.bridge
+    return (bridge.public_url or f"http://{bridge.host}:{bridge.port}").rstrip("/")
 
 
 def _connector(settings: Settings, endpoint: str, session: aiohttp.ClientSession) -> CallConnector:
@@ -87,8 +126,24 @@ def create_app(settings: Settings) -> web.Application:
                 base_url=settings.graph.base_url,
                 ca_file=settings.graph.ca_file or settings.acs.ca_file,
             )
-        channels = {"webhook": WebhookChannel(settings.webhook_clients, app[HTTP])}
+        channels: dict[str, Channel] = {"webhook": WebhookChannel(settings.webhook_clients, app[HTTP])}
+        gateway = _sms_gateway(settings, connection_string, verify, app[HTTP])
+        if gateway is not None:
+            channels["sms"] = SmsChannel(gateway, app[STORE], settings.sms)
         app[RELAY] = Relay(app[STORE], identities, chat, connector, channels, settings.relay)
+        if gateway is not None:
+            app[SMS_INTAKE] = SmsIntake(app[STORE], app[RELAY], settings.sms)
+            if gateway.name == "acs" and settings.sms.events_secret is not None:
+                app[SMS_DOOR] = AcsSmsDoor(settings.sms.events_secret.get_secret_value(), app[SMS_INTAKE])
+            tw = settings.twilio
+            if gateway.name == "twilio" and tw.auth_token is not None:
+                app[TWILIO_DOOR] = TwilioDoor(
+                    tw.auth_token.get_secret_value(),
+                    tw.public_url,
+                    app[SMS_INTAKE],
+                    status_url=tw.status_url,
+                    trust_forwarded=tw.trust_forwarded,
+                )
         app[REGISTRY] = MeetingRegistry(app[STORE], graph)
         app[DOOR] = WebhookDoor(settings.webhook_clients, app[STORE], app[RELAY].intake, app[RELAY].forget)
         if settings.events.secret is not None:
@@ -98,6 +153,8 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await app[RELAY].stop()
         await connector.close()
+        if gateway is not None:
+            await gateway.close()
         await chat.close()
         await identities.close()
         if graph is not None:
@@ -106,10 +163,32 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([http_session, store, relay])
     app.router.add_get("/healthz", _health)
     app.router.add_post("/channels/webhook/{client}", _webhook)
+    if settings.sms.gateway == "acs" and settings.sms.events_secret is not None:
+        app.router.add_post(SMS_EVENTS_PATH, _sms_events)
+        app.router.add_route("OPTIONS", SMS_EVENTS_PATH, _sms_events_handshake)
+    if settings.sms.gateway == "twilio":
+        app.router.add_post(TWILIO_INBOUND_PATH, _twilio_inbound)
+        app.router.add_post(TWILIO_STATUS_PATH, _twilio_status)
     if settings.events.secret is not None:
         app.router.add_post(EVENTS_PATH, _events)
         app.router.add_route("OPTIONS", EVENTS_PATH, _events_handshake)
     return app
+
+
+async def _twilio_inbound(request: web.Request) -> web.Response:
+    return await request.app[TWILIO_DOOR].inbound(request)
+
+
+async def _twilio_status(request: web.Request) -> web.Response:
+    return await request.app[TWILIO_DOOR].status(request)
+
+
+async def _sms_events(request: web.Request) -> web.Response:
+    return await request.app[SMS_DOOR].handle(request)
+
+
+async def _sms_events_handshake(request: web.Request) -> web.Response:
+    return await request.app[SMS_DOOR].options(request)
 
 
 async def _events(request: web.Request) -> web.Response:

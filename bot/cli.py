@@ -13,6 +13,7 @@ import sys
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
@@ -55,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--url", help="the bridge's base URL (default: from the demo started by run)")
     send.add_argument("--secret", help="the client's whsec_ secret (default: the demo's; or BRIDGE_WEBHOOK_SECRET)")
     send.add_argument("--state-dir", type=Path, default=Path(".bridge"), help="the bridge's state folder")
+
+    phone = sub.add_parser("phone", help="a simulated phone on the sandbox: text the bridge, or read what it received")
+    phone.add_argument("number", help="the phone's number, e.g. +15550100")
+    phone.add_argument("text", nargs="?", help="what to text the bridge; without it, show the phone's inbox")
+    phone.add_argument("--to", help="the number to text (default: the sandbox's ACS number)")
+    phone.add_argument("--sandbox-dir", type=Path, default=Path(".bridge/sandbox"), help="where sandbox.json is")
 
     inbox = sub.add_parser("webhook-inbox", help="show what the demo webhook client received from the meeting")
     inbox.add_argument("--state-dir", type=Path, default=Path(".bridge"))
@@ -107,14 +114,54 @@ def on_sandbox(settings: Settings, info: SandboxInfo) -> Settings:
         }
     )
     calls = settings.calls.model_copy(update={"sandbox_endpoint": info.endpoint})
-    return settings.model_copy(update={"acs": acs, "graph": graph, "calls": calls})
+    sms = settings.sms
+    if sms.gateway == "none":
+        sms = sms.model_copy(update={"gateway": "acs", "number": info.sms_number})
+    if sms.gateway == "acs" and sms.number is None:
+        sms = sms.model_copy(update={"number": info.sms_number})
+    if sms.gateway == "acs" and sms.events_secret is None:
+        sms = sms.model_copy(update={"events_secret": SecretStr(secrets.token_urlsafe(24))})
+    return settings.model_copy(update={"acs": acs, "graph": graph, "calls": calls, "sms": sms})
 
 
-async def subscribe_sandbox_events(info: SandboxInfo, door: str, secret: str) -> None:
-    """Have the sandbox push chat events to the bridge, as an Event Grid subscription on ACS would."""
-    from .channels.acs_events import CHAT_EVENTS
+async def _sandbox_control(info: SandboxInfo, method: str, path: str, body: Any = None) -> Any:
+    ctx = ssl.create_default_context(cafile=info.ca_file)
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as http,
+        http.request(method, f"{info.control_url}{path}", json=body) as resp,
+    ):
+        resp.raise_for_status()
+        return await resp.json() if resp.content_type == "application/json" else None
 
-    body = {"endpoint": f"{door}?code={secret}", "eventTypes": list(CHAT_EVENTS), "schema": "EventGrid"}
+
+async def twilio_on_sandbox(settings: Settings, info: SandboxInfo) -> Settings:
+    """The Twilio settings of the sandbox's own Twilio stand-in, when the SMS gateway is twilio."""
+    if settings.sms.gateway != "twilio":
+        return settings
+    account = await _sandbox_control(info, "GET", "/twilio")
+    twilio = settings.twilio.model_copy(
+        update={
+            "account_sid": account["accountSid"],
+            "auth_token": SecretStr(account["authToken"]),
+            "base_url": account["baseUrl"],
+            "ca_file": info.ca_file,
+        }
+    )
+    sms = settings.sms.model_copy(update={"number": account["number"]})
+    return settings.model_copy(update={"twilio": twilio, "sms": sms})
+
+
+async def point_sandbox_twilio(info: SandboxInfo, inbound_url: str) -> None:
+    """Like setting a Twilio number's messaging webhook: texts to it are posted to the bridge."""
+    await _sandbox_control(info, "PUT", "/twilio", {"smsUrl": inbound_url})
+
+
+SMS_EVENT_TYPES = ("Microsoft.Communication.SMSReceived", "Microsoft.Communication.SMSDeliveryReportReceived")
+
+
+async def subscribe_sandbox_events(info: SandboxInfo, door: str, secret: str, event_types: tuple[str, ...]) -> None:
+    """Have the sandbox push events to one of the bridge's doors, as an Event Grid subscription on ACS would."""
+    body = {"endpoint": f"{door}?code={secret}", "eventTypes": list(event_types), "schema": "EventGrid"}
     ctx = ssl.create_default_context(cafile=info.ca_file)
     async with (
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as http,
@@ -141,6 +188,10 @@ def _banner(settings: Settings, base: str, info: SandboxInfo | None, demo: Any) 
             f"    curl --cacert {info.ca_file if info else ''} \\\n"
             f"      {info.control_url if info else ''}/meetings/{demo.meeting['id']}/messages",
             "    python -m bot webhook-inbox      # what the meeting sent back to the demo client",
+            "  or by SMS from a simulated phone:",
+            '    python -m bot phone +15550100 "JOIN 123456"',
+            '    python -m bot phone +15550100 "hello from my phone"',
+            "    python -m bot phone +15550100    # the phone's inbox",
         ]
     lines.append("Ctrl-C stops it.")
     return "\n".join(lines)
@@ -165,7 +216,7 @@ async def run_bridge(config: Path | None) -> int:
         sandbox_dir = settings.bridge.state_dir / "sandbox"
         sandbox = Sandbox(port=settings.sandbox.port, state_dir=sandbox_dir)
         info = await sandbox.start()
-        settings = on_sandbox(settings, info)
+        settings = await twilio_on_sandbox(on_sandbox(settings, info), info)
         # The embedded sandbox keeps identities and meetings in memory only: a store that outlived them would
         # point at nothing, so the bridge starts afresh with it, in a file of its own.
         store_file = sandbox_dir / "bridge.db"
@@ -193,7 +244,21 @@ async def run_bridge(config: Path | None) -> int:
             )
             return 1
         if info is not None and settings.events.subscribe_sandbox and settings.events.secret is not None:
-            await subscribe_sandbox_events(info, f"{base}{EVENTS_PATH}", settings.events.secret.get_secret_value())
+            from .channels.acs_events import CHAT_EVENTS
+
+            await subscribe_sandbox_events(
+                info, f"{base}{EVENTS_PATH}", settings.events.secret.get_secret_value(), CHAT_EVENTS
+            )
+        if info is not None and settings.sms.gateway == "twilio":
+            from .channels.sms_twilio import INBOUND_PATH
+
+            await point_sandbox_twilio(info, f"{base}{INBOUND_PATH}")
+        if info is not None and settings.sms.gateway == "acs" and settings.sms.events_secret is not None:
+            from .channels.sms_acs import PATH as SMS_PATH
+
+            await subscribe_sandbox_events(
+                info, f"{base}{SMS_PATH}", settings.sms.events_secret.get_secret_value(), SMS_EVENT_TYPES
+            )
         print(_banner(settings, base, info, demo), flush=True)
         await stop.wait()
         print("stopping...", flush=True)
@@ -273,6 +338,38 @@ async def webhook_inbox(state_dir: Path) -> int:
     return 0
 
 
+async def phone(args: argparse.Namespace) -> int:
+    path = args.sandbox_dir / "sandbox.json"
+    if not path.exists():
+        print(f"error: no sandbox at {args.sandbox_dir}; start one with `python -m bot run`", file=sys.stderr)
+        return 1
+    info = json.loads(path.read_text())
+    number = quote(args.number, safe="")
+    url = f"{info['controlUrl']}/phones/{number}/sms"
+    ctx = ssl.create_default_context(cafile=info["caFile"])
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as http:
+            if args.text is not None:
+                body = {"to": args.to or info["smsNumber"], "message": args.text}
+                async with http.post(url, json=body) as resp:
+                    answer = await resp.json()
+                    if resp.status >= 300:
+                        print(f"error: {answer}", file=sys.stderr)
+                        return 1
+                print(f"sent from {args.number} to {body['to']}")
+                return 0
+            async with http.get(url) as resp:
+                inbox = await resp.json()
+    except aiohttp.ClientError as exc:
+        print(f"error: cannot reach the sandbox: {exc}", file=sys.stderr)
+        return 1
+    for item in inbox.get("value", []):
+        print(f"[{str(item.get('receivedTimestamp', ''))[11:19]}] {item.get('from')}: {item.get('message')}")
+    if not inbox.get("value"):
+        print("(nothing yet)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -289,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         return check_config(args.config)
     if args.command == "webhook-send":
         return asyncio.run(webhook_send(args))
+    if args.command == "phone":
+        return asyncio.run(phone(args))
     if args.command == "webhook-inbox":
         return asyncio.run(webhook_inbox(args.state_dir))
     return EXIT_CONFIG

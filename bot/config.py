@@ -166,6 +166,13 @@ class TwilioSection(_Section):
     base_url: str = "https://api.twilio.com"
     public_url: str | None = None
     """The URL Twilio calls for /channels/twilio-sms, exactly: signatures are computed over it."""
+    status_url: str | None = None
+    """The URL Twilio posts delivery statuses to (/channels/twilio-sms/status as the world reaches it);
+    default: bridge.public_url (or http://host:port) + /channels/twilio-sms/status."""
+    trust_forwarded: bool = False
+    """Rebuild the called URL from X-Forwarded-Proto/-Host when no public_url is set (behind a proxy)."""
+    ca_file: str | None = None
+    """A CA bundle to trust for base_url (the sandbox's)."""
 
     _resolve = field_validator("auth_token", mode="before")(_secret)
 
@@ -286,6 +293,9 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        if self.sms.gateway == "twilio" and not self.use_sandbox:
+            if not (self.twilio.account_sid and self.twilio.auth_token and self.sms.number):
+                raise ValueError("sms.gateway twilio needs twilio.account_sid, twilio.auth_token and sms.number")
         if self.sandbox.enabled == "never" and self.acs.connection_string is None:
             raise ValueError("acs.connection_string is required when sandbox.enabled is never")
         seen: dict[str, int] = {}

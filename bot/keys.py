@@ -9,10 +9,13 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from .channels.acs_events import AcsEventsDoor
+    from .channels.sms_acs import AcsSmsDoor
+    from .channels.sms_twilio import TwilioDoor
     from .channels.webhook import WebhookDoor
     from .config import Settings
     from .meetings import MeetingRegistry
     from .relay.runtime import Relay
+    from .relay.sms import SmsIntake
     from .store import Store
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -22,3 +25,6 @@ REGISTRY: web.AppKey[MeetingRegistry] = web.AppKey("registry")
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
 DOOR: web.AppKey[WebhookDoor] = web.AppKey("webhook_door")
 EVENTS_DOOR: web.AppKey[AcsEventsDoor] = web.AppKey("acs_events_door")
+SMS_INTAKE: web.AppKey[SmsIntake] = web.AppKey("sms_intake")
+SMS_DOOR: web.AppKey[AcsSmsDoor] = web.AppKey("acs_sms_door")
+TWILIO_DOOR: web.AppKey[TwilioDoor] = web.AppKey("twilio_door")

@@ -168,3 +168,6 @@ class Delivery:
     remote_id: str | None = None
     session_id: int | None = None
     created_at: datetime | None = None
+    first_attempt_at: datetime | None = None
+    report: str | None = None
+    """The carrier's final word on a text: delivered, or failed with a reason."""

@@ -9,7 +9,11 @@ from ..models import Delivery, ExternalUser, Meeting
 
 class Channel(Protocol):
     name: str
+    batch_window_s: float
+    """0: one delivery at a time; more: deliveries arriving within this window are handed over together."""
 
-    async def deliver(self, user: ExternalUser, meeting: Meeting, delivery: Delivery) -> None:
-        """Hand one outbound delivery to the user; raise TransientError to retry, PermanentError to give up."""
+    async def deliver(self, user: ExternalUser, meeting: Meeting | None, deliveries: list[Delivery]) -> str | None:
+        """Hand deliveries (in order, one meeting) to the user; the provider's id for them, if it gives one.
+        Raise TransientError to retry them, PermanentError to give up on them. `meeting` is None for replies
+        that belong to no meeting."""
         ...

@@ -164,13 +164,13 @@ def sign(secret: str, msg_id: str, payload: str, when: datetime | None = None) -
     }
 
 
-def callback_payload(user: ExternalUser, meeting: Meeting, delivery: Delivery) -> dict[str, Any]:
+def callback_payload(user: ExternalUser, meeting: Meeting | None, delivery: Delivery) -> dict[str, Any]:
     body = delivery.body
     sender = body.get("from") or {"displayName": "meeting bridge", "kind": "bridge"}
     return {
         "type": delivery.kind,
         "id": body.get("messageId") or delivery.id,
-        "meeting": meeting.code,
+        "meeting": meeting.code if meeting is not None else None,
         "user": {"id": user.id.partition("/")[2]},
         "from": sender,
         "text": body.get("text", ""),
@@ -182,12 +182,18 @@ class WebhookChannel:
     """Outbound: POST a signed callback to the client's callback_url; the delivery id is the webhook-id."""
 
     name = "webhook"
+    batch_window_s = 0.0
 
     def __init__(self, clients: Mapping[str, WebhookClient], session: aiohttp.ClientSession) -> None:
         self._clients = clients
         self._session = session
 
-    async def deliver(self, user: ExternalUser, meeting: Meeting, delivery: Delivery) -> None:
+    async def deliver(self, user: ExternalUser, meeting: Meeting | None, deliveries: list[Delivery]) -> str | None:
+        for delivery in deliveries:
+            await self._post(user, meeting, delivery)
+        return None
+
+    async def _post(self, user: ExternalUser, meeting: Meeting | None, delivery: Delivery) -> None:
         client_name = user.channel.partition(":")[2]
         client = self._clients.get(client_name)
         if client is None or not client.callback_url:

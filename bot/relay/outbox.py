@@ -211,41 +211,52 @@ class OutboundDispatcher(_Workers):
         return self._channels.get(channel.partition(":")[0])
 
     async def work(self, key: str) -> float | None:
-        rows = await self._store.pending(Direction.OUTBOUND, "user_id", key, limit=1)
+        rows = await self._store.pending(Direction.OUTBOUND, "user_id", key, limit=20)
         if not rows:
             return None
-        row = rows[0]
+        head = rows[0]
         now = utcnow()
-        if row.next_attempt_at is not None and row.next_attempt_at > now:
-            return (row.next_attempt_at - now).total_seconds()
+        if head.next_attempt_at is not None and head.next_attempt_at > now:
+            return (head.next_attempt_at - now).total_seconds()
         user = await self._store.get_user(key)
-        meeting = await self._store.get_meeting(row.meeting_id)
         channel = self.channel_for(user.channel) if user is not None else None
-        if user is None or meeting is None or channel is None:
-            await self._store.finish([row.id], DeliveryState.FAILED, error="no user, meeting or channel for it")
+        meeting = await self._store.get_meeting(head.meeting_id) if head.meeting_id else None
+        if user is None or channel is None or (head.meeting_id and meeting is None):
+            await self._store.finish([head.id], DeliveryState.FAILED, error="no user, meeting or channel for it")
             return 0.0
-        if user.opted_out:
-            await self._store.finish([row.id], DeliveryState.FAILED, error="the user opted out")
+        if user.opted_out and not head.body.get("always"):
+            await self._store.finish([head.id], DeliveryState.FAILED, error="the user opted out")
             return 0.0
-        await self._store.mark_attempt([row.id])
+        batch = [head]
+        if channel.batch_window_s > 0:
+            # Combine a burst into one delivery: wait for it to settle, but never hold the oldest for long.
+            newest = max(r.created_at or now for r in rows)
+            settle = channel.batch_window_s - (now - newest).total_seconds()
+            if settle > 0 and (now - (head.created_at or now)).total_seconds() < 3 * channel.batch_window_s:
+                return settle
+            # A retry re-forms the same batch: the rows tried together carry the same attempt count.
+            for row in rows[1:]:
+                if row.meeting_id != head.meeting_id or row.attempts != head.attempts:
+                    break
+                batch.append(row)
+        ids = [r.id for r in batch]
+        await self._store.mark_attempt(ids)
         try:
-            await channel.deliver(user, meeting, row)
+            remote = await channel.deliver(user, meeting, batch)
         except TransientError as exc:
-            attempts = row.attempts + 1
+            attempts = head.attempts + 1
             if attempts >= self._settings.max_attempts:
-                await self._store.finish(
-                    [row.id], DeliveryState.FAILED, error=f"gave up after {attempts} attempts: {exc}"
-                )
+                await self._store.finish(ids, DeliveryState.FAILED, error=f"gave up after {attempts} attempts: {exc}")
                 return 0.0
             delay = backoff(attempts, exc.retry_after)
             await self._store.finish(
-                [row.id], DeliveryState.PENDING, error=str(exc), next_attempt_at=utcnow() + timedelta(seconds=delay)
+                ids, DeliveryState.PENDING, error=str(exc), next_attempt_at=utcnow() + timedelta(seconds=delay)
             )
             return delay
         except PermanentError as exc:
-            await self._store.finish([row.id], DeliveryState.FAILED, error=str(exc))
+            await self._store.finish(ids, DeliveryState.FAILED, error=str(exc))
             return 0.0
-        await self._store.finish([row.id], DeliveryState.DELIVERED)
+        await self._store.finish(ids, DeliveryState.DELIVERED, remote_id=remote)
         return 0.0
 
     async def resume(self) -> None:

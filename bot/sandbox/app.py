@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import calls_api, chat_api, control_api, eventgrid, graph_api, identity_api, sms_api
+from . import calls_api, chat_api, control_api, eventgrid, graph_api, identity_api, sms_api, twilio_api
 from .errors import error_middleware
 from .faults import FaultInjector, fault_middleware
 from .keys import FAULTS, INFO, LIMITS, RESET_HOOKS, WORLD
@@ -24,9 +24,10 @@ def create_sandbox_app(world: World, info: dict[str, Any], *, limits_enabled: bo
     app[LIMITS] = RateLimiter(enabled=limits_enabled)
     app[FAULTS] = FaultInjector()
     app[RESET_HOOKS] = []
-    for module in (identity_api, chat_api, calls_api, control_api, graph_api, sms_api, eventgrid):
+    for module in (identity_api, chat_api, calls_api, control_api, graph_api, sms_api, twilio_api, eventgrid):
         app.router.add_routes(module.routes)
     graph_api.setup(app)
     sms_api.setup(app)
+    twilio_api.setup(app)  # after sms_api: it claims its number on the same phones
     eventgrid.setup(app)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -109,12 +110,27 @@ def _failure(to: str, status: int, message: str, repeatability: str | None = Non
     return item
 
 
+@dataclass(frozen=True)
+class OtherNumber:
+    """A number another gateway stand-in owns (the Twilio one): its inbound message ids and who takes texts to it."""
+
+    new_id: Callable[[], str]
+    on_text: Callable[[Sms], None]
+
+
 class Phones:
     """The phones that talk to the sandbox number: their inboxes, opt-outs, and the record of repeatable sends."""
 
     def __init__(self, sms_number: str) -> None:
         self.sms_number = sms_number
+        self.other_numbers: dict[str, OtherNumber] = {}
         self.reset()
+
+    def add_number(self, number: str, owner: OtherNumber) -> None:
+        """Phones may text this number too; opt-outs are shared, texts to it go to its owner, not to SMSReceived."""
+        if number == self.sms_number or number in self.other_numbers:
+            raise ValueError(f"{number} is already a sandbox number")
+        self.other_numbers[number] = owner
 
     def reset(self) -> None:
         self.inboxes: dict[str, list[Sms]] = {}
@@ -136,13 +152,15 @@ class Phones:
         return list(self.inboxes.get(phone, ()))
 
     def text_in(self, phone: str, to: object, message: object) -> Sms:
-        """A phone texts the sandbox number; carrier keywords change its opt-out state."""
+        """A phone texts one of the sandbox numbers; carrier keywords change its opt-out state (shared by both)."""
         if not is_e164(phone):
             raise bad_request(f"{phone} is not a phone number in E.164 format (+ and 7-15 digits).")
-        if to != self.sms_number:
-            raise bad_request(f"to must be the sandbox's number {self.sms_number}.")
-        if phone == self.sms_number:
-            raise bad_request("The sandbox number cannot text itself.")
+        other = self.other_numbers.get(to) if isinstance(to, str) else None
+        if to != self.sms_number and other is None:
+            numbers = ", ".join([self.sms_number, *self.other_numbers])
+            raise bad_request(f"to must be one of the sandbox's numbers: {numbers}.")
+        if phone == self.sms_number or phone in self.other_numbers:
+            raise bad_request("A sandbox number cannot text itself.")
         segments = check_message(message)
         assert isinstance(message, str)
         word = keyword(message)
@@ -150,7 +168,10 @@ class Phones:
             self.opted_out.add(phone)
         elif word in OPT_IN_WORDS:
             self.opted_out.discard(phone)
-        sms = Sms(_message_id("Incoming"), phone, self.sms_number, message, now(), segments)
+        if other is None:
+            return Sms(_message_id("Incoming"), phone, self.sms_number, message, now(), segments)
+        sms = Sms(other.new_id(), phone, str(to), message, now(), segments)
+        other.on_text(sms)
         return sms
 
     def send(self, sender: str, recipient: object, message: str, segments: int, tag: str | None) -> SendOutcome:

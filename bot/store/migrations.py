@@ -88,10 +88,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (meeting_id, message_id, version)
     );
     """,
-    # 2: SMS: a meeting's own segment cap, carrier delivery reports, the per-number segment budget
+    # 2: SMS: a meeting's own segment cap, carrier delivery reports, when a delivery was first tried (providers
+    #    drop repeats only within a window from then), the per-number segment budget
     """
     ALTER TABLE meetings ADD COLUMN sms_segment_cap INTEGER;
     ALTER TABLE outbox ADD COLUMN report TEXT;
+    ALTER TABLE outbox ADD COLUMN first_attempt_at TEXT;
     CREATE INDEX outbox_by_remote ON outbox(remote_id);
     CREATE TABLE sms_usage (
         user_id TEXT NOT NULL,

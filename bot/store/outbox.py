@@ -78,6 +78,8 @@ class OutboxStore(StoreBase):
             remote_id=row["remote_id"],
             session_id=row["session_id"],
             created_at=_dt(row["created_at"]),
+            first_attempt_at=_dt(row["first_attempt_at"]),
+            report=row["report"],
         )
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
@@ -106,7 +108,9 @@ class OutboxStore(StoreBase):
     async def mark_attempt(self, ids: list[str]) -> None:
         async with self.transaction() as db:
             await db.executemany(
-                "UPDATE outbox SET attempts=attempts+1, updated_at=? WHERE id=?", [(_ts(utcnow()), i) for i in ids]
+                "UPDATE outbox SET attempts=attempts+1, first_attempt_at=COALESCE(first_attempt_at, ?), updated_at=? "
+                "WHERE id=?",
+                [(_ts(utcnow()), _ts(utcnow()), i) for i in ids],
             )
 
     async def finish(
@@ -149,3 +153,29 @@ class OutboxStore(StoreBase):
     async def outbox_depth(self) -> dict[str, int]:
         rows = await self._all("SELECT direction, COUNT(*) FROM outbox WHERE state IN ('pending','held') GROUP BY 1")
         return {r[0]: int(r[1]) for r in rows}
+
+    async def record_report(self, remote_id: str, report: str) -> int:
+        """The carrier's final word on a sent text, on the deliveries it carried."""
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "UPDATE outbox SET report=?, updated_at=? WHERE remote_id=?", (report, _ts(utcnow()), remote_id)
+            )
+            return cur.rowcount
+
+    async def report_of(self, delivery_id: str) -> str | None:
+        row = await self._one("SELECT report FROM outbox WHERE id=?", (delivery_id,))
+        return row["report"] if row else None
+
+    async def add_sms_usage(self, user_id: str, segments: int) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO sms_usage (user_id, at, segments) VALUES (?,?,?)", (user_id, _ts(utcnow()), segments)
+            )
+
+    async def sms_usage(self, user_id: str, since: datetime) -> tuple[int, datetime | None]:
+        """Segments sent to the user since then, and when the oldest of them was sent."""
+        row = await self._one(
+            "SELECT COALESCE(SUM(segments), 0), MIN(at) FROM sms_usage WHERE user_id=? AND at>=?",
+            (user_id, _ts(since)),
+        )
+        return (int(row[0]), _dt(row[1])) if row else (0, None)

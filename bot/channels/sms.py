@@ -1,0 +1,110 @@
+"""The SMS channel: meeting messages shaped for phones (prefixes, bursts combined, segment caps) and budgeted."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from ..commands import reply
+from ..config import SmsSection
+from ..errors import TransientError
+from ..models import Delivery, ExternalUser, Meeting
+from ..phones import mask
+from ..sms_text import combine, fit, segments
+from ..store import Store, utcnow
+from .sms_base import SmsGateway
+
+log = logging.getLogger(__name__)
+HOUR = timedelta(hours=1)
+# ACS accepts a repeatabilityFirstSent up to 5 minutes old; keep a margin.
+REPEAT_WINDOW = timedelta(minutes=4)
+
+
+def compose(deliveries: list[Delivery]) -> str:
+    """One text for a burst: a sender's consecutive messages share one prefix; notices stand on their own line."""
+    lines: list[str] = []
+    burst: list[tuple[str, str]] = []
+    for delivery in deliveries:
+        body = delivery.body
+        text = str(body.get("text", ""))
+        sender_info = body.get("from")
+        sender = str(sender_info.get("displayName", "")) if isinstance(sender_info, dict) else ""
+        if delivery.kind == "notice":
+            if burst:
+                lines.append(combine(burst))
+                burst = []
+            lines.append(text)
+        elif delivery.kind == "edit":
+            burst.append((sender, f"(edited) {text}"))
+        elif delivery.kind == "delete":
+            burst.append((sender, "(deleted a message)"))
+        else:
+            burst.append((sender, text))
+    if burst:
+        lines.append(combine(burst))
+    return "\n".join(line for line in lines if line)
+
+
+def part_key(head: Delivery, index: int, epoch: str = "") -> str:
+    """Stable per part, so a retry of a split text lets the provider drop the parts it already sent."""
+    if index == 0 and not epoch:
+        return head.id
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{head.id}/{index}/{epoch}"))
+
+
+class SmsChannel:
+    name = "sms"
+
+    def __init__(self, gateway: SmsGateway, store: Store, settings: SmsSection) -> None:
+        self._gateway = gateway
+        self._store = store
+        self._settings = settings
+        self.batch_window_s = settings.burst_window_s
+        self._told_budget: dict[str, float] = {}
+
+    async def deliver(self, user: ExternalUser, meeting: Meeting | None, deliveries: list[Delivery]) -> str | None:
+        head = deliveries[0]
+        number = user.id.removeprefix("sms:")
+        cap = (meeting.sms_segment_cap if meeting is not None else None) or self._settings.segment_cap
+        parts = [p for p in fit(compose(deliveries), cap, self._settings.cap_policy) if p.strip()]
+        if not parts:
+            return None
+        needed = sum(segments(p) for p in parts)
+        if not all(d.body.get("always") for d in deliveries):
+            await self._check_budget(user, number, needed, head)
+        now = utcnow()
+        first_sent = head.first_attempt_at or now
+        late = now - first_sent > REPEAT_WINDOW
+        if late:
+            # Providers drop repeats only within minutes of the first try; past that a retry is a new text
+            # (it may double one whose answer was lost, which nothing can rule out any more).
+            log.warning("retrying a text to %s past the provider's repeat window", mask(number))
+            first_sent = now
+        first: str | None = None
+        for index, part in enumerate(parts):
+            key = part_key(head, index) if not late else part_key(head, index, now.isoformat())
+            provider_id = await self._gateway.send(number, part, key=key, first_sent=first_sent)
+            first = first or provider_id
+            await self._store.add_sms_usage(user.id, segments(part))
+        log.debug("texted %s: %d part(s), %d segment(s)", mask(number), len(parts), needed)
+        return first
+
+    async def _check_budget(self, user: ExternalUser, number: str, needed: int, head: Delivery) -> None:
+        now = utcnow()
+        used, oldest = await self._store.sms_usage(user.id, now - HOUR)
+        limit = self._settings.budget_segments_per_hour
+        if used + needed <= limit:
+            return
+        wait = ((oldest + HOUR) - now).total_seconds() if oldest is not None else HOUR.total_seconds()
+        window_start = (oldest or now).timestamp()
+        if self._told_budget.get(user.id) != window_start:
+            # Told once per window; the notice itself is outside the budget.
+            self._told_budget[user.id] = window_start
+            text = reply("budget", self._settings.texts)
+            try:
+                await self._gateway.send(number, text, key=part_key(head, 99), first_sent=head.created_at or now)
+            except TransientError:
+                pass
+            log.info("SMS budget reached for %s; holding texts %.0f s", mask(number), wait)
+        raise TransientError("the number's hourly SMS budget is used up", retry_after=max(1.0, wait))

@@ -1,0 +1,180 @@
+"""The Event Grid door for ACS SMS: handshakes, the shared secret, SMSReceived and SMSDeliveryReportReceived."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import PermanentError, TransientError
+from ..phones import mask
+from .sms_base import InboundSms, SmsReceiver
+
+log = logging.getLogger(__name__)
+PATH = "/channels/acs-sms/events"
+MAX_BODY_BYTES = 1024 * 1024  # Event Grid's own limit for one delivery
+SEEN_EVENT_IDS = 1024
+VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
+SMS_RECEIVED = "Microsoft.Communication.SMSReceived"
+SMS_DELIVERY_REPORT = "Microsoft.Communication.SMSDeliveryReportReceived"
+
+
+class Malformed(ValueError):
+    """One event the door cannot read; the message is the reason, never the event's content."""
+
+
+@dataclass(frozen=True)
+class Report:
+    message_id: str
+    delivered: bool
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One event that matters to the door."""
+
+    id: str
+    kind: str
+    sms: InboundSms | None = None
+    report: Report | None = None
+    validation_code: str | None = None
+
+
+def _strings(data: dict[str, Any], *names: str) -> list[str]:
+    missing = [n for n in names if not isinstance(data.get(n), str)]
+    if missing:
+        raise Malformed(f"data.{', data.'.join(missing)} must be strings")
+    return [str(data[n]) for n in names]
+
+
+def parse_event(event: object) -> Parsed | None:
+    """An Event Grid or CloudEvents event as the door needs it; None for types it ignores."""
+    if not isinstance(event, dict):
+        raise Malformed("an event must be a JSON object")
+    # Event Grid's schema names the type eventType, CloudEvents type; both carry id and data.
+    kind = event.get("eventType", event.get("type"))
+    event_id = event.get("id")
+    if not isinstance(kind, str) or not kind:
+        raise Malformed("the event has no eventType or type")
+    if kind not in (VALIDATION_EVENT, SMS_RECEIVED, SMS_DELIVERY_REPORT):
+        return None
+    if not isinstance(event_id, str) or not event_id:
+        raise Malformed(f"the {kind} event has no id")
+    data = event.get("data")
+    if not isinstance(data, dict):
+        raise Malformed(f"the {kind} event's data must be an object")
+    if kind == VALIDATION_EVENT:
+        [code] = _strings(data, "validationCode")
+        return Parsed(event_id, kind, validation_code=code)
+    if kind == SMS_RECEIVED:
+        message_id, sender, to, text = _strings(data, "messageId", "from", "to", "message")
+        return Parsed(event_id, kind, sms=InboundSms("acs", message_id, sender, to, text))
+    message_id, status = _strings(data, "messageId", "deliveryStatus")
+    details = data.get("deliveryStatusDetails")
+    detail = details if isinstance(details, str) and details else status
+    return Parsed(event_id, kind, report=Report(message_id, status == "Delivered", detail))
+
+
+def _reject(status: int, error: str, reason: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": error, "reason": reason}, status=status, headers=headers)
+
+
+class AcsSmsDoor:
+    """Event Grid bodies are not signed: the secret in the subscription's URL (?code=) authenticates them.
+
+    A batch is answered 200 only after every readable event was handed to the receiver, which stores it first.
+    A malformed event inside a batch that also holds readable ones is logged and skipped, not refused: Event Grid
+    retries or drops the whole batch on a non-2xx, so refusing would redeliver (or lose) the good events over one
+    bad one that no retry can mend. A body in which nothing is readable is answered 400, which Event Grid drops.
+    """
+
+    def __init__(self, secret: str, receiver: SmsReceiver) -> None:
+        if not secret:
+            raise ValueError("the ACS SMS events door needs a secret")
+        self._secret = secret.encode("utf-8")
+        self._receiver = receiver
+        # Event Grid delivers at least once; the receiver's inbox drops repeats for good, this only saves work.
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def _authentic(self, request: web.Request) -> bool:
+        given = request.query.get("code", "").encode("utf-8")
+        return hmac.compare_digest(given, self._secret)
+
+    async def options(self, request: web.Request) -> web.Response:
+        """The CloudEvents validation handshake: allow the origin that asked."""
+        if not self._authentic(request):
+            return _reject(401, "unauthorized", "missing or wrong code")
+        origin = request.headers.get("WebHook-Request-Origin", "")
+        return web.Response(status=200, headers={"WebHook-Allowed-Origin": origin or "*"})
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """POST /channels/acs-sms/events?code=<secret>: an Event Grid array, one CloudEvent or a CloudEvents batch."""
+        if not self._authentic(request):
+            return _reject(401, "unauthorized", "missing or wrong code")
+        body = await request.content.read(MAX_BODY_BYTES + 1)
+        if len(body) > MAX_BODY_BYTES:
+            return _reject(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+        try:
+            parsed: Any = json.loads(body)
+        except (UnicodeDecodeError, ValueError):
+            return _reject(400, "bad_request", "the body is not JSON")
+        if not isinstance(parsed, list | dict):
+            return _reject(400, "bad_request", "the body must be an event or an array of events")
+        raw_events = parsed if isinstance(parsed, list) else [parsed]
+        events: list[Parsed] = []
+        reasons: list[str] = []
+        for index, raw in enumerate(raw_events):
+            try:
+                event = parse_event(raw)
+            except Malformed as exc:
+                reasons.append(str(exc))
+                event_id = raw.get("id") if isinstance(raw, dict) else None
+                shown = event_id[:80] if isinstance(event_id, str) else None
+                log.warning("ACS SMS event %d (id %s) skipped: %s", index, shown, exc)
+                continue
+            if event is not None:
+                events.append(event)
+        if reasons and len(reasons) == len(raw_events):
+            return _reject(400, "bad_request", reasons[0])
+        for event in events:
+            if event.validation_code is not None:
+                log.info("answered an Event Grid subscription validation for ACS SMS events")
+                return web.json_response({"validationResponse": event.validation_code})
+        handled = 0
+        for event in events:
+            if event.id in self._seen:
+                self._seen.move_to_end(event.id)
+                continue
+            try:
+                await self._hand_over(event)
+            except TransientError as exc:
+                # Event Grid retries the whole batch; what was already handed over is dropped as a repeat.
+                log.warning("ACS SMS event %s not stored yet: %s", event.id, exc)
+                headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
+                return _reject(503, "unavailable", "the bridge cannot store events right now", headers)
+            except PermanentError as exc:
+                log.warning("ACS SMS event %s refused by the relay: %s", event.id, exc)
+            self._remember(event.id)
+            handled += 1
+        return web.json_response({"received": len(raw_events), "handled": handled, "skipped": len(reasons)})
+
+    async def _hand_over(self, event: Parsed) -> None:
+        if event.sms is not None:
+            sms = event.sms
+            log.info("SMS %s received from %s", sms.provider_id, mask(sms.from_number))
+            await self._receiver.receive(sms)
+        elif event.report is not None:
+            report = event.report
+            log.info("SMS %s delivery report: %s", report.message_id, "delivered" if report.delivered else "failed")
+            await self._receiver.delivery_report(report.message_id, delivered=report.delivered, detail=report.detail)
+
+    def _remember(self, event_id: str) -> None:
+        self._seen[event_id] = None
+        while len(self._seen) > SEEN_EVENT_IDS:
+            self._seen.popitem(last=False)
