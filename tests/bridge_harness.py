@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import secrets
+import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -82,11 +83,26 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-class Bridge:
-    """One bridge process's worth of app, started in this event loop on an ephemeral port."""
+def listening_socket() -> socket.socket:
+    """A loopback socket already bound to a free port: its URL is known before the bridge's settings are final
+    (a Twilio status callback URL names the port), and nothing can take the port in between."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
-    def __init__(self, settings: Settings) -> None:
+
+def base_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{host}:{port}"
+
+
+class Bridge:
+    """One bridge process's worth of app, started in this event loop on an ephemeral port (or on `sock`)."""
+
+    def __init__(self, settings: Settings, sock: socket.socket | None = None) -> None:
         self.settings = settings
+        self.sock = sock
         self.runner: web.AppRunner | None = None
         self.base = ""
         self.http: aiohttp.ClientSession | None = None
@@ -107,7 +123,11 @@ class Bridge:
     async def start(self) -> Bridge:
         self.runner = web.AppRunner(create_app(self.settings), access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site: web.BaseSite
+        if self.sock is not None:
+            site = web.SockSite(self.runner, self.sock)
+        else:
+            site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
         self.base = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
         self.http = aiohttp.ClientSession()
@@ -137,7 +157,10 @@ def bridge_settings(
     clients: dict[str, WebhookClient],
     meetings: list[MeetingConfig],
     relay: dict[str, Any] | None = None,
+    sms: dict[str, Any] | None = None,
 ) -> Settings:
+    """Settings for a bridge on the sandbox; `sms` overrides SMS settings before the sandbox fills in the rest
+    (gateway "twilio" is kept: twilio_on_sandbox then supplies its account)."""
     base = load_settings(None, environ={})
     relay_settings = base.relay.model_copy(update={"poll_active_s": 0.2, "poll_idle_s": 0.5, **(relay or {})})
     settings = base.model_copy(
@@ -146,6 +169,7 @@ def bridge_settings(
             "webhook_clients": clients,
             "meetings": meetings,
             "relay": relay_settings,
+            "sms": base.sms.model_copy(update=sms or {}),
         }
     )
     return on_sandbox(settings, info)
