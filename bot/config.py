@@ -177,6 +177,21 @@ class TwilioSection(_Section):
     _resolve = field_validator("auth_token", mode="before")(_secret)
 
 
+class AdminSection(_Section):
+    token: SecretStr | None = None
+    """The operators' bearer token for /api/v1 (and the console); not set: the admin API is off. On the
+    embedded sandbox `run` generates one and prints it."""
+
+    _resolve = field_validator("token", mode="before")(_secret)
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+
 class SandboxSection(_Section):
     enabled: Literal["auto", "always", "never"] = "auto"
     """auto: run the embedded sandbox when no ACS connection string is configured."""
@@ -279,6 +294,7 @@ class Settings(_Section):
     events: EventsSection = Field(default_factory=EventsSection)
     sms: SmsSection = Field(default_factory=SmsSection)
     twilio: TwilioSection = Field(default_factory=TwilioSection)
+    admin: AdminSection = Field(default_factory=AdminSection)
     relay: RelaySection = Field(default_factory=RelaySection)
     webhook_clients: dict[str, WebhookClient] = Field(default_factory=dict)
     meetings: list[MeetingConfig] = Field(default_factory=list)

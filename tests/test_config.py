@@ -45,6 +45,7 @@ EXAMPLE_ENV = {
     "BRIDGE_WEBHOOK_APP_SECRET": WHSEC,
     "BRIDGE_SMS_EVENTS_SECRET": "sms-events-code-8f2k",
     "BRIDGE_TWILIO_AUTH_TOKEN": "0f9e8d7c6b5a49382716a5b4c3d2e1f0",
+    "BRIDGE_ADMIN_TOKEN": "adm-7Hq2LpX9vR4sT6wZ",
 }
 LONG_LINK = (
     "https://teams.microsoft.com/l/meetup-join/19%3ameeting_NzdmODhiOGQtMDY4Yi00MDIyLTk1MzktMmRjNjIzNmFhMzM4"
