@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -27,8 +28,22 @@ from .channels.sms_twilio import STATUS_PATH as TWILIO_STATUS_PATH
 from .channels.sms_twilio import TwilioDoor, TwilioGateway
 from .channels.webhook import WebhookChannel, WebhookDoor
 from .config import Settings
-from .keys import DOOR, EVENTS_DOOR, HTTP, REGISTRY, RELAY, SETTINGS, SMS_DOOR, SMS_INTAKE, STORE, TWILIO_DOOR
+from .keys import (
+    ACS_ENDPOINT,
+    DOOR,
+    EVENTS_DOOR,
+    HTTP,
+    METRICS,
+    REGISTRY,
+    RELAY,
+    SETTINGS,
+    SMS_DOOR,
+    SMS_INTAKE,
+    STORE,
+    TWILIO_DOOR,
+)
 from .meetings import MeetingRegistry
+from .metrics import CountingTokens, Metrics
 from .relay.runtime import Relay
 from .relay.sms import SmsIntake
 from .store import Store
@@ -86,7 +101,42 @@ def _connector(settings: Settings, endpoint: str, session: aiohttp.ClientSession
 
 
 async def _health(request: web.Request) -> web.Response:
+    """The process is alive and serving."""
     return web.json_response({"status": "ok"})
+
+
+async def _acs_reachable(app: web.Application) -> bool:
+    settings = app[SETTINGS]
+    ssl_ctx: ssl.SSLContext | bool = (
+        ssl.create_default_context(cafile=settings.acs.ca_file) if settings.acs.ca_file else True
+    )
+    try:
+        # Any HTTP answer means the service is there; only no answer at all is an outage.
+        async with app[HTTP].get(app[ACS_ENDPOINT], ssl=ssl_ctx, timeout=aiohttp.ClientTimeout(total=5)):
+            return True
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+async def _ready(request: web.Request) -> web.Response:
+    """Ready to take traffic: the store takes writes, ACS answers, and at least one channel is configured."""
+    app = request.app
+    settings = app[SETTINGS]
+    channels = {"webhook": bool(settings.webhook_clients), "sms": settings.sms.gateway != "none"}
+    checks = {
+        "store": await app[STORE].writable(),
+        "acs": await _acs_reachable(app),
+        "channels": any(channels.values()),
+    }
+    ready = all(checks.values())
+    body = {"status": "ready" if ready else "not ready", "checks": checks, "channels": channels}
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    await metrics.refresh(request.app[STORE])
+    return metrics.exposition()
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -113,7 +163,8 @@ def create_app(settings: Settings) -> web.Application:
         identities = IdentityService(
             connection_string, connection_verify=verify, token_lifetime=timedelta(minutes=settings.acs.token_minutes)
         )
-        chat = ChatService(endpoint, identities, connection_verify=verify)
+        counted = CountingTokens(identities, app[METRICS])
+        chat = ChatService(endpoint, counted, connection_verify=verify)
         connector = _connector(settings, endpoint, app[HTTP])
         graph = None
         if settings.graph.configured:
@@ -130,7 +181,7 @@ def create_app(settings: Settings) -> web.Application:
         gateway = _sms_gateway(settings, connection_string, verify, app[HTTP])
         if gateway is not None:
             channels["sms"] = SmsChannel(gateway, app[STORE], settings.sms)
-        app[RELAY] = Relay(app[STORE], identities, chat, connector, channels, settings.relay)
+        app[RELAY] = Relay(app[STORE], counted, chat, connector, channels, settings.relay, app[METRICS])
         if gateway is not None:
             app[SMS_INTAKE] = SmsIntake(app[STORE], app[RELAY], settings.sms)
             if gateway.name == "acs" and settings.sms.events_secret is not None:
@@ -161,7 +212,11 @@ def create_app(settings: Settings) -> web.Application:
             await graph.close()
 
     app.cleanup_ctx.extend([http_session, store, relay])
+    app[METRICS] = Metrics()
+    app[ACS_ENDPOINT] = endpoint
     app.router.add_get("/healthz", _health)
+    app.router.add_get("/readyz", _ready)
+    app.router.add_get("/metrics", _metrics)
     app.router.add_post("/channels/webhook/{client}", _webhook)
     if settings.sms.gateway == "acs" and settings.sms.events_secret is not None:
         app.router.add_post(SMS_EVENTS_PATH, _sms_events)

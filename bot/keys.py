@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .channels.webhook import WebhookDoor
     from .config import Settings
     from .meetings import MeetingRegistry
+    from .metrics import Metrics
     from .relay.runtime import Relay
     from .relay.sms import SmsIntake
     from .store import Store
@@ -28,3 +29,5 @@ EVENTS_DOOR: web.AppKey[AcsEventsDoor] = web.AppKey("acs_events_door")
 SMS_INTAKE: web.AppKey[SmsIntake] = web.AppKey("sms_intake")
 SMS_DOOR: web.AppKey[AcsSmsDoor] = web.AppKey("acs_sms_door")
 TWILIO_DOOR: web.AppKey[TwilioDoor] = web.AppKey("twilio_door")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+ACS_ENDPOINT: web.AppKey[str] = web.AppKey("acs_endpoint")

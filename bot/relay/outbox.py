@@ -13,7 +13,8 @@ from ..channels.base import Channel
 from ..config import RelaySection
 from ..errors import NotInCallError, PermanentError, ThrottledError, TransientError
 from ..formatting import merge_texts, relay_prefix, text_to_html
-from ..models import ChatMessageView, Delivery, DeliveryState, Direction, IdentityMode, SessionState
+from ..metrics import Metrics
+from ..models import ChatMessageView, Delivery, DeliveryState, Direction, ExternalUser, IdentityMode, SessionState
 from ..store import Store, utcnow
 from ..tasks import TaskSet
 from .pacing import Pacer
@@ -44,6 +45,11 @@ class ChatApi(Protocol):
     ) -> list[ChatMessageView]: ...
 
     async def forget(self, identity_id: str) -> None: ...
+
+
+def channel_of(user: ExternalUser | None) -> str:
+    """sms, or webhook:<client> as its channel family: webhook."""
+    return user.channel.partition(":")[0] if user is not None else "unknown"
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:
@@ -99,8 +105,10 @@ class InboundSender(_Workers):
         settings: RelaySection,
         tasks: TaskSet,
         notify: OutboundDispatcher,
+        metrics: Metrics,
     ) -> None:
         super().__init__(tasks, "sender")
+        self._metrics = metrics
         self._store = store
         self._chat = chat
         self._presence = presence
@@ -155,6 +163,7 @@ class InboundSender(_Workers):
                 )
                 if found is not None:
                     await self._store.finish(ids, DeliveryState.DELIVERED, remote_id=found)
+                    self._metrics.delivered(Direction.INBOUND, channel_of(user), head.created_at, len(ids))
                     return 0.0
             await self._store.mark_attempt(ids)
             pacer.record(time.monotonic())
@@ -177,6 +186,9 @@ class InboundSender(_Workers):
                 await self._fail(ids, session.user_id, head, f"gave up after {attempts} attempts: {exc}")
                 return 0.0
             delay = backoff(attempts, exc.retry_after)
+            self._metrics.retries.labels(Direction.INBOUND.value).inc()
+            if isinstance(exc, ThrottledError):
+                self._metrics.throttled.labels("send").inc()
             level = logging.INFO if isinstance(exc, ThrottledError) else logging.WARNING
             log.log(level, "meeting %s: send failed (%s); retry in %.1f s", key, exc, delay)
             await self._store.finish(
@@ -187,11 +199,13 @@ class InboundSender(_Workers):
             await self._fail(ids, session.user_id, head, str(exc))
             return 0.0
         await self._store.finish(ids, DeliveryState.DELIVERED, remote_id=remote)
+        self._metrics.delivered(Direction.INBOUND, channel_of(user), head.created_at, len(ids))
         return 0.0
 
     async def _fail(self, ids: list[str], user_id: str, head: Delivery, reason: str) -> None:
         log.warning("meeting %s: message not delivered: %s", head.meeting_id, reason)
         await self._store.finish(ids, DeliveryState.FAILED, error=reason)
+        self._metrics.failed(Direction.INBOUND, len(ids))
         session = await self._store.get_session(head.session_id) if head.session_id else None
         if session is not None:
             await self._store.add_deliveries([notice(session, "Your message could not be delivered.", "undelivered")])
@@ -201,8 +215,11 @@ class InboundSender(_Workers):
 class OutboundDispatcher(_Workers):
     """Delivers messages, edits, deletes and notices to each external user, in order, through their channel."""
 
-    def __init__(self, store: Store, channels: Mapping[str, Channel], settings: RelaySection, tasks: TaskSet) -> None:
+    def __init__(
+        self, store: Store, channels: Mapping[str, Channel], settings: RelaySection, tasks: TaskSet, metrics: Metrics
+    ) -> None:
         super().__init__(tasks, "dispatcher")
+        self._metrics = metrics
         self._store = store
         self._channels = channels
         self._settings = settings
@@ -247,16 +264,20 @@ class OutboundDispatcher(_Workers):
             attempts = head.attempts + 1
             if attempts >= self._settings.max_attempts:
                 await self._store.finish(ids, DeliveryState.FAILED, error=f"gave up after {attempts} attempts: {exc}")
+                self._metrics.failed(Direction.OUTBOUND, len(ids))
                 return 0.0
             delay = backoff(attempts, exc.retry_after)
+            self._metrics.retries.labels(Direction.OUTBOUND.value).inc()
             await self._store.finish(
                 ids, DeliveryState.PENDING, error=str(exc), next_attempt_at=utcnow() + timedelta(seconds=delay)
             )
             return delay
         except PermanentError as exc:
             await self._store.finish(ids, DeliveryState.FAILED, error=str(exc))
+            self._metrics.failed(Direction.OUTBOUND, len(ids))
             return 0.0
         await self._store.finish(ids, DeliveryState.DELIVERED, remote_id=remote)
+        self._metrics.delivered(Direction.OUTBOUND, channel_of(user), head.created_at, len(ids))
         return 0.0
 
     async def resume(self) -> None:

@@ -9,8 +9,9 @@ import uuid
 from datetime import datetime, timedelta
 
 from ..config import RelaySection
-from ..errors import NotInCallError, PermanentError, TransientError
+from ..errors import NotInCallError, PermanentError, ThrottledError, TransientError
 from ..formatting import html_to_text
+from ..metrics import Metrics
 from ..models import ChatMessageView, Direction, IdentityMode, Session, SessionState
 from ..store import NewDelivery, Store
 from ..tasks import TaskSet
@@ -36,7 +37,9 @@ class MeetingReaders:
         dispatcher: OutboundDispatcher,
         settings: RelaySection,
         tasks: TaskSet,
+        metrics: Metrics,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._chat = chat
         self._broker = broker
@@ -93,6 +96,8 @@ class MeetingReaders:
                 # A permanent error belongs to this reader identity (deleted a moment ago, token refused): the next
                 # round picks the reader again from who is in the call now, so the meeting's reader never dies.
                 failures += 1
+                if isinstance(exc, ThrottledError):
+                    self._metrics.throttled.labels("list").inc()
                 log.warning("meeting %s: reading the thread failed: %s", meeting_id, exc)
                 await asyncio.sleep(backoff(failures, exc.retry_after if isinstance(exc, TransientError) else None))
                 continue

@@ -10,6 +10,7 @@ from ..calls.base import CallConnector
 from ..channels.base import Channel
 from ..config import RelaySection
 from ..errors import BridgeError
+from ..metrics import Metrics
 from ..models import Direction
 from ..sessions import ACTIVE
 from ..store import Store
@@ -33,14 +34,16 @@ class Relay:
         connector: CallConnector,
         channels: Mapping[str, Channel],
         settings: RelaySection,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or Metrics()
         self.tasks = TaskSet("relay")
         self.broker = IdentityBroker(store, identity_api)
         self.presence = Presence(store, self.broker, connector, self, settings, self.tasks)
-        self.dispatcher = OutboundDispatcher(store, channels, settings, self.tasks)
-        self.sender = InboundSender(store, chat, self.presence, settings, self.tasks, self.dispatcher)
-        self.readers = MeetingReaders(store, chat, self.broker, self.dispatcher, settings, self.tasks)
+        self.dispatcher = OutboundDispatcher(store, channels, settings, self.tasks, self.metrics)
+        self.sender = InboundSender(store, chat, self.presence, settings, self.tasks, self.dispatcher, self.metrics)
+        self.readers = MeetingReaders(store, chat, self.broker, self.dispatcher, settings, self.tasks, self.metrics)
         self.intake = Intake(store, self.presence, settings, self)
         self._settings = settings
         self._chat = chat

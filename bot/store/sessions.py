@@ -123,3 +123,7 @@ class SessionStore(StoreBase):
                 (_ts(utcnow()), session_id),
             )
             return cur.rowcount
+
+    async def session_counts(self) -> dict[str, int]:
+        rows = await self._all("SELECT state, COUNT(*) FROM sessions GROUP BY state")
+        return {r[0]: int(r[1]) for r in rows}
