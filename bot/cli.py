@@ -19,6 +19,9 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
+from .admin.cli import COMMANDS as ADMIN_COMMANDS
+from .admin.cli import add_parsers as add_admin_parsers
+from .admin.cli import run as run_admin
 from .config import Settings, load_settings
 from .errors import ConfigError
 from .sandbox import Sandbox, SandboxInfo
@@ -65,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inbox = sub.add_parser("webhook-inbox", help="show what the demo webhook client received from the meeting")
     inbox.add_argument("--state-dir", type=Path, default=Path(".bridge"))
+    add_admin_parsers(sub)  # meetings, sessions, users, status: clients of a running bridge's admin API
     return parser
 
 
@@ -171,10 +175,15 @@ async def subscribe_sandbox_events(info: SandboxInfo, door: str, secret: str, ev
             logging.getLogger(__name__).warning("sandbox event subscription failed: %s", await resp.text())
 
 
-def _banner(settings: Settings, base: str, info: SandboxInfo | None, demo: Any) -> str:
+def _banner(settings: Settings, base: str, info: SandboxInfo | None, demo: Any, admin_token: str | None = None) -> str:
     lines = [f"bridge ready at {base}", f"  webhook door:  {base}/channels/webhook/<client>"]
     if info is not None:
         lines.append(f"  sandbox:       {info.endpoint} (control {info.control_url})")
+    if settings.admin.token is not None:
+        lines.append(f"  admin API:     {base}/api/v1 (described at {base}/api/v1/openapi.json)")
+        # Only a token generated here is shown; a configured one is the operator's secret and they have it.
+        token = admin_token or "the one in your configuration"
+        lines.append(f"  its token:     {token}  (try: python -m bot status)")
     if demo is not None:
         send = "python -m bot webhook-send --client demo --user ann --name Ann --meeting 123456"
         lines += [
@@ -211,6 +220,7 @@ async def run_bridge(config: Path | None) -> int:
     sandbox: Sandbox | None = None
     info: SandboxInfo | None = None
     demo = None
+    admin_token: str | None = None
     base = (settings.bridge.public_url or f"http://{settings.bridge.host}:{settings.bridge.port}").rstrip("/")
     if settings.use_sandbox:
         sandbox_dir = settings.bridge.state_dir / "sandbox"
@@ -223,8 +233,13 @@ async def run_bridge(config: Path | None) -> int:
         for leftover in (store_file, store_file.with_name("bridge.db-wal"), store_file.with_name("bridge.db-shm")):
             leftover.unlink(missing_ok=True)
         settings = settings.model_copy(update={"bridge": settings.bridge.model_copy(update={"store_path": store_file})})
+        if settings.admin.token is None:
+            # Operators of the sandbox get the admin API too; the demo file keeps the token for the CLI.
+            admin_token = secrets.token_urlsafe(24)
+            admin = settings.admin.model_copy(update={"token": SecretStr(admin_token)})
+            settings = settings.model_copy(update={"admin": admin})
         if settings.sandbox.demo:
-            settings, demo = await with_demo(settings, info.control_url, info.ca_file, base)
+            settings, demo = await with_demo(settings, info.control_url, info.ca_file, base, admin_token)
         if settings.events.subscribe_sandbox and settings.events.secret is None:
             events = settings.events.model_copy(update={"secret": SecretStr(secrets.token_urlsafe(24))})
             settings = settings.model_copy(update={"events": events})
@@ -259,7 +274,7 @@ async def run_bridge(config: Path | None) -> int:
             await subscribe_sandbox_events(
                 info, f"{base}{SMS_PATH}", settings.sms.events_secret.get_secret_value(), SMS_EVENT_TYPES
             )
-        print(_banner(settings, base, info, demo), flush=True)
+        print(_banner(settings, base, info, demo, admin_token), flush=True)
         await stop.wait()
         print("stopping...", flush=True)
     finally:
@@ -390,4 +405,6 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(phone(args))
     if args.command == "webhook-inbox":
         return asyncio.run(webhook_inbox(args.state_dir))
+    if args.command in ADMIN_COMMANDS:
+        return run_admin(args)
     return EXIT_CONFIG

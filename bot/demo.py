@@ -39,6 +39,8 @@ class Demo:
     meeting: dict[str, Any]
     secret: str
     webhook_url: str
+    admin_token: str | None = None
+    """The operator token `run` generated, saved so the CLI finds it."""
 
 
 def _load_secret(state_dir: Path) -> str:
@@ -56,17 +58,16 @@ def _load_secret(state_dir: Path) -> str:
 def save_demo(state_dir: Path, demo: Demo) -> None:
     path = state_dir / DEMO_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    saved = {
+        "secret": demo.secret,
+        "webhookUrl": demo.webhook_url,
+        "meetingCode": DEMO_CODE,
+        "sandboxMeetingId": demo.meeting["id"],
+    }
+    if demo.admin_token is not None:
+        saved["adminToken"] = demo.admin_token
     with os.fdopen(fd, "w") as fh:
-        json.dump(
-            {
-                "secret": demo.secret,
-                "webhookUrl": demo.webhook_url,
-                "meetingCode": DEMO_CODE,
-                "sandboxMeetingId": demo.meeting["id"],
-            },
-            fh,
-            indent=2,
-        )
+        json.dump(saved, fh, indent=2)
 
 
 def read_demo(state_dir: Path) -> dict[str, Any] | None:
@@ -88,7 +89,9 @@ async def create_demo_meeting(control_url: str, ca_file: str) -> dict[str, Any]:
     return meeting
 
 
-async def with_demo(settings: Settings, control_url: str, ca_file: str, base_url: str) -> tuple[Settings, Demo]:
+async def with_demo(
+    settings: Settings, control_url: str, ca_file: str, base_url: str, admin_token: str | None = None
+) -> tuple[Settings, Demo]:
     """Settings plus the demo meeting (code 123456) and the demo webhook client whose callbacks the bridge keeps."""
     meeting = await create_demo_meeting(control_url, ca_file)
     secret = _load_secret(settings.bridge.state_dir)
@@ -100,7 +103,7 @@ async def with_demo(settings: Settings, control_url: str, ca_file: str, base_url
             "meetings": [*settings.meetings, demo_meeting],
         }
     )
-    demo = Demo(meeting, secret, f"{base_url}/channels/webhook/{DEMO_CLIENT}")
+    demo = Demo(meeting, secret, f"{base_url}/channels/webhook/{DEMO_CLIENT}", admin_token)
     save_demo(settings.bridge.state_dir, demo)
     return updated, demo
 

@@ -61,6 +61,8 @@ def _notice(state: SessionState, meeting: str, reason: str | None = None) -> str
     if state == S.LEFT:
         if reason == "removed":
             return f"The organizer removed you from {meeting}."
+        if reason in ("ended by an operator", "blocked by an operator", "meeting removed"):
+            return f"An operator took you out of {meeting}."
         if reason == "inactive":
             return f"You were taken out of {meeting} because you were inactive."
         return f"You left {meeting}."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -93,7 +94,12 @@ class StoreBase:
                 yield self._db
                 await self._db.execute("COMMIT")
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                try:
+                    await self._db.execute("ROLLBACK")
+                except sqlite3.OperationalError:
+                    # A cancelled COMMIT still runs to its end on aiosqlite's thread: nothing is left to roll back,
+                    # and the original error (the cancellation) must propagate, or the cancelled task carries on.
+                    log.debug("no transaction left to roll back")
                 raise
 
     async def _one(self, sql: str, args: Iterable[Any] = ()) -> aiosqlite.Row | None:

@@ -81,7 +81,14 @@ class Directory(StoreBase):
         return [self._meeting(r) for r in await self._all("SELECT * FROM meetings ORDER BY created_at, id")]
 
     async def update_meeting(self, meeting_id: str, **fields: Any) -> None:
-        await self._update("meetings", {"thread_id", "relay_identity", "cursor", "paused", "name"}, meeting_id, fields)
+        # Policy fields are stored as their column types: allow as JSON, the identity mode as its value.
+        if "allow" in fields:
+            fields["allow"] = json.dumps(list(fields["allow"]))
+        if isinstance(fields.get("identity_mode"), IdentityMode):
+            fields["identity_mode"] = fields["identity_mode"].value
+        allowed = {"thread_id", "relay_identity", "cursor", "paused", "name"}
+        allowed |= {"allow", "identity_mode", "display_name_template", "sms_segment_cap"}
+        await self._update("meetings", allowed, meeting_id, fields)
 
     async def meeting_ids(self, source: str) -> set[str]:
         return {r[0] for r in await self._all("SELECT id FROM meetings WHERE source=?", (source,))}

@@ -137,8 +137,13 @@ class OutboxStore(StoreBase):
         state: DeliveryState | None = None,
         direction: Direction | None = None,
         limit: int = 500,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest_first: bool = False,
     ) -> list[Delivery]:
-        sql, args = "SELECT * FROM outbox WHERE 1=1", []
+        """Deliveries matching every filter given; since/until bound when they were created (until exclusive)."""
+        sql = "SELECT * FROM outbox WHERE 1=1"
+        args: list[Any] = []
         for column, value in (
             ("meeting_id", meeting_id),
             ("user_id", user_id),
@@ -148,7 +153,13 @@ class OutboxStore(StoreBase):
             if value is not None:
                 sql += f" AND {column}=?"
                 args.append(value.value if isinstance(value, DeliveryState | Direction) else value)
-        return [self._delivery(r) for r in await self._all(sql + " ORDER BY seq LIMIT ?", [*args, limit])]
+        # Stored times are UTC ISO strings of one width, so they compare as text.
+        if since is not None:
+            sql, args = sql + " AND created_at>=?", [*args, _ts(since)]
+        if until is not None:
+            sql, args = sql + " AND created_at<?", [*args, _ts(until)]
+        order = " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
+        return [self._delivery(r) for r in await self._all(sql + order + " LIMIT ?", [*args, limit])]
 
     async def outbox_depth(self) -> dict[str, int]:
         rows = await self._all("SELECT direction, COUNT(*) FROM outbox WHERE state IN ('pending','held') GROUP BY 1")

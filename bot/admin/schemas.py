@@ -1,0 +1,142 @@
+"""The admin API's JSON shapes, as OpenAPI 3.1 component schemas (JSON Schema 2020-12)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..models import DeliveryState, Direction, IdentityMode, SessionState
+
+Schema = dict[str, Any]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(kind: str, **extra: Any) -> Schema:
+    return {"type": [kind, "null"], **extra}
+
+
+_TEMPLATE = {"type": "string", "description": "Display name in Teams; placeholders {name} and {channel}"}
+_ALLOW = {"type": "array", "items": {"type": "string", "minLength": 1}, "description": "Who may join: * or patterns"}
+_MODE = {"type": "string", "enum": [m.value for m in IdentityMode]}
+_TIME = _nullable("string", format="date-time")
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "reason"],
+        "properties": {
+            "error": {"type": "string", "description": "A short machine-readable code, e.g. not_found"},
+            "reason": {"type": "string", "description": "What went wrong, for people"},
+            "field": _nullable("string", description="The request field at fault (400s on bodies)"),
+        },
+    },
+    "Meeting": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "code": {"type": "string", "description": "The join code SMS and webhook users give"},
+            "name": {"type": "string"},
+            "link": _nullable("string"),
+            "threadId": _nullable("string"),
+            "organizerId": _nullable("string"),
+            "identityMode": _MODE,
+            "displayNameTemplate": _TEMPLATE,
+            "allow": _ALLOW,
+            "paused": {"type": "boolean"},
+            "smsSegmentCap": _nullable("integer"),
+            "source": {"type": "string", "enum": ["config", "runtime"]},
+            "activeSessions": {"type": "integer"},
+        },
+    },
+    "NewMeeting": {
+        "type": "object",
+        "description": "Exactly one of link, or graphMeetingId with organizerId",
+        "additionalProperties": False,
+        "properties": {
+            "link": {"type": "string", "description": "A Teams join link, long or short"},
+            "graphMeetingId": {"type": "string"},
+            "organizerId": {"type": "string", "description": "The organizer's Entra object id"},
+            "code": {"type": "string", "pattern": "^[0-9]{4,10}$", "description": "Generated when absent"},
+            "name": {"type": "string"},
+            "identityMode": _MODE,
+            "displayNameTemplate": _TEMPLATE,
+            "allow": _ALLOW,
+            "smsSegmentCap": _nullable("integer", minimum=1, maximum=10),
+        },
+    },
+    "MeetingChange": {
+        "type": "object",
+        "description": "Only the fields given change; at least one is needed",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "properties": {
+            "paused": {"type": "boolean", "description": "Paused: joins and messages answer 403 paused"},
+            "allow": _ALLOW,
+            "identityMode": _MODE,
+            "displayNameTemplate": _TEMPLATE,
+            "name": {"type": "string", "minLength": 1, "maxLength": 200},
+            "smsSegmentCap": _nullable("integer", minimum=1, maximum=10, description="null: the SMS default"),
+        },
+    },
+    "Session": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "userId": {"type": "string"},
+            "meetingId": {"type": "string"},
+            "state": {"type": "string", "enum": [s.value for s in SessionState]},
+            "reason": _nullable("string"),
+            "callId": _nullable("string"),
+            "joinedAt": _TIME,
+            "lastActivity": _TIME,
+        },
+    },
+    "User": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "description": "The address: sms:+15551234567, webhook:<client>/<user>"},
+            "channel": {"type": "string"},
+            "displayName": {"type": "string"},
+            "identityId": _nullable("string"),
+            "blocked": {"type": "boolean"},
+            "optedOut": {"type": "boolean"},
+            "sessions": {"type": "array", "items": ref("Session")},
+        },
+    },
+    "Delivery": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "seq": {"type": "integer"},
+            "direction": {"type": "string", "enum": [d.value for d in Direction], "description": "in: to Teams"},
+            "meetingId": {"type": "string"},
+            "userId": {"type": "string"},
+            "sessionId": _nullable("integer"),
+            "kind": {"type": "string", "description": "message, edit, delete, notice..."},
+            "state": {"type": "string", "enum": [s.value for s in DeliveryState]},
+            "attempts": {"type": "integer"},
+            "lastError": _nullable("string", description="The final reason of a failed delivery"),
+            "report": _nullable("string", description="An SMS carrier's delivery report"),
+            "remoteId": _nullable("string"),
+            "createdAt": _TIME,
+            "firstAttemptAt": _TIME,
+            "nextAttemptAt": _TIME,
+            "body": {"type": "object"},
+        },
+    },
+    "Status": {
+        "type": "object",
+        "properties": {
+            "version": {"type": "string"},
+            "uptimeSeconds": {"type": "number"},
+            "acsEndpoint": {"type": "string", "description": "The ACS resource (or sandbox) the bridge uses"},
+            "channels": {"type": "object"},
+            "meetings": {"type": "object", "properties": {"total": {"type": "integer"}, "paused": {"type": "integer"}}},
+            "sessions": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "By state"},
+            "outbox": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "By direction"},
+            "lastErrors": {"type": "array", "items": {"type": "object"}, "description": "Latest failed deliveries"},
+        },
+    },
+}
