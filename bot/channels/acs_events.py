@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiohttp import web
 
 from ..store import Store
+from .eventgrid import VALIDATION_EVENT, EventGridDoor, reject
 
 log = logging.getLogger(__name__)
-MAX_BODY_BYTES = 1024 * 1024
-VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
 CHAT_EVENTS = (
     "Microsoft.Communication.ChatMessageReceivedInThread",
     "Microsoft.Communication.ChatMessageEditedInThread",
@@ -25,42 +22,18 @@ class ThreadPoke(Protocol):
     def poke(self, meeting_id: str) -> None: ...
 
 
-def _reject(status: int, error: str, reason: str) -> web.Response:
-    return web.json_response({"error": error, "reason": reason}, status=status)
-
-
-class AcsEventsDoor:
-    """Event Grid bodies are not signed: the secret in the subscription's URL authenticates them."""
-
+class AcsEventsDoor(EventGridDoor):
     def __init__(self, secret: str, store: Store, readers: ThreadPoke) -> None:
-        self._secret = secret.encode("utf-8")
+        super().__init__(secret)
         self._store = store
         self._readers = readers
 
-    def _authentic(self, request: web.Request) -> bool:
-        given = request.query.get("code", "").encode("utf-8")
-        return hmac.compare_digest(given, self._secret)
-
-    async def options(self, request: web.Request) -> web.Response:
-        """The CloudEvents validation handshake."""
-        if not self._authentic(request):
-            return _reject(401, "unauthorized", "missing or wrong code")
-        origin = request.headers.get("WebHook-Request-Origin", "")
-        return web.Response(status=200, headers={"WebHook-Allowed-Origin": origin or "*"})
-
     async def handle(self, request: web.Request) -> web.Response:
-        if not self._authentic(request):
-            return _reject(401, "unauthorized", "missing or wrong code")
-        body = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(body) > MAX_BODY_BYTES:
-            return _reject(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
-        try:
-            parsed: Any = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
-            return _reject(400, "bad_request", "the body is not JSON")
-        events = parsed if isinstance(parsed, list) else [parsed]
+        events = await self.read_events(request)
+        if isinstance(events, web.Response):
+            return events
         if not all(isinstance(e, dict) for e in events):
-            return _reject(400, "bad_request", "events must be JSON objects")
+            return reject(400, "bad_request", "events must be JSON objects")
         for event in events:
             kind = event.get("eventType") or event.get("type")
             data = event.get("data") if isinstance(event.get("data"), dict) else {}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -13,13 +11,12 @@ from aiohttp import web
 
 from ..errors import PermanentError, TransientError
 from ..phones import mask
+from .eventgrid import VALIDATION_EVENT, EventGridDoor, reject
 from .sms_base import InboundSms, SmsReceiver
 
 log = logging.getLogger(__name__)
 PATH = "/channels/acs-sms/events"
-MAX_BODY_BYTES = 1024 * 1024  # Event Grid's own limit for one delivery
 SEEN_EVENT_IDS = 1024
-VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
 SMS_RECEIVED = "Microsoft.Communication.SMSReceived"
 SMS_DELIVERY_REPORT = "Microsoft.Communication.SMSDeliveryReportReceived"
 
@@ -81,11 +78,7 @@ def parse_event(event: object) -> Parsed | None:
     return Parsed(event_id, kind, report=Report(message_id, status == "Delivered", detail))
 
 
-def _reject(status: int, error: str, reason: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": error, "reason": reason}, status=status, headers=headers)
-
-
-class AcsSmsDoor:
+class AcsSmsDoor(EventGridDoor):
     """Event Grid bodies are not signed: the secret in the subscription's URL (?code=) authenticates them.
 
     A batch is answered 200 only after every readable event was handed to the receiver, which stores it first.
@@ -95,38 +88,16 @@ class AcsSmsDoor:
     """
 
     def __init__(self, secret: str, receiver: SmsReceiver) -> None:
-        if not secret:
-            raise ValueError("the ACS SMS events door needs a secret")
-        self._secret = secret.encode("utf-8")
+        super().__init__(secret)
         self._receiver = receiver
         # Event Grid delivers at least once; the receiver's inbox drops repeats for good, this only saves work.
         self._seen: OrderedDict[str, None] = OrderedDict()
 
-    def _authentic(self, request: web.Request) -> bool:
-        given = request.query.get("code", "").encode("utf-8")
-        return hmac.compare_digest(given, self._secret)
-
-    async def options(self, request: web.Request) -> web.Response:
-        """The CloudEvents validation handshake: allow the origin that asked."""
-        if not self._authentic(request):
-            return _reject(401, "unauthorized", "missing or wrong code")
-        origin = request.headers.get("WebHook-Request-Origin", "")
-        return web.Response(status=200, headers={"WebHook-Allowed-Origin": origin or "*"})
-
     async def handle(self, request: web.Request) -> web.Response:
         """POST /channels/acs-sms/events?code=<secret>: an Event Grid array, one CloudEvent or a CloudEvents batch."""
-        if not self._authentic(request):
-            return _reject(401, "unauthorized", "missing or wrong code")
-        body = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(body) > MAX_BODY_BYTES:
-            return _reject(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
-        try:
-            parsed: Any = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
-            return _reject(400, "bad_request", "the body is not JSON")
-        if not isinstance(parsed, list | dict):
-            return _reject(400, "bad_request", "the body must be an event or an array of events")
-        raw_events = parsed if isinstance(parsed, list) else [parsed]
+        raw_events = await self.read_events(request)
+        if isinstance(raw_events, web.Response):
+            return raw_events
         events: list[Parsed] = []
         reasons: list[str] = []
         for index, raw in enumerate(raw_events):
@@ -141,7 +112,7 @@ class AcsSmsDoor:
             if event is not None:
                 events.append(event)
         if reasons and len(reasons) == len(raw_events):
-            return _reject(400, "bad_request", reasons[0])
+            return reject(400, "bad_request", reasons[0])
         for event in events:
             if event.validation_code is not None:
                 log.info("answered an Event Grid subscription validation for ACS SMS events")
@@ -157,7 +128,7 @@ class AcsSmsDoor:
                 # Event Grid retries the whole batch; what was already handed over is dropped as a repeat.
                 log.warning("ACS SMS event %s not stored yet: %s", event.id, exc)
                 headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
-                return _reject(503, "unavailable", "the bridge cannot store events right now", headers)
+                return reject(503, "unavailable", "the bridge cannot store events right now", headers)
             except PermanentError as exc:
                 log.warning("ACS SMS event %s refused by the relay: %s", event.id, exc)
             self._remember(event.id)

@@ -1,0 +1,51 @@
+"""What every Event Grid door shares: the secret in the subscription's URL, the CloudEvents handshake, the body."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from aiohttp import web
+
+MAX_BODY_BYTES = 1024 * 1024  # Event Grid's own limit for one delivery
+VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
+
+
+def reject(status: int, error: str, reason: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": error, "reason": reason}, status=status, headers=headers)
+
+
+class EventGridDoor:
+    """Event Grid bodies are not signed: the secret in the subscription's URL (?code=) authenticates them."""
+
+    def __init__(self, secret: str) -> None:
+        if not secret:
+            raise ValueError("an Event Grid door needs a secret")
+        self._secret = secret.encode("utf-8")
+
+    def authentic(self, request: web.Request) -> bool:
+        given = request.query.get("code", "").encode("utf-8")
+        return hmac.compare_digest(given, self._secret)
+
+    async def options(self, request: web.Request) -> web.Response:
+        """The CloudEvents validation handshake: allow the origin that asked."""
+        if not self.authentic(request):
+            return reject(401, "unauthorized", "missing or wrong code")
+        origin = request.headers.get("WebHook-Request-Origin", "")
+        return web.Response(status=200, headers={"WebHook-Allowed-Origin": origin or "*"})
+
+    async def read_events(self, request: web.Request) -> list[Any] | web.Response:
+        """The events of an authentic delivery (an Event Grid array, one CloudEvent or a batch), or the refusal."""
+        if not self.authentic(request):
+            return reject(401, "unauthorized", "missing or wrong code")
+        body = await request.content.read(MAX_BODY_BYTES + 1)
+        if len(body) > MAX_BODY_BYTES:
+            return reject(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+        try:
+            parsed: Any = json.loads(body)
+        except (UnicodeDecodeError, ValueError):
+            return reject(400, "bad_request", "the body is not JSON")
+        if not isinstance(parsed, list | dict):
+            return reject(400, "bad_request", "the body must be an event or an array of events")
+        return parsed if isinstance(parsed, list) else [parsed]
