@@ -29,6 +29,22 @@ from .links import JoinLinkError, parse_join_link
 from .models import IdentityMode
 
 ENV_PREFIX = "BRIDGE__"
+REPLY_KEYS = frozenset(
+    {
+        "help",
+        "stop",
+        "start",
+        "join_usage",
+        "unknown_meeting",
+        "not_allowed",
+        "no_session",
+        "name_set",
+        "name_invalid",
+        "budget",
+        "status",
+        "status_none",
+    }
+)
 # Whole values people leave in templates; real keys are random and never look like these.
 _PLACEHOLDER = re.compile(
     r"^(whsec_)?(<.*>|x{3,}|\.{3}|todo|tbd|secret|password|(change|replace)[_-]?(me|this|it)\w*|your[_-][\w-]+)$",
@@ -154,8 +170,16 @@ class SmsSection(_Section):
     """What a number that is not allowed, or texts nonsense, gets: a short reply or nothing."""
     name_max_chars: int = Field(40, ge=1, le=256)
     texts: dict[str, str] = Field(default_factory=dict)
-    """Overrides for the replies (keys: help, stop, start, join_usage, unknown_meeting, not_allowed, left,
-    no_session, name_set, name_invalid, budget, status_none)."""
+    """Overrides for the replies (keys: help, stop, start, join_usage, unknown_meeting, not_allowed,
+    no_session, name_set, name_invalid, budget, status, status_none); session notices are not among them."""
+
+    @field_validator("texts")
+    @classmethod
+    def _known_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - REPLY_KEYS)
+        if unknown:
+            raise ValueError(f"unknown reply text(s) {', '.join(unknown)}; known: {', '.join(sorted(REPLY_KEYS))}")
+        return value
 
     _resolve = field_validator("events_secret", mode="before")(_secret)
 

@@ -30,6 +30,7 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_BODY_BYTES = 64 * 1024
 SEND_TIMEOUT_S = 15.0
 FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed"})
+UNSUBSCRIBED_RECIPIENT = 21610  # Twilio's error for a number that texted STOP to the sender
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -260,6 +261,9 @@ class TwilioGateway:
             raise TransientError(reason, _retry_after(retry_after))
         if status in (401, 403):
             raise AuthError(reason)
+        if code == UNSUBSCRIBED_RECIPIENT:
+            # Said in the words the ACS gateway uses, so the delivery log reads the same for both gateways.
+            raise PermanentError(f"the recipient opted out (texted STOP): {reason}")
         raise PermanentError(reason)
 
     async def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import logging
 import uuid
@@ -17,6 +18,10 @@ from ..store import NewDelivery, Store
 from .runtime import Relay
 
 log = logging.getLogger(__name__)
+# A report can overtake the send's own answer (the provider reports as it accepts the text, before the dispatcher
+# has stored the message id): it is tried again after these pauses before being given up as a stranger's.
+LATE_REPORT_PAUSES_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+LATE_REPORTS_MAX = 1000
 
 
 def invited_to(meeting: Meeting, user_id: str) -> bool:
@@ -31,6 +36,7 @@ class SmsIntake:
         self._store = store
         self._relay = relay
         self._settings = settings
+        self._late_reports = 0
 
     def _text(self, key: str, **values: Any) -> str:
         return commands.reply(key, self._settings.texts, **values)
@@ -49,8 +55,27 @@ class SmsIntake:
 
     async def delivery_report(self, provider_message_id: str, delivered: bool, detail: str | None) -> None:
         report = "delivered" if delivered else f"failed: {detail or 'no reason given'}"
-        if not await self._store.record_report(provider_message_id, report):
+        if await self._store.record_report(provider_message_id, report):
+            return
+        if self._late_reports >= LATE_REPORTS_MAX:
             log.debug("delivery report for an unknown text %s", provider_message_id)
+            return
+        self._late_reports += 1
+        try:
+            self._relay.tasks.spawn(self._late_report(provider_message_id, report), name="sms late report")
+        except RuntimeError:  # shutting down: the report is informational, the text itself was sent
+            self._late_reports -= 1
+
+    async def _late_report(self, provider_message_id: str, report: str) -> None:
+        try:
+            for pause in LATE_REPORT_PAUSES_S:
+                await asyncio.sleep(pause)
+                if await self._store.record_report(provider_message_id, report):
+                    return
+            # Later parts of a split text and budget notices have ids no outbox row carries.
+            log.debug("delivery report for an unknown text %s", provider_message_id)
+        finally:
+            self._late_reports -= 1
 
     async def receive(self, sms: InboundSms) -> None:
         channel = f"sms:{sms.gateway}"
@@ -125,13 +150,17 @@ class SmsIntake:
         meeting = await self._relay.intake.find_meeting(code)
         current = await self._active(user)
         if meeting is not None and current is not None and current.meeting_id != meeting.id:
-            # One meeting at a time on a phone: joining another leaves the first.
-            await self._relay.presence.leave(current)
+            # One meeting at a time on a phone: joining another leaves the first, once the other lets them in.
+            if await self._relay.intake.refusal(user.id, code) is None:
+                await self._relay.presence.leave(current)
         answer = await self._relay.intake.join(channel, sms.provider_id, user, code)
         if answer.status == 404:
             await self._reply(user, self._text("unknown_meeting", code=code))
         elif answer.status == 403:
             await self._reply(user, self._text("not_allowed"))
+        elif meeting is not None and current is not None and current.meeting_id == meeting.id:
+            # Already there, or on the way: no session change will announce anything, so say where they are.
+            await self._status(user)
         if answer.status >= 300:
             await self._done(channel, sms, "join refused")
 
