@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test sandbox lint typecheck bench-sandbox clean
+.PHONY: run test sandbox lint typecheck bench-sandbox clean chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,15 @@ run: $(VENV)/.installed
 sandbox: $(VENV)/.installed
 	$(PY) -m bot sandbox
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed chromium
 	$(PY) -m pytest -q
+
+# Page tests drive Debian's Chromium through Playwright (no browser download). Installed when missing and
+# possible (root with apt); otherwise those tests are skipped with a reason.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium is not installed: page tests will be skipped"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check bot tests
