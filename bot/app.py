@@ -14,7 +14,7 @@ from .acs.chat import ChatService
 from .acs.graph import GraphMeetingResolver
 from .acs.identity import IdentityService
 from .acs.sms import AcsSmsGateway
-from .admin import add_admin_api
+from .admin import add_admin_api, add_console
 from .calls.base import CallConnector
 from .calls.client_reported import ClientReportedConnector
 from .calls.sandbox import SandboxCallConnector
@@ -229,8 +229,9 @@ def create_app(settings: Settings) -> web.Application:
         app.router.add_post(EVENTS_PATH, _events)
         app.router.add_route("OPTIONS", EVENTS_PATH, _events_handshake)
     if settings.admin.token is not None:
-        # No token, no API: its routes are not even registered.
+        # No token, no API and no console: their routes are not even registered.
         add_admin_api(app)
+        add_console(app)
     return app
 
 

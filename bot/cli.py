@@ -91,7 +91,7 @@ async def run_sandbox(host: str, port: int, state_dir: Path, limits: bool) -> in
         return 1
     print(
         f"sandbox ready at {info.endpoint} (control {info.control_url}); "
-        f"connection details in {state_dir / 'sandbox.json'}",
+        f"connection details in {state_dir / 'sandbox.json'}; its pages at {info.endpoint}sandbox/ui/",
         flush=True,
     )
     try:
@@ -178,12 +178,13 @@ async def subscribe_sandbox_events(info: SandboxInfo, door: str, secret: str, ev
 def _banner(settings: Settings, base: str, info: SandboxInfo | None, demo: Any, admin_token: str | None = None) -> str:
     lines = [f"bridge ready at {base}", f"  webhook door:  {base}/channels/webhook/<client>"]
     if info is not None:
-        lines.append(f"  sandbox:       {info.endpoint} (control {info.control_url})")
+        lines.append(f"  sandbox:       {info.endpoint} (control {info.control_url}, pages {info.endpoint}sandbox/ui/)")
     if settings.admin.token is not None:
         lines.append(f"  admin API:     {base}/api/v1 (described at {base}/api/v1/openapi.json)")
         # Only a token generated here is shown; a configured one is the operator's secret and they have it.
         token = admin_token or "the one in your configuration"
         lines.append(f"  its token:     {token}  (try: python -m bot status)")
+        lines.append(f"  console:       {base}/console (sign in with that token)")
     if demo is not None:
         send = "python -m bot webhook-send --client demo --user ann --name Ann --meeting 123456"
         lines += [
@@ -191,6 +192,15 @@ def _banner(settings: Settings, base: str, info: SandboxInfo | None, demo: Any, 
             f'demo meeting "Bridge demo" is live; join code 123456 (sandbox meeting {demo.meeting["id"]})',
             f"  demo webhook client: {demo.webhook_url}",
             f"  its secret:          {demo.secret}",
+        ]
+        if info is not None:
+            # The sandbox's own pages; browsers warn about its local CA unless they trust info.ca_file.
+            lines += [
+                f"  watch it in a browser (trust {info.ca_file} or accept the warning):",
+                f"    the meeting in Teams: {info.endpoint}sandbox/ui/meetings/{demo.meeting['id']}",
+                f"    the demo phone:       {info.endpoint}sandbox/ui/phones/%2B15550100",
+            ]
+        lines += [
             "  try it:",
             f"    {send} --type join",
             f'    {send} "hello from outside Teams"',

@@ -22,7 +22,7 @@ FLAGS = [
 
 
 @pytest.fixture
-async def page() -> AsyncIterator["object"]:
+async def page() -> AsyncIterator[object]:
     """A fresh page in a fresh headless Chromium with its own profile; skipped only where no Chromium is installed
     (.ci/run installs Debian's package)."""
     if shutil.which("chromium") is None:
@@ -33,7 +33,11 @@ async def page() -> AsyncIterator["object"]:
         async with async_playwright() as pw:
             context = await pw.chromium.launch_persistent_context(
                 # The sandbox serves TLS from its own local CA, which this throwaway profile does not know.
-                profile, executable_path=CHROMIUM, headless=True, args=FLAGS, ignore_https_errors=True,
+                profile,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=FLAGS,
+                ignore_https_errors=True,
                 viewport={"width": 1280, "height": 800},
             )
             try:

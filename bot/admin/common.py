@@ -1,4 +1,4 @@
-"""The admin API's plumbing: bearer auth, JSON errors for every 4xx, request parsing and time stamps."""
+"""The admin API's plumbing: bearer or console-cookie auth, JSON errors for every 4xx, parsing, time stamps."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from ..keys import SETTINGS
+from .console_auth import refusal, session_of
 
 PREFIX = "/api/v1"
 OPENAPI_PATH = f"{PREFIX}/openapi.json"
 STARTED: web.AppKey[float] = web.AppKey("admin_started")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_ERRORS = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 409: "conflict"}
-_ERRORS |= {413: "too_large", 415: "unsupported_media_type", 422: "unprocessable", 503: "unavailable"}
+_ERRORS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+_ERRORS |= {409: "conflict", 413: "too_large", 415: "unsupported_media_type", 422: "unprocessable", 503: "unavailable"}
 
 
 class ApiError(Exception):
@@ -41,10 +42,17 @@ def not_found(what: str, ref: str) -> NoReturn:
 
 
 def _unauthorized(request: web.Request) -> web.Response | None:
-    """Why the request may not use the API, or None when it carries the operators' token."""
+    """Why the request may not use the API, or None when it carries the operators' token (or comes from a signed-in
+    console)."""
     token = request.app[SETTINGS].admin.token
     if token is None:  # the routes exist only with a token; this is a second lock, not the first
         return ApiError(404, "the admin API is off").response()
+    if "Authorization" not in request.headers:
+        # The console's scripts: signed in by its session cookie, and a change must carry its CSRF token.
+        session = session_of(request)
+        if session is not None:
+            why = refusal(request, session)
+            return None if why is None else ApiError(403, why).response()
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
         reason = "send the operator token as Authorization: Bearer <token>"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..models import DeliveryState, Direction
+from .console_auth import COOKIE
 from .schemas import SCHEMAS, Schema, ref
 
 
@@ -40,7 +41,7 @@ def _op(summary: str, responses: dict[str, Schema], *, params: list[Schema] | No
         "summary": summary,
         "operationId": extra.pop("operation_id"),
         "parameters": params or [],
-        "responses": {**responses, "401": _error("No bearer token, or not the operator token")},
+        "responses": {**responses, "401": _error("No bearer token or console session, or not the operator token")},
         **extra,
     }
 
@@ -181,6 +182,20 @@ PATHS: dict[str, Schema] = {
 }
 
 
+_FORBIDDEN = _error("Signed in to the console, but without its CSRF token or from another site")
+
+
+def _paths() -> dict[str, Schema]:
+    """PATHS, with the console cookie's own refusal on every operation that changes something."""
+    return {
+        path: {
+            method: {**op, "responses": {**op["responses"], "403": _FORBIDDEN}} if method != "get" else op
+            for method, op in ops.items()
+        }
+        for path, ops in PATHS.items()
+    }
+
+
 def document() -> Schema:
     return {
         "openapi": "3.1.0",
@@ -188,13 +203,23 @@ def document() -> Schema:
             "title": "Meeting bridge admin API",
             "version": "1",
             "description": "Operate the bridge: meetings, sessions, external users, deliveries. Every error is "
-            'JSON {"error", "reason"}. Send the operator token ([admin] token) as Authorization: Bearer <token>.',
+            'JSON {"error", "reason"}. Send the operator token ([admin] token) as Authorization: Bearer <token>. '
+            "The console at /console signs in with the same token and then calls this API with its session cookie; "
+            "its changes carry the session's CSRF token in X-CSRF-Token and must come from the console's own pages.",
         },
         "servers": [{"url": "/api/v1"}],
-        "security": [{"bearer": []}],
-        "paths": PATHS,
+        "security": [{"bearer": []}, {"consoleSession": []}],
+        "paths": _paths(),
         "components": {
             "schemas": SCHEMAS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "consoleSession": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": COOKIE,
+                    "description": "Set by signing in at /console; changes also need the X-CSRF-Token header.",
+                },
+            },
         },
     }

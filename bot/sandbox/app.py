@@ -1,4 +1,4 @@
-"""Wires the sandbox's aiohttp application: the model, the ACS, Graph and control APIs, limits and faults."""
+"""Wires the sandbox's aiohttp application: the model, the ACS, Graph and control APIs, its pages, limits, faults."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import calls_api, chat_api, control_api, eventgrid, graph_api, identity_api, sms_api, twilio_api
+from . import calls_api, chat_api, control_api, eventgrid, graph_api, identity_api, pages, sms_api, twilio_api
 from .errors import error_middleware
 from .faults import FaultInjector, fault_middleware
 from .keys import FAULTS, INFO, LIMITS, RESET_HOOKS, WORLD
@@ -24,7 +24,8 @@ def create_sandbox_app(world: World, info: dict[str, Any], *, limits_enabled: bo
     app[LIMITS] = RateLimiter(enabled=limits_enabled)
     app[FAULTS] = FaultInjector()
     app[RESET_HOOKS] = []
-    for module in (identity_api, chat_api, calls_api, control_api, graph_api, sms_api, twilio_api, eventgrid):
+    modules = (identity_api, chat_api, calls_api, control_api, graph_api, sms_api, twilio_api, eventgrid, pages)
+    for module in modules:
         app.router.add_routes(module.routes)
     graph_api.setup(app)
     sms_api.setup(app)
