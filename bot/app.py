@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import aiohttp
@@ -218,16 +218,16 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", _health)
     app.router.add_get("/readyz", _ready)
     app.router.add_get("/metrics", _metrics)
-    app.router.add_post("/channels/webhook/{client}", _webhook)
+    app.router.add_post("/channels/webhook/{client}", _door(lambda a: a[DOOR].handle))
     if settings.sms.gateway == "acs" and settings.sms.events_secret is not None:
-        app.router.add_post(SMS_EVENTS_PATH, _sms_events)
-        app.router.add_route("OPTIONS", SMS_EVENTS_PATH, _sms_events_handshake)
+        app.router.add_post(SMS_EVENTS_PATH, _door(lambda a: a[SMS_DOOR].handle))
+        app.router.add_route("OPTIONS", SMS_EVENTS_PATH, _door(lambda a: a[SMS_DOOR].options))
     if settings.sms.gateway == "twilio":
-        app.router.add_post(TWILIO_INBOUND_PATH, _twilio_inbound)
-        app.router.add_post(TWILIO_STATUS_PATH, _twilio_status)
+        app.router.add_post(TWILIO_INBOUND_PATH, _door(lambda a: a[TWILIO_DOOR].inbound))
+        app.router.add_post(TWILIO_STATUS_PATH, _door(lambda a: a[TWILIO_DOOR].status))
     if settings.events.secret is not None:
-        app.router.add_post(EVENTS_PATH, _events)
-        app.router.add_route("OPTIONS", EVENTS_PATH, _events_handshake)
+        app.router.add_post(EVENTS_PATH, _door(lambda a: a[EVENTS_DOOR].handle))
+        app.router.add_route("OPTIONS", EVENTS_PATH, _door(lambda a: a[EVENTS_DOOR].options))
     if settings.admin.token is not None:
         # No token, no API and no console: their routes are not even registered.
         add_admin_api(app)
@@ -235,29 +235,13 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-async def _twilio_inbound(request: web.Request) -> web.Response:
-    return await request.app[TWILIO_DOOR].inbound(request)
+DoorMethod = Callable[[web.Request], Awaitable[web.Response]]
 
 
-async def _twilio_status(request: web.Request) -> web.Response:
-    return await request.app[TWILIO_DOOR].status(request)
+def _door(pick: Callable[[web.Application], DoorMethod]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Doors are built as the app starts, after its router is frozen: a route reaches its door through the app."""
 
+    async def handler(request: web.Request) -> web.Response:
+        return await pick(request.app)(request)
 
-async def _sms_events(request: web.Request) -> web.Response:
-    return await request.app[SMS_DOOR].handle(request)
-
-
-async def _sms_events_handshake(request: web.Request) -> web.Response:
-    return await request.app[SMS_DOOR].options(request)
-
-
-async def _events(request: web.Request) -> web.Response:
-    return await request.app[EVENTS_DOOR].handle(request)
-
-
-async def _events_handshake(request: web.Request) -> web.Response:
-    return await request.app[EVENTS_DOOR].options(request)
-
-
-async def _webhook(request: web.Request) -> web.Response:
-    return await request.app[DOOR].handle(request)
+    return handler
