@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import secrets
 import signal
-import ssl
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
@@ -23,8 +18,10 @@ from .admin.cli import COMMANDS as ADMIN_COMMANDS
 from .admin.cli import add_parsers as add_admin_parsers
 from .admin.cli import run as run_admin
 from .config import Settings, load_settings
+from .embedded import SMS_EVENT_TYPES, on_sandbox, point_sandbox_twilio, subscribe_sandbox_events, twilio_on_sandbox
 from .errors import ConfigError
 from .sandbox import Sandbox, SandboxInfo
+from .tools import phone, webhook_inbox, webhook_send
 
 DEFAULT_SANDBOX_DIR = Path(".sandbox")
 EXIT_CONFIG = 2
@@ -100,79 +97,6 @@ async def run_sandbox(host: str, port: int, state_dir: Path, limits: bool) -> in
         await sandbox.stop()
         print("sandbox stopped", flush=True)
     return 0
-
-
-def on_sandbox(settings: Settings, info: SandboxInfo) -> Settings:
-    """The settings pointed at an embedded sandbox: its ACS resource, its CA and its Graph."""
-    acs = settings.acs.model_copy(
-        update={"connection_string": SecretStr(info.connection_string), "ca_file": info.ca_file}
-    )
-    graph = settings.graph.model_copy(
-        update={
-            "tenant_id": info.tenant_id,
-            "client_id": info.client_id,
-            "client_secret": SecretStr(info.client_secret),
-            "authority": info.authority_host,
-            "base_url": info.graph_base_url,
-            "ca_file": info.ca_file,
-        }
-    )
-    calls = settings.calls.model_copy(update={"sandbox_endpoint": info.endpoint})
-    sms = settings.sms
-    if sms.gateway == "none":
-        sms = sms.model_copy(update={"gateway": "acs", "number": info.sms_number})
-    if sms.gateway == "acs" and sms.number is None:
-        sms = sms.model_copy(update={"number": info.sms_number})
-    if sms.gateway == "acs" and sms.events_secret is None:
-        sms = sms.model_copy(update={"events_secret": SecretStr(secrets.token_urlsafe(24))})
-    return settings.model_copy(update={"acs": acs, "graph": graph, "calls": calls, "sms": sms})
-
-
-async def _sandbox_control(info: SandboxInfo, method: str, path: str, body: Any = None) -> Any:
-    ctx = ssl.create_default_context(cafile=info.ca_file)
-    async with (
-        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as http,
-        http.request(method, f"{info.control_url}{path}", json=body) as resp,
-    ):
-        resp.raise_for_status()
-        return await resp.json() if resp.content_type == "application/json" else None
-
-
-async def twilio_on_sandbox(settings: Settings, info: SandboxInfo) -> Settings:
-    """The Twilio settings of the sandbox's own Twilio stand-in, when the SMS gateway is twilio."""
-    if settings.sms.gateway != "twilio":
-        return settings
-    account = await _sandbox_control(info, "GET", "/twilio")
-    twilio = settings.twilio.model_copy(
-        update={
-            "account_sid": account["accountSid"],
-            "auth_token": SecretStr(account["authToken"]),
-            "base_url": account["baseUrl"],
-            "ca_file": info.ca_file,
-        }
-    )
-    sms = settings.sms.model_copy(update={"number": account["number"]})
-    return settings.model_copy(update={"twilio": twilio, "sms": sms})
-
-
-async def point_sandbox_twilio(info: SandboxInfo, inbound_url: str) -> None:
-    """Like setting a Twilio number's messaging webhook: texts to it are posted to the bridge."""
-    await _sandbox_control(info, "PUT", "/twilio", {"smsUrl": inbound_url})
-
-
-SMS_EVENT_TYPES = ("Microsoft.Communication.SMSReceived", "Microsoft.Communication.SMSDeliveryReportReceived")
-
-
-async def subscribe_sandbox_events(info: SandboxInfo, door: str, secret: str, event_types: tuple[str, ...]) -> None:
-    """Have the sandbox push events to one of the bridge's doors, as an Event Grid subscription on ACS would."""
-    body = {"endpoint": f"{door}?code={secret}", "eventTypes": list(event_types), "schema": "EventGrid"}
-    ctx = ssl.create_default_context(cafile=info.ca_file)
-    async with (
-        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as http,
-        http.post(f"{info.control_url}/event-subscriptions", json=body) as resp,
-    ):
-        if resp.status != 201:
-            logging.getLogger(__name__).warning("sandbox event subscription failed: %s", await resp.text())
 
 
 def _banner(settings: Settings, base: str, info: SandboxInfo | None, demo: Any, admin_token: str | None = None) -> str:
@@ -305,93 +229,6 @@ def check_config(config: Path | None) -> int:
     print(
         f"ok: {len(settings.meetings)} meetings, {len(settings.webhook_clients)} webhook clients, running on {target}"
     )
-    return 0
-
-
-async def webhook_send(args: argparse.Namespace) -> int:
-    from .channels.webhook import sign
-    from .demo import read_demo
-
-    demo = read_demo(args.state_dir) or {}
-    secret = args.secret or demo.get("secret") if args.client == "demo" else args.secret
-    secret = secret or __import__("os").environ.get("BRIDGE_WEBHOOK_SECRET")
-    url = args.url.rstrip("/") + f"/channels/webhook/{args.client}" if args.url else demo.get("webhookUrl")
-    if not secret or not url:
-        print("error: give --url and --secret (or start the demo with `python -m bot run`)", file=sys.stderr)
-        return EXIT_CONFIG
-    event: dict[str, Any] = {"type": args.type, "user": {"id": args.user}, "meeting": args.meeting}
-    if args.name:
-        event["user"]["displayName"] = args.name
-    if args.type == "message":
-        event["text"] = args.text
-    payload = json.dumps(event)
-    headers = sign(secret, f"msg_{uuid.uuid4().hex}", payload)
-    try:
-        async with aiohttp.ClientSession() as http, http.post(url, data=payload, headers=headers) as resp:
-            body = await resp.text()
-    except aiohttp.ClientError as exc:
-        print(f"error: cannot reach {url}: {exc}", file=sys.stderr)
-        return 1
-    print(f"{resp.status} {body}")
-    return 0 if resp.status < 300 else 1
-
-
-async def webhook_inbox(state_dir: Path) -> int:
-    from .demo import read_demo
-
-    demo = read_demo(state_dir)
-    if demo is None:
-        print("error: no demo found; start it with `python -m bot run`", file=sys.stderr)
-        return 1
-    url = demo["webhookUrl"].split("/channels/")[0] + "/demo/callbacks"
-    try:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(url, headers={"Authorization": f"Bearer {demo['secret']}"}) as resp,
-        ):
-            items = await resp.json()
-    except aiohttp.ClientError as exc:
-        print(f"error: cannot reach {url}: {exc}", file=sys.stderr)
-        return 1
-    for item in items:
-        sender = item.get("from", {}).get("displayName", "")
-        stamp = str(item.get("sentAt", ""))[11:19]
-        who = item.get("user", {}).get("id")
-        print(f"[{item.get('type')}] to {who} from {sender or '-'}: {item.get('text')}  ({stamp})")
-    if not items:
-        print("(nothing yet)")
-    return 0
-
-
-async def phone(args: argparse.Namespace) -> int:
-    path = args.sandbox_dir / "sandbox.json"
-    if not path.exists():
-        print(f"error: no sandbox at {args.sandbox_dir}; start one with `python -m bot run`", file=sys.stderr)
-        return 1
-    info = json.loads(path.read_text())
-    number = quote(args.number, safe="")
-    url = f"{info['controlUrl']}/phones/{number}/sms"
-    ctx = ssl.create_default_context(cafile=info["caFile"])
-    try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as http:
-            if args.text is not None:
-                body = {"to": args.to or info["smsNumber"], "message": args.text}
-                async with http.post(url, json=body) as resp:
-                    answer = await resp.json()
-                    if resp.status >= 300:
-                        print(f"error: {answer}", file=sys.stderr)
-                        return 1
-                print(f"sent from {args.number} to {body['to']}")
-                return 0
-            async with http.get(url) as resp:
-                inbox = await resp.json()
-    except aiohttp.ClientError as exc:
-        print(f"error: cannot reach the sandbox: {exc}", file=sys.stderr)
-        return 1
-    for item in inbox.get("value", []):
-        print(f"[{str(item.get('receivedTimestamp', ''))[11:19]}] {item.get('from')}: {item.get('message')}")
-    if not inbox.get("value"):
-        print("(nothing yet)")
     return 0
 
 

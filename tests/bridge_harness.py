@@ -18,8 +18,8 @@ from pydantic import SecretStr
 
 from bot.app import create_app
 from bot.channels.webhook import sign, verify
-from bot.cli import on_sandbox
 from bot.config import MeetingConfig, Settings, WebhookClient, load_settings
+from bot.embedded import on_sandbox
 from bot.keys import RELAY, STORE
 from bot.relay.runtime import Relay
 from bot.sandbox import SandboxInfo

@@ -23,9 +23,9 @@ from bot.channels.sms_acs import SMS_RECEIVED
 from bot.channels.sms_twilio import INBOUND_PATH as TWILIO_PATH
 from bot.channels.sms_twilio import STATUS_PATH as TWILIO_STATUS_PATH
 from bot.channels.sms_twilio import twilio_signature
-from bot.cli import SMS_EVENT_TYPES, point_sandbox_twilio, subscribe_sandbox_events, twilio_on_sandbox
 from bot.commands import DEFAULT_TEXTS
 from bot.config import MeetingConfig
+from bot.embedded import SMS_EVENT_TYPES, point_sandbox_twilio, subscribe_sandbox_events, twilio_on_sandbox
 from bot.models import Delivery, DeliveryState, Direction, SessionState
 from bot.sandbox import SandboxInfo
 from bot.sms_text import segments
