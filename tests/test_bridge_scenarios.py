@@ -273,13 +273,25 @@ async def test_relay_mode_speaks_for_everyone_with_one_identity(
         ann, bob = await w.session("ann"), await w.session("bob")
         assert ann.identity_id == bob.identity_id == senders.pop()
 
+        # Each sees the other's relayed message, as Teams users do, and never gets their own back.
+        async def crossed() -> bool:
+            texts = {(r["user"]["id"], r["text"]) for r in w.receiver.of("message")}
+            return {("bob", "Ann: hello from ann"), ("ann", "Bob: hello from bob")} <= texts
+
+        await wait_for(crossed, what="each user gets the other's message")
+        mine = [r for r in w.receiver.of("message") if r["text"].startswith(r["user"]["id"].title() + ":")]
+        assert mine == []
+        assert {r["from"]["kind"] for r in w.receiver.of("message")} == {"external"}
+
         await w.post("<p>Hi both</p>")
-        [to_ann] = await w.until_received("message", "ann")
-        [to_bob] = await w.until_received("message", "bob")
-        assert to_ann["text"] == to_bob["text"] == "Hi both"
-        assert to_ann["id"] == to_bob["id"]
-        # Neither user gets the other's (or their own) relayed message back.
-        assert all("hello from" not in r.get("text", "") for r in w.receiver.received)
+
+        async def teams_to_both() -> list[dict[str, Any]] | None:
+            got = [r for r in w.receiver.of("message") if r["text"] == "Hi both"]
+            return got if len(got) == 2 else None
+
+        to_both = await wait_for(teams_to_both, what="the Teams message to both")
+        assert {r["user"]["id"] for r in to_both} == {"ann", "bob"}
+        assert len({r["id"] for r in to_both}) == 1
 
         # The shared leg stays while anyone uses it and hangs up when the last one leaves.
         assert (await w.send("ann", "leave"))[0] == 202
@@ -515,8 +527,9 @@ async def test_forget_removes_the_user_everywhere(control: Control, info: Sandbo
         assert await store.get_user("webhook:app/bob") is not None
         await w.faults()
         await w.post("<p>after ann left</p>")
-        [_, latest] = await w.until_received("message", "bob", 2)
-        assert latest["text"] == "after ann left"
+        # Bob has ann's message (external), "for both" and now this one, in thread order.
+        received = await w.until_received("message", "bob", 3)
+        assert [r["text"] for r in received] == ["remember me not", "for both", "after ann left"]
 
 
 async def _true(value: bool) -> bool:

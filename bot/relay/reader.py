@@ -16,7 +16,7 @@ from ..models import ChatMessageView, Direction, IdentityMode, Session, SessionS
 from ..store import NewDelivery, Store
 from ..tasks import TaskSet
 from .identities import IdentityBroker
-from .outbox import ChatApi, OutboundDispatcher, backoff
+from .outbox import BRIDGE_ID, ChatApi, OutboundDispatcher, backoff
 
 log = logging.getLogger(__name__)
 # Re-read a little before the cursor: a message stored just before a newer one may become visible after it.
@@ -115,16 +115,29 @@ class MeetingReaders:
             modified = _modified(message)
             next_cursor = max(cursor, modified - OVERLAP) if cursor is not None else modified - OVERLAP
             last = next_cursor if last is None else max(last, next_cursor)
-            if self._broker.ours(message.sender_id) or message.type not in CHAT_TYPES:
+            if message.type not in CHAT_TYPES:
                 continue
+            author: str | None = None
+            if self._broker.ours(message.sender_id):
+                # Another external user's message, relayed by us: the others in the call see it as Teams does, its
+                # author never gets it back. Its bridge id names the delivery that carried it, and so the author.
+                origin_id = message.metadata.get(BRIDGE_ID)
+                origin = await self._store.get_delivery(origin_id) if origin_id else None
+                if origin is None:
+                    continue
+                author = origin.user_id
             kind = "delete" if message.deleted_on else "edit" if message.edited_on else "message"
             body: dict[str, object] = {
                 "messageId": message.id,
                 "text": "" if kind == "delete" else html_to_text(message.content),
-                "from": {"displayName": message.sender_display_name or "", "kind": "teams"},
+                "from": {"displayName": message.sender_display_name or "", "kind": "external" if author else "teams"},
                 "sentAt": modified.isoformat(),
             }
-            recipients = [s for s in sessions if s.joined_at is not None and s.joined_at <= message.created_on]
+            recipients = [
+                s
+                for s in sessions
+                if s.joined_at is not None and s.joined_at <= message.created_on and s.user_id != author
+            ]
             deliveries = [
                 NewDelivery(
                     id=str(uuid.uuid4()),
