@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import secrets
 import time
 import uuid
@@ -13,13 +14,16 @@ JsonDict = dict[str, Any]
 
 
 def now() -> float:
-    return time.time()
+    """Whole milliseconds, the precision ACS timestamps have: a time read back from a response (a startTime, a
+    cursor) then compares equal to the stored one instead of a rounding error away."""
+    return math.floor(time.time() * 1000) / 1000
 
 
 def iso(ts: float) -> str:
-    """Format an epoch time the way ACS does: UTC, millisecond precision, trailing Z."""
-    dt = datetime.fromtimestamp(ts, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    """Format an epoch time the way ACS does: UTC, millisecond precision (truncated, never rounded up), Z."""
+    ms = math.floor(round(ts * 1000, 3))
+    dt = datetime.fromtimestamp(ms // 1000, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def parse_iso(value: str) -> float:
