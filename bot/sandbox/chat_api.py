@@ -9,7 +9,7 @@ from aiohttp import web
 from .errors import bad_request, interop_forbidden, not_found
 from .keys import WORLD
 from .limits import check_limit
-from .threads import Message, Thread
+from .threads import Message, Participant, Thread
 from .util import JsonDict, acs_identifier, b64url, b64url_decode, iso, now, parse_iso, raw_id_of
 from .web_util import acs_caller, int_query, json_body, json_response, require_api_version, str_field
 
@@ -23,10 +23,10 @@ def _caller(request: web.Request) -> str:
     return acs_caller(request, "chat").identity
 
 
-def _member(request: web.Request) -> tuple[str, Thread, float]:
+def _member(request: web.Request) -> tuple[str, Thread, Participant]:
     caller = _caller(request)
     thread, member = request.app[WORLD].member_thread(caller, request.match_info["thread"])
-    return caller, thread, member.share_history_time
+    return caller, thread, member
 
 
 def _metadata(body: JsonDict) -> dict[str, str]:
@@ -148,10 +148,10 @@ async def send_message(request: web.Request) -> web.Response:
 
 @routes.get("/chat/threads/{thread}/messages")
 async def list_messages(request: web.Request) -> web.Response:
-    caller, thread, floor = _member(request)
+    caller, thread, reader = _member(request)
     check_limit(request, "chat.list", thread.id, caller)
     size, start, before = _page(request)
-    matches = thread.visible(floor, start, before)
+    matches = thread.visible(reader, start, before)
     page: list[Message] = matches[:size]
     body: JsonDict = {"value": [m.to_json() for m in page]}
     if len(matches) > size:
@@ -159,26 +159,26 @@ async def list_messages(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-def _visible_message(thread: Thread, floor: float, message_id: str) -> Message:
+def _visible_message(thread: Thread, reader: Participant, message_id: str) -> Message:
     message = thread.by_id.get(message_id)
-    if message is None or message.created_on < floor:
+    if message is None or not reader.sees(message):
         raise not_found(f"Message {message_id} does not exist.")
     return message
 
 
 @routes.get("/chat/threads/{thread}/messages/{message}")
 async def get_message(request: web.Request) -> web.Response:
-    caller, thread, floor = _member(request)
+    caller, thread, reader = _member(request)
     check_limit(request, "chat.get", thread.id, caller)
-    return json_response(_visible_message(thread, floor, request.match_info["message"]).to_json())
+    return json_response(_visible_message(thread, reader, request.match_info["message"]).to_json())
 
 
 @routes.patch("/chat/threads/{thread}/messages/{message}")
 async def update_message(request: web.Request) -> web.Response:
-    caller, thread, floor = _member(request)
+    caller, thread, reader = _member(request)
     body = await json_body(request)
     content = str_field(body, "content", required=False)
-    _visible_message(thread, floor, request.match_info["message"])
+    _visible_message(thread, reader, request.match_info["message"])
     check_limit(request, "chat.send", thread.id, caller)
     request.app[WORLD].update_message(thread, caller, request.match_info["message"], content, body.get("metadata"))
     return web.Response(status=204)
@@ -186,9 +186,9 @@ async def update_message(request: web.Request) -> web.Response:
 
 @routes.delete("/chat/threads/{thread}/messages/{message}")
 async def delete_message(request: web.Request) -> web.Response:
-    caller, thread, floor = _member(request)
+    caller, thread, reader = _member(request)
     message = thread.by_id.get(request.match_info["message"])
-    if message is not None and message.created_on < floor:
+    if message is not None and not reader.sees(message):
         raise not_found(f"Message {message.id} does not exist.")
     check_limit(request, "chat.send", thread.id, caller)
     request.app[WORLD].delete_message(thread, caller, request.match_info["message"])
@@ -241,12 +241,12 @@ async def typing(request: web.Request) -> web.Response:
 
 @routes.post("/chat/threads/{thread}/readReceipts")
 async def send_read_receipt(request: web.Request) -> web.Response:
-    caller, thread, floor = _member(request)
+    caller, thread, reader = _member(request)
     if thread.meeting_id is not None:
         raise interop_forbidden()  # read receipts are not available to ACS users in Teams meetings
     body = await json_body(request)
     message_id = str_field(body, "chatMessageId") or ""
-    _visible_message(thread, floor, message_id)
+    _visible_message(thread, reader, message_id)
     thread.read_receipts[caller] = (message_id, now())
     return web.Response(status=200)
 

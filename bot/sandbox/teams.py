@@ -176,7 +176,7 @@ class TeamsMixin:
         leg.set_state("connected", t)
         thread = self.threads[meeting.thread_id]
         if leg.identity not in thread.participants:
-            participant = Participant(leg.identity, leg.display_name, t)
+            participant = Participant(leg.identity, leg.display_name, t, thread.next_sequence_id())
             thread.participants[leg.identity] = participant
             self._system_message(thread, "participantAdded", leg.identity, [participant])
 

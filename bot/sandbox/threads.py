@@ -12,6 +12,12 @@ class Participant:
     raw_id: str
     display_name: str | None
     share_history_time: float
+    first_sequence: int = 0
+    """Set when joining a meeting's call: the join's own system message and everything after it are visible.
+    Times alone cannot tell a message from the join when both fall in the same millisecond."""
+
+    def sees(self, message: Message) -> bool:
+        return message.sequence_id >= self.first_sequence and message.created_on >= self.share_history_time
 
     def to_json(self) -> JsonDict:
         body: JsonDict = {
@@ -86,13 +92,13 @@ class Thread:
     def next_sequence_id(self) -> int:
         return len(self.messages) + 1
 
-    def visible(self, since: float, start_time: float | None, before_seq: int | None) -> list[Message]:
-        """Messages newest first, from `since` (the reader's history floor), changed at or after start_time."""
+    def visible(self, reader: Participant, start_time: float | None, before_seq: int | None) -> list[Message]:
+        """Messages newest first that the reader may see, changed at or after start_time."""
         out: list[Message] = []
         for message in reversed(self.messages):
             if before_seq is not None and message.sequence_id >= before_seq:
                 continue
-            if message.created_on < since:
+            if not reader.sees(message):
                 break
             if start_time is not None and message.modified_on < start_time:
                 continue
