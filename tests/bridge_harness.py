@@ -8,7 +8,8 @@ import json
 import secrets
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +178,26 @@ def bridge_settings(
 
 def client_for(receiver_url: str | None, secret: str) -> WebhookClient:
     return WebhookClient(secrets=[SecretStr(secret)], callback_url=receiver_url)
+
+
+@asynccontextmanager
+async def bridge_for(
+    info: SandboxInfo,
+    tmp_path: Path,
+    meeting: MeetingConfig,
+    *,
+    adjust: Callable[[Settings], Settings] | None = None,
+    **relay: Any,
+) -> AsyncIterator[tuple[Bridge, Receiver, str]]:
+    """A bridge with one meeting and one signed webhook client "app" whose receiver records the callbacks."""
+    secret = new_secret()
+    receiver = Receiver(client_for(None, secret))
+    await receiver.start()
+    receiver.client = client_for(receiver.url, secret)
+    settings = bridge_settings(info, tmp_path, clients={"app": receiver.client}, meetings=[meeting], relay=relay)
+    bridge = await Bridge(adjust(settings) if adjust else settings).start()
+    try:
+        yield bridge, receiver, secret
+    finally:
+        await bridge.stop()
+        await receiver.stop()

@@ -11,38 +11,31 @@ from pydantic import SecretStr
 
 from bot.app import EVENTS_PATH
 from bot.channels.acs_events import CHAT_EVENTS
-from bot.config import MeetingConfig
+from bot.config import MeetingConfig, Settings
 from bot.models import SessionState
 from bot.sandbox import SandboxInfo
 
-from .bridge_harness import Bridge, Receiver, bridge_settings, client_for, new_secret, wait_for
+from .bridge_harness import Bridge, Receiver, bridge_for, wait_for
 from .conftest import Control
 
 SECRET = "event-door-secret-123"
 
 
+def _with_events(settings: Settings) -> Settings:
+    return settings.model_copy(update={"events": settings.events.model_copy(update={"secret": SecretStr(SECRET)})})
+
+
 @pytest.fixture
 async def setup(control: Control, info: SandboxInfo, tmp_path: Path) -> AsyncIterator[tuple[Bridge, Receiver, dict]]:
     meeting = await control.meeting()
-    secret = new_secret()
-    receiver = Receiver(client_for(None, secret))
-    await receiver.start()
-    receiver.client = client_for(receiver.url, secret)
+    config = MeetingConfig(link=meeting["joinWebUrl"], code="555111")
     # Polling so slow that only a pushed event can deliver within the test's wait.
-    settings = bridge_settings(
-        info,
-        tmp_path,
-        clients={"app": receiver.client},
-        meetings=[MeetingConfig(link=meeting["joinWebUrl"], code="555111")],
-        relay={"poll_active_s": 60.0, "poll_idle_s": 60.0},
-    )
-    settings = settings.model_copy(update={"events": settings.events.model_copy(update={"secret": SecretStr(SECRET)})})
-    bridge = await Bridge(settings).start()
-    try:
+    async with bridge_for(info, tmp_path, config, adjust=_with_events, poll_active_s=60.0, poll_idle_s=60.0) as (
+        bridge,
+        receiver,
+        secret,
+    ):
         yield bridge, receiver, {"meeting": meeting, "secret": secret}
-    finally:
-        await bridge.stop()
-        await receiver.stop()
 
 
 async def test_pushed_chat_event_delivers_without_waiting_for_a_poll(

@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from bot.config import MeetingConfig
 from bot.models import SessionState
 from bot.sandbox import SandboxInfo
 
-from .bridge_harness import Bridge, Receiver, bridge_settings, client_for, new_secret, wait_for
+from .bridge_harness import Bridge, bridge_for, wait_for
 from .conftest import Control
 from .helpers import bearer
 
 CODE = "777000"
-
-
-@asynccontextmanager
-async def bridge_for(
-    info: SandboxInfo, tmp_path: Path, meeting: MeetingConfig, **relay: Any
-) -> AsyncIterator[tuple[Bridge, Receiver, str]]:
-    secret = new_secret()
-    receiver = Receiver(client_for(None, secret))
-    await receiver.start()
-    receiver.client = client_for(receiver.url, secret)
-    settings = bridge_settings(info, tmp_path, clients={"app": receiver.client}, meetings=[meeting], relay=relay)
-    bridge = await Bridge(settings).start()
-    try:
-        yield bridge, receiver, secret
-    finally:
-        await bridge.stop()
-        await receiver.stop()
 
 
 async def join_and_say(bridge: Bridge, secret: str, user: str, text: str) -> None:

@@ -12,7 +12,7 @@ from bot.config import MeetingConfig
 from bot.models import SessionState
 from bot.sandbox import SandboxInfo
 
-from .bridge_harness import Bridge, Receiver, bridge_settings, client_for, new_secret, wait_for
+from .bridge_harness import Bridge, bridge_for, bridge_settings, wait_for
 from .conftest import Control
 
 
@@ -32,18 +32,8 @@ async def scrape(bridge: Bridge) -> dict[tuple[str, tuple[tuple[str, str], ...]]
 
 async def test_health_ready_and_metrics_move_with_traffic(control: Control, info: SandboxInfo, tmp_path: Path) -> None:
     meeting = await control.meeting()
-    secret = new_secret()
-    receiver = Receiver(client_for(None, secret))
-    await receiver.start()
-    receiver.client = client_for(receiver.url, secret)
-    settings = bridge_settings(
-        info,
-        tmp_path,
-        clients={"app": receiver.client},
-        meetings=[MeetingConfig(link=meeting["joinWebUrl"], code="31337")],
-    )
-    bridge = await Bridge(settings).start()
-    try:
+    config = MeetingConfig(link=meeting["joinWebUrl"], code="31337")
+    async with bridge_for(info, tmp_path, config) as (bridge, receiver, secret):
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{bridge.base}/healthz") as resp:
                 assert resp.status == 200 and (await resp.json())["status"] == "ok"
@@ -84,9 +74,6 @@ async def test_health_ready_and_metrics_move_with_traffic(control: Control, info
         assert after[("bridge_outbox_depth", (("direction", "in"),))] == 0
         assert after[("bridge_token_refreshes_total", ())] >= 1
         assert after[("bridge_relay_latency_seconds_count", (("direction", "in"),))] == 1
-    finally:
-        await bridge.stop()
-        await receiver.stop()
 
 
 async def test_not_ready_when_acs_is_unreachable(info: SandboxInfo, tmp_path: Path) -> None:
