@@ -27,6 +27,7 @@ from .errors import ConfigError
 from .formatting import validate_template
 from .links import JoinLinkError, parse_join_link
 from .models import IdentityMode
+from .phones import check_pattern
 
 ENV_PREFIX = "BRIDGE__"
 REPLY_KEYS = frozenset(
@@ -166,6 +167,17 @@ class SmsSection(_Section):
     allow: list[str] = Field(default_factory=lambda: ["*"])
     """Numbers or prefixes (+1555*) that may use the bridge."""
     deny: list[str] = Field(default_factory=list)
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _number_patterns(cls, value: list[str]) -> list[str]:
+        # An entry that can never match a number (e.g. "sms:+1555*" or "555*") would silently let nobody in.
+        for pattern in value:
+            problem = check_pattern(pattern)
+            if problem is not None:
+                raise ValueError(f"{pattern!r} {problem}")
+        return value
+
     unknown_policy: Literal["reply", "ignore"] = "reply"
     """What a number that is not allowed, or texts nonsense, gets: a short reply or nothing."""
     name_max_chars: int = Field(40, ge=1, le=256)

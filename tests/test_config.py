@@ -603,3 +603,11 @@ def test_any_document_loads_or_raises_config_error(
     except ConfigError as exc:
         message = str(exc)
         assert message and "\n" not in message and "\r" not in message
+
+
+@pytest.mark.parametrize("pattern", ["sms:+1555*", "555*", "+1-555", "+1555*9"])
+def test_sms_number_patterns_that_can_never_match_are_refused(tmp_path: Path, pattern: str) -> None:
+    path = write(tmp_path, f'[sms]\ndeny = ["{pattern}"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, {})
+    assert str(caught.value).startswith("sms.deny:")

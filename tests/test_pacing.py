@@ -98,16 +98,6 @@ def test_a_steady_trickle_is_never_delayed() -> None:
         pacer.record(now)
 
 
-def test_backlog_pressure_once_the_short_window_is_full() -> None:
-    pacer = Pacer()
-    for _ in range(9):
-        pacer.record(0.0)
-    assert not pacer.backlog_pressure(0.0)
-    pacer.record(0.0)
-    assert pacer.backlog_pressure(0.0)
-    assert not pacer.backlog_pressure(10.0 + MARGIN)
-
-
 def test_custom_limits_and_no_margin() -> None:
     pacer = Pacer(limits=((2, 1.0),), margin=0.0)
     pacer.record(0.0)

@@ -28,7 +28,3 @@ class Pacer:
 
     def record(self, now: float) -> None:
         self._sent.append(now)
-
-    def backlog_pressure(self, now: float) -> bool:
-        """True once the short window is full: sends are being paced, a backlog is building."""
-        return self.delay(now) > 0
