@@ -28,8 +28,8 @@ chromium:
 		echo "chromium is not installed: page tests will be skipped"
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check bot tests
-	$(VENV)/bin/ruff format --check bot tests
+	$(VENV)/bin/ruff check bot tests bench
+	$(VENV)/bin/ruff format --check bot tests bench
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
