@@ -6,10 +6,10 @@ from typing import Any
 
 from aiohttp import web
 
-from . import calls_api, chat_api, control_api, eventgrid, graph_api, identity_api, pages, sms_api, twilio_api
+from . import calls_api, chat_api, control_api, eventgrid, graph_api, identity_api, pages, sms_api, stats, twilio_api
 from .errors import error_middleware
 from .faults import FaultInjector, fault_middleware
-from .keys import FAULTS, INFO, LIMITS, RESET_HOOKS, WORLD
+from .keys import FAULTS, INFO, LIMITS, RESET_HOOKS, STATS, WORLD
 from .limits import RateLimiter
 from .world import World
 
@@ -18,13 +18,16 @@ MAX_BODY_BYTES = 1024 * 1024
 
 def create_sandbox_app(world: World, info: dict[str, Any], *, limits_enabled: bool = True) -> web.Application:
     """The sandbox as one aiohttp app. `info` is filled with the endpoint once the server listens."""
-    app = web.Application(middlewares=[fault_middleware, error_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[stats.stats_middleware, fault_middleware, error_middleware], client_max_size=MAX_BODY_BYTES
+    )
     app[WORLD] = world
     app[INFO] = info
     app[LIMITS] = RateLimiter(enabled=limits_enabled)
     app[FAULTS] = FaultInjector()
     app[RESET_HOOKS] = []
-    modules = (identity_api, chat_api, calls_api, control_api, graph_api, sms_api, twilio_api, eventgrid, pages)
+    app[STATS] = stats.RequestStats()
+    modules = (identity_api, chat_api, calls_api, control_api, graph_api, sms_api, twilio_api, eventgrid, pages, stats)
     for module in modules:
         app.router.add_routes(module.routes)
     graph_api.setup(app)

@@ -9,7 +9,7 @@ from contextlib import suppress
 from aiohttp import web
 
 from .errors import bad_request
-from .keys import WORLD
+from .keys import STATS, WORLD
 from .meetings import FINAL_LEG_STATES
 from .util import JsonDict
 from .web_util import acs_caller, json_body, json_response, str_field
@@ -65,6 +65,8 @@ async def call_events(request: web.Request) -> web.StreamResponse:
     queue: asyncio.Queue[JsonDict] = asyncio.Queue()
     leg.watchers.add(queue)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    stats = request.app[STATS]
+    stats.streams_open += 1
     try:
         await response.prepare(request)
         await response.write(_sse(leg.snapshot()))
@@ -83,4 +85,5 @@ async def call_events(request: web.Request) -> web.StreamResponse:
         pass
     finally:
         leg.watchers.discard(queue)
+        stats.streams_open -= 1
     return response
