@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 from aiohttp import web
 from pydantic import ValidationError
 
+from ..channels.bodies import declares_json
 from ..keys import SETTINGS
 from .console_auth import refusal, session_of
 
@@ -90,11 +91,14 @@ def _reject_constant(name: str) -> NoReturn:
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 saying what is wrong with it."""
-    raw = await request.read()
+    """The request body as a JSON object, or a 4xx saying what is wrong with it."""
+    raw = await request.read()  # bounded by the app's client_max_size: beyond it aiohttp raises its 413
+    if not declares_json(request):
+        raise ApiError(415, "body: must be application/json")
     try:
-        data = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
+        # Decoded first: from bytes, json.loads would also take UTF-16 and UTF-32, which JSON on the wire is not.
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise ApiError(400, f"body: not valid JSON ({exc.__class__.__name__})") from exc
     if not isinstance(data, dict):
         raise ApiError(400, "body: must be a JSON object")

@@ -6,8 +6,10 @@ import html
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from ..keys import STORE
 from .console_auth import (
@@ -77,8 +79,21 @@ async def meeting_page(request: web.Request) -> web.Response:
     return _page(request, "meeting", csrf=session.csrf, meeting=ref)
 
 
+async def _form(request: web.Request) -> MultiDictProxy[Any] | web.Response:
+    """The posted form, or a JSON 4xx for a body that is none: aiohttp raises on a charset it cannot decode with,
+    broken multipart, or a body over the app's size limit (plain text there, JSON here like every other door)."""
+    try:
+        return await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        return web.json_response({"error": "too_large", "reason": "the body is larger than a form may be"}, status=413)
+    except (ValueError, LookupError):  # UnicodeDecodeError is a ValueError; LookupError: an unknown charset
+        return web.json_response({"error": "bad_request", "reason": "the body is not a readable form"}, status=400)
+
+
 async def login(request: web.Request) -> web.Response:
-    form = await request.post()
+    form = await _form(request)
+    if isinstance(form, web.Response):
+        return form
     next_path = str(form.get("next") or "/console")
     next_path = next_path if _NEXT.match(next_path) else "/console"
     if cross_site(request):
@@ -99,7 +114,9 @@ async def login(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     session = session_of(request)
     if session is not None:
-        form = await request.post()
+        form = await _form(request)
+        if isinstance(form, web.Response):
+            return form
         csrf = form.get("csrf")
         why = refusal(request, session, csrf if isinstance(csrf, str) else None)
         if why is not None:

@@ -8,8 +8,24 @@ from typing import Any
 
 from aiohttp import web
 
+from .bodies import declares_json, read_body
+
 MAX_BODY_BYTES = 1024 * 1024  # Event Grid's own limit for one delivery
 VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def is_text(value: str) -> bool:
+    """Whether a string can be stored and sent on: JSON escapes such as \\ud800 decode to lone surrogates,
+    which no UTF-8 encoder (SQLite's, the SDKs') accepts."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def reject(status: int, error: str, reason: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -39,13 +55,18 @@ class EventGridDoor:
         """The events of an authentic delivery (an Event Grid array, one CloudEvent or a batch), or the refusal."""
         if not self.authentic(request):
             return reject(401, "unauthorized", "missing or wrong code")
-        body = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(body) > MAX_BODY_BYTES:
+        body = await read_body(request, MAX_BODY_BYTES)
+        if body is None:
             return reject(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+        if not declares_json(request):
+            return reject(415, "unsupported_media_type", "the body must be application/json")
         try:
-            parsed: Any = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
-            return reject(400, "bad_request", "the body is not JSON")
+            # UTF-8 only (json.loads would guess UTF-16 from bytes), and no NaN or Infinity, which JSON has not.
+            parsed: Any = json.loads(body.decode("utf-8"), parse_constant=_not_json)
+        except RecursionError:
+            return reject(400, "bad_request", "the body is nested too deeply")
+        except ValueError:  # UnicodeDecodeError included
+            return reject(400, "bad_request", "the body is not UTF-8 JSON")
         if not isinstance(parsed, list | dict):
             return reject(400, "bad_request", "the body must be an event or an array of events")
         return parsed if isinstance(parsed, list) else [parsed]

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ..errors import PermanentError, TransientError
 from ..phones import mask
-from .eventgrid import VALIDATION_EVENT, EventGridDoor, reject
+from .eventgrid import VALIDATION_EVENT, EventGridDoor, is_text, reject
 from .sms_base import InboundSms, SmsReceiver
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,9 @@ def _strings(data: dict[str, Any], *names: str) -> list[str]:
     missing = [n for n in names if not isinstance(data.get(n), str)]
     if missing:
         raise Malformed(f"data.{', data.'.join(missing)} must be strings")
+    broken = [n for n in names if not is_text(data[n])]
+    if broken:
+        raise Malformed(f"data.{', data.'.join(broken)} must be valid Unicode (no lone surrogate escapes)")
     return [str(data[n]) for n in names]
 
 
@@ -61,7 +64,7 @@ def parse_event(event: object) -> Parsed | None:
         raise Malformed("the event has no eventType or type")
     if kind not in (VALIDATION_EVENT, SMS_RECEIVED, SMS_DELIVERY_REPORT):
         return None
-    if not isinstance(event_id, str) or not event_id:
+    if not isinstance(event_id, str) or not event_id or not is_text(event_id):
         raise Malformed(f"the {kind} event has no id")
     data = event.get("data")
     if not isinstance(data, dict):
@@ -74,7 +77,7 @@ def parse_event(event: object) -> Parsed | None:
         return Parsed(event_id, kind, sms=InboundSms("acs", message_id, sender, to, text))
     message_id, status = _strings(data, "messageId", "deliveryStatus")
     details = data.get("deliveryStatusDetails")
-    detail = details if isinstance(details, str) and details else status
+    detail = details if isinstance(details, str) and details and is_text(details) else status
     return Parsed(event_id, kind, report=Report(message_id, status == "Delivered", detail))
 
 

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from ..errors import AuthError, PermanentError, TransientError
 from ..phones import mask
+from .bodies import read_body
 from .sms_base import InboundSms, SmsReceiver
 
 log = logging.getLogger(__name__)
@@ -136,10 +137,8 @@ class TwilioDoor:
         signature = request.headers.get(SIGNATURE_HEADER, "")
         if not signature:
             raise _Refused(403, "bad_signature", f"missing {SIGNATURE_HEADER} header")
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            raise _Refused(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(raw) > MAX_BODY_BYTES:
+        raw = await read_body(request, MAX_BODY_BYTES)
+        if raw is None:
             raise _Refused(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
         if request.content_type != FORM_TYPE:
             raise _Refused(400, "bad_request", f"the body must be {FORM_TYPE}")

@@ -20,6 +20,7 @@ from ..errors import PermanentError, TransientError
 from ..models import Delivery, ExternalUser, Meeting
 from ..relay.intake import Answer, Intake
 from ..store import Store
+from .bodies import declares_json, read_body
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -106,10 +107,8 @@ class WebhookDoor:
         client = self._clients.get(name)
         if client is None:
             return _reject(404, "unknown_client", f"no webhook client named {name!r}")
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            return _reject(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
-        body = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(body) > MAX_BODY_BYTES:
+        body = await read_body(request, MAX_BODY_BYTES)
+        if body is None:
             return _reject(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
         refusal = verify(client, body, request.headers)
         if refusal is not None:
@@ -118,6 +117,8 @@ class WebhookDoor:
         wait = self._buckets[name].take()
         if wait > 0:
             return _reject(429, "rate_limited", "too many requests", {"Retry-After": str(max(1, round(wait)))})
+        if not declares_json(request):
+            return _reject(415, "unsupported_media_type", "the body must be application/json")
         try:
             event = WebhookEvent.model_validate_json(body)
         except ValidationError as exc:

@@ -1,0 +1,29 @@
+"""Inbound bodies, before anything parses them: read whole up to a size limit, and the media type they declare."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+JSON_TYPES = frozenset({"application/json", "application/octet-stream"})
+"""Declared types a JSON door reads: JSON, and bytes of no stated kind (what a client sends when it names none)."""
+
+
+async def read_body(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, or None when it is larger than `limit` bytes (said by Content-Length or found reading)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = bytearray()
+    # StreamReader.read(n) returns what has arrived so far, not n bytes: a body that comes in several packets
+    # takes several reads, or it would be parsed (and its signature checked) cut short.
+    while chunk := await request.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def declares_json(request: web.Request) -> bool:
+    """Whether the Content-Type lets a JSON door read the body: JSON, any `+json` type (CloudEvents), or none given.
+    A form, multipart or text body is refused even when it parses as JSON: it was not sent as JSON."""
+    kind = request.content_type.lower()
+    return kind in JSON_TYPES or kind.endswith("+json")
