@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from ..commands import reply
 from ..config import SmsSection
-from ..errors import TransientError
+from ..errors import ThrottledError, TransientError
 from ..models import Delivery, ExternalUser, Meeting
 from ..phones import mask
 from ..sms_text import combine, fit, segments
@@ -84,7 +84,13 @@ class SmsChannel:
         first: str | None = None
         for index, part in enumerate(parts):
             key = part_key(head, index) if not late else part_key(head, index, now.isoformat())
-            provider_id = await self._gateway.send(number, part, key=key, first_sent=first_sent)
+            try:
+                provider_id = await self._gateway.send(number, part, key=key, first_sent=first_sent)
+            except ThrottledError as exc:
+                if index == 0:
+                    raise
+                # Part of the text went out: a retry must re-form this very batch, so this try counts.
+                raise TransientError(str(exc), exc.retry_after) from exc
             first = first or provider_id
             await self._store.add_sms_usage(user.id, segments(part))
         log.debug("texted %s: %d part(s), %d segment(s)", mask(number), len(parts), needed)

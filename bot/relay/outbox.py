@@ -262,7 +262,11 @@ class OutboundDispatcher(_Workers):
             remote = await channel.deliver(user, meeting, batch)
         except TransientError as exc:
             attempts = head.attempts + 1
-            if attempts >= self._settings.max_attempts:
+            if isinstance(exc, ThrottledError):
+                # The provider asked us to wait and sent nothing: not a failed try. Counted, a number's send limit
+                # (ACS: 200 texts a minute) failed deliveries after a few seconds of waiting in a busy minute.
+                await self._store.uncount_attempt(ids)
+            elif attempts >= self._settings.max_attempts:
                 await self._store.finish(ids, DeliveryState.FAILED, error=f"gave up after {attempts} attempts: {exc}")
                 self._metrics.failed(Direction.OUTBOUND, len(ids))
                 return 0.0

@@ -113,6 +113,14 @@ class OutboxStore(StoreBase):
                 [(_ts(utcnow()), _ts(utcnow()), i) for i in ids],
             )
 
+    async def uncount_attempt(self, ids: list[str]) -> None:
+        """Take back mark_attempt for a try the provider throttled before doing anything: it is not a failure."""
+        async with self.transaction() as db:
+            await db.executemany(
+                "UPDATE outbox SET attempts=MAX(attempts-1, 0), updated_at=? WHERE id=?",
+                [(_ts(utcnow()), i) for i in ids],
+            )
+
     async def finish(
         self,
         ids: list[str],
