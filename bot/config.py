@@ -246,6 +246,14 @@ class RelaySection(_Section):
     max_attempts: int = Field(8, ge=1, le=100)
     merge_backlog: int = Field(3, ge=2)
     """Merge consecutive messages of one sender once this many wait for one thread."""
+    max_pending_per_meeting: int = Field(150, gt=0)
+    """Inbound messages one meeting may have waiting (queued or held); beyond it senders are told the meeting
+    is busy (webhook 429, one SMS notice). 150 is five minutes of a thread's 30 sends per minute even when no
+    two merge: a backlog older than that is no longer a conversation."""
+    max_pending_per_user: int = Field(50, gt=0)
+    """Messages one external user may have waiting, inbound (beyond it: busy, as above) and outbound (beyond
+    it, newer deliveries to them fail with backlog_full and they are told once). A sender's consecutive
+    messages merge into one send, so 50 of theirs drain in a send or two."""
 
 
 class WebhookClient(_Section):

@@ -39,6 +39,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.refused = Counter(
+            "bridge_refused",
+            "Messages refused and the sender told (busy: a full inbound backlog; backlog_full: a full outbound one)",
+            ["reason", "channel"],
+            registry=r,
+        )
         self.throttled = Counter("bridge_acs_throttled", "ACS answers of 429", ["operation"], registry=r)
         self.token_refreshes = Counter("bridge_token_refreshes", "ACS access tokens issued", registry=r)
         self.sessions = Gauge("bridge_sessions", "Sessions by state", ["state"], registry=r)

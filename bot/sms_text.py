@@ -194,9 +194,10 @@ def fit(text: str, cap_segments: int, policy: Policy, marker: str = "…") -> li
 
 def simplify(text: str) -> str:
     """Typographic quotes, dashes, ellipses and odd spaces as their GSM-7 look-alikes, when that makes the whole
-    text GSM-7 (about twice the characters per segment); otherwise the text unchanged."""
+    text GSM-7 (about twice the characters per segment) without costing a segment; otherwise the text unchanged.
+    An ellipsis becomes three characters, so a text thick with them can need more segments as GSM-7."""
     plain = text.translate(_GSM7_LOOKALIKES)
-    return plain if plain != text and is_gsm7(plain) else text
+    return plain if plain != text and is_gsm7(plain) and segments(plain) <= segments(text) else text
 
 
 def sender_label(sender: str) -> str:

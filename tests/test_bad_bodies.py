@@ -529,3 +529,124 @@ async def test_a_twilio_form_that_arrives_in_pieces_is_read_whole(twilio: tuple[
     headers = {"X-Twilio-Signature": twilio_signature(token, url, fields), "Content-Type": FORM}
     async with bridge.http.post(url, data=_in_pieces(urlencode(fields).encode()), headers=headers) as resp:
         assert resp.status == 200, await resp.text()
+
+
+# ---------------------------------------------------------------- headers that are not UTF-8
+
+
+async def raw_request(base: str, request: bytes) -> tuple[int, str, bytes]:
+    """Bytes on the socket, for header values no HTTP client library would send: (status, content type, body)."""
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    content_type = next(
+        (line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("content-type:")), ""
+    )
+    return int(lines[0].split()[1]), content_type.split(";")[0], body
+
+
+def http_request(method: str, path: str, headers: list[bytes], body: bytes = b"") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", *headers]
+    lines += [f"Content-Length: {len(body)}".encode(), b"Connection: close"]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+async def test_header_bytes_that_are_not_utf8_are_refused_not_crashed(doors: Doors) -> None:
+    """aiohttp hands such bytes over as lone surrogates, which a plain encode() turns into a 500."""
+    cookie, csrf = await _sign_in(doors)
+    bad = b"\xff\xfe\x80"
+    event = json.dumps(_event()).encode()
+    signed = webhook_headers(doors.secret, event)
+    json_type = b"Content-Type: application/json"
+    cases = [
+        ("admin bearer", http_request("GET", "/api/v1/status", [b"Authorization: Bearer " + bad]), 401),
+        ("admin cookie", http_request("GET", "/api/v1/status", [b"Cookie: console_session=" + bad]), 401),
+        (
+            "admin CSRF header",
+            http_request(
+                "PATCH",
+                f"/api/v1/meetings/{CODE}",
+                [f"Cookie: {COOKIE}={cookie}".encode(), b"X-CSRF-Token: " + bad, json_type],
+                b'{"paused": true}',
+            ),
+            403,
+        ),
+        ("console session", http_request("GET", "/console/session", [b"Cookie: console_session=" + bad]), 401),
+        (
+            "console sign-out CSRF",
+            http_request(
+                "POST",
+                "/console/logout",
+                [f"Cookie: {COOKIE}={cookie}".encode(), b"X-CSRF-Token: " + bad, f"Content-Type: {FORM}".encode()],
+                f"csrf={csrf}x".encode(),
+            ),
+            403,
+        ),
+        (
+            "webhook id",
+            http_request(
+                "POST",
+                "/channels/webhook/app",
+                [
+                    b"webhook-id: " + bad,
+                    *(f"{k}: {v}".encode() for k, v in signed.items() if k != "webhook-id"),
+                    json_type,
+                ],
+                event,
+            ),
+            401,
+        ),
+        (
+            "webhook signature",
+            http_request(
+                "POST",
+                "/channels/webhook/app",
+                [
+                    b"webhook-signature: v1," + bad,
+                    *(f"{k}: {v}".encode() for k, v in signed.items() if "sig" not in k),
+                    json_type,
+                ],
+                event,
+            ),
+            401,
+        ),
+    ]
+    problems = []
+    for label, request, expected in cases:
+        status, content_type, body = await raw_request(doors.bridge.base, request)
+        answer = Answer(label, status, content_type, body.decode("utf-8", "replace"))
+        if label == "console session":  # the pages' own question, answered {"signedIn": false}
+            if status != expected:
+                problems.append(f"{label}: answered {status}: {answer.text[:200]}")
+        elif (problem := refused(answer, expected)) is not None:
+            problems.append(problem)
+    assert not problems, "\n".join(problems)
+
+
+async def test_twilio_header_bytes_that_are_not_utf8_are_refused_not_crashed(twilio: tuple[Bridge, str]) -> None:
+    bridge, token = twilio
+    fields = {"MessageSid": "SM" + "e" * 32, "From": PHONE, "To": bridge.settings.sms.number or "", "Body": "hi"}
+    body = urlencode(fields).encode()
+    good = twilio_signature(token, f"{bridge.base}{INBOUND_PATH}", fields).encode()
+    form = f"Content-Type: {FORM}".encode()
+    problems = []
+    for label, headers in (
+        ("signature", [b"X-Twilio-Signature: \xff\xfe", form]),
+        ("host", [b"X-Twilio-Signature: " + good, form, b"X-Forwarded-Host: \xff"]),
+    ):
+        request = http_request("POST", INBOUND_PATH, headers, body)
+        if label == "host":
+            request = request.replace(b"Host: 127.0.0.1", b"Host: 127.0.0.1\xff", 1)
+        status, content_type, answer = await raw_request(bridge.base, request)
+        if (
+            problem := refused(Answer(label, status, content_type, answer.decode("utf-8", "replace")), 403)
+        ) is not None:
+            problems.append(problem)
+    assert not problems, "\n".join(problems)

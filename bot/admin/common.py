@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from ..channels.bodies import declares_json
 from ..keys import SETTINGS
-from .console_auth import refusal, session_of
+from .console_auth import refusal, session_of, wire_bytes
 
 PREFIX = "/api/v1"
 OPENAPI_PATH = f"{PREFIX}/openapi.json"
@@ -58,8 +58,9 @@ def _unauthorized(request: web.Request) -> web.Response | None:
     if scheme.lower() != "bearer" or not given.strip():
         reason = "send the operator token as Authorization: Bearer <token>"
         return ApiError(401, reason).response({"WWW-Authenticate": "Bearer"})
-    # Constant time, on bytes: a timing difference must not reveal how much of a guess was right.
-    if not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
+    # Constant time, on bytes: a timing difference must not reveal how much of a guess was right. A header byte
+    # that is not UTF-8 arrives as a lone surrogate (surrogateescape): encoded back, never a crash.
+    if not hmac.compare_digest(wire_bytes(given.strip()), wire_bytes(token.get_secret_value())):
         reason = "the bearer token is not the operator token"
         return ApiError(401, reason).response({"WWW-Authenticate": 'Bearer error="invalid_token"'})
     return None

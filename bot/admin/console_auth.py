@@ -25,6 +25,12 @@ MAX_SESSIONS = 256
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def wire_bytes(text: str) -> bytes:
+    """A header or cookie value as bytes to compare or hash. aiohttp hands bytes that are not UTF-8 over as lone
+    surrogates (surrogateescape), which a plain encode() refuses with an exception, that is a 500."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 @dataclass(frozen=True)
 class ConsoleSession:
     csrf: str
@@ -44,7 +50,7 @@ class ConsoleSessions:
 
     @staticmethod
     def _key(session_id: str) -> str:
-        return hashlib.sha256(session_id.encode()).hexdigest()
+        return hashlib.sha256(wire_bytes(session_id)).hexdigest()
 
     def create(self) -> tuple[str, ConsoleSession]:
         self._prune()
@@ -90,7 +96,7 @@ def session_of(request: web.Request) -> ConsoleSession | None:
 def token_matches(request: web.Request, given: str) -> bool:
     token = request.app[SETTINGS].admin.token
     # Constant time, on bytes: a timing difference must not reveal how much of a guess was right.
-    return token is not None and hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode())
+    return token is not None and hmac.compare_digest(wire_bytes(given.strip()), wire_bytes(token.get_secret_value()))
 
 
 def _origins(request: web.Request) -> set[str]:
@@ -119,7 +125,7 @@ def refusal(request: web.Request, session: ConsoleSession, form_token: str | Non
     if cross_site(request):
         return "cross-site requests are refused"
     given = request.headers.get(CSRF_HEADER, form_token or "")
-    if not given or not hmac.compare_digest(given.encode(), session.csrf.encode()):
+    if not given or not hmac.compare_digest(wire_bytes(given), wire_bytes(session.csrf)):
         return f"send the console's CSRF token as {CSRF_HEADER}"
     return None
 

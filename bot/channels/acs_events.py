@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -22,6 +23,49 @@ class ThreadPoke(Protocol):
     def poke(self, meeting_id: str) -> None: ...
 
 
+class Malformed(ValueError):
+    """A body with no readable event in it; the message is the first reason."""
+
+
+@dataclass(frozen=True)
+class ChatEvents:
+    """What a delivery asks of the door: answer a handshake, or read these threads now."""
+
+    validation_code: str | None
+    threads: list[str]
+    """Each thread once, in the order first named."""
+    skipped: int
+    """Events that could not be read."""
+
+
+def read_chat_events(events: list[Any]) -> ChatEvents:
+    """The handshake code or the threads the events name; events of other types are ignored. Malformed when an
+    event is not an object, or when not one event could be read."""
+    if not all(isinstance(e, dict) for e in events):
+        raise Malformed("events must be JSON objects")
+    threads: dict[str, None] = {}
+    reasons: list[str] = []
+    for event in events:
+        kind = event.get("eventType") or event.get("type")
+        data = event.get("data")
+        if not isinstance(kind, str):
+            reasons.append("the event has no eventType or type")
+        elif kind == VALIDATION_EVENT:
+            code = data.get("validationCode") if isinstance(data, dict) else None
+            if isinstance(code, str) and code and is_text(code):
+                return ChatEvents(code, [], 0)
+            reasons.append("the validation event's data.validationCode must be a string")
+        elif kind in CHAT_EVENTS:
+            thread = data.get("threadId") if isinstance(data, dict) else None
+            if isinstance(thread, str) and thread and is_text(thread):
+                threads[thread] = None
+            else:
+                reasons.append(f"the {kind} event's data.threadId must be a string")
+    if reasons and len(reasons) == len(events):
+        raise Malformed(reasons[0])
+    return ChatEvents(None, list(threads), len(reasons))
+
+
 class AcsEventsDoor(EventGridDoor):
     def __init__(self, secret: str, store: Store, readers: ThreadPoke) -> None:
         super().__init__(secret)
@@ -34,30 +78,14 @@ class AcsEventsDoor(EventGridDoor):
         events = await self.read_events(request)
         if isinstance(events, web.Response):
             return events
-        if not all(isinstance(e, dict) for e in events):
-            return reject(400, "bad_request", "events must be JSON objects")
-        threads: list[str] = []
-        reasons: list[str] = []
-        for event in events:
-            kind = event.get("eventType") or event.get("type")
-            data = event.get("data")
-            if not isinstance(kind, str):
-                reasons.append("the event has no eventType or type")
-            elif kind == VALIDATION_EVENT:
-                code = data.get("validationCode") if isinstance(data, dict) else None
-                if isinstance(code, str) and code and is_text(code):
-                    return web.json_response({"validationResponse": code})
-                reasons.append("the validation event's data.validationCode must be a string")
-            elif kind in CHAT_EVENTS:
-                thread = data.get("threadId") if isinstance(data, dict) else None
-                if isinstance(thread, str) and thread and is_text(thread):
-                    threads.append(thread)
-                else:
-                    reasons.append(f"the {kind} event's data.threadId must be a string")
-        if reasons and len(reasons) == len(events):
-            return reject(400, "bad_request", reasons[0])
-        for thread in dict.fromkeys(threads):  # a burst of events on one thread is one poke
+        try:
+            read = read_chat_events(events)
+        except Malformed as exc:
+            return reject(400, "bad_request", str(exc))
+        if read.validation_code is not None:
+            return web.json_response({"validationResponse": read.validation_code})
+        for thread in read.threads:
             meeting = await self._store.meeting_by_thread(thread)
             if meeting is not None:
                 self._readers.poke(meeting.id)
-        return web.json_response({"received": len(events), "skipped": len(reasons)})
+        return web.json_response({"received": len(events), "skipped": read.skipped})

@@ -28,6 +28,24 @@ def is_text(value: str) -> bool:
     return True
 
 
+class BadBody(ValueError):
+    """A delivery's body that holds no events; the message is the reason."""
+
+
+def parse_events(body: bytes) -> list[Any]:
+    """The events of a delivery's body: an Event Grid array, one CloudEvent or a CloudEvents batch. BadBody else."""
+    try:
+        # UTF-8 only (json.loads would guess UTF-16 from bytes), and no NaN or Infinity, which JSON has not.
+        parsed: Any = json.loads(body.decode("utf-8"), parse_constant=_not_json)
+    except RecursionError:
+        raise BadBody("the body is nested too deeply") from None
+    except ValueError:  # UnicodeDecodeError included
+        raise BadBody("the body is not UTF-8 JSON") from None
+    if not isinstance(parsed, list | dict):
+        raise BadBody("the body must be an event or an array of events")
+    return parsed if isinstance(parsed, list) else [parsed]
+
+
 def reject(status: int, error: str, reason: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": error, "reason": reason}, status=status, headers=headers)
 
@@ -61,12 +79,6 @@ class EventGridDoor:
         if not declares_json(request):
             return reject(415, "unsupported_media_type", "the body must be application/json")
         try:
-            # UTF-8 only (json.loads would guess UTF-16 from bytes), and no NaN or Infinity, which JSON has not.
-            parsed: Any = json.loads(body.decode("utf-8"), parse_constant=_not_json)
-        except RecursionError:
-            return reject(400, "bad_request", "the body is nested too deeply")
-        except ValueError:  # UnicodeDecodeError included
-            return reject(400, "bad_request", "the body is not UTF-8 JSON")
-        if not isinstance(parsed, list | dict):
-            return reject(400, "bad_request", "the body must be an event or an array of events")
-        return parsed if isinstance(parsed, list) else [parsed]
+            return parse_events(body)
+        except BadBody as exc:
+            return reject(400, "bad_request", str(exc))

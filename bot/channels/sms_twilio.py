@@ -45,8 +45,10 @@ def _pairs(params: Params) -> list[tuple[str, str]]:
 def twilio_signature(auth_token: str, url: str, params: Params) -> str:
     """X-Twilio-Signature: base64 HMAC-SHA1 of the URL followed by every parameter's name and value, sorted."""
     data = url + "".join(name + value for name, value in sorted(_pairs(params)))
-    digest = hmac.new(auth_token.encode("utf-8"), data.encode("utf-8"), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode("ascii")
+    # surrogatepass: a Host or path byte that is not UTF-8 reaches here as a lone surrogate (aiohttp decodes with
+    # surrogateescape); it is signed as some bytes, which no genuine signature matches, instead of raising.
+    digest = hmac.new(auth_token.encode("utf-8", "surrogatepass"), data.encode("utf-8", "surrogatepass"), hashlib.sha1)
+    return base64.b64encode(digest.digest()).decode("ascii")
 
 
 def _url_variants(url: str) -> list[str]:
@@ -69,12 +71,21 @@ def verify_twilio(auth_token: str, url: str, params: Params, signature: str) -> 
     """Whether signature is Twilio's for this URL and these parameters, compared in constant time."""
     if not signature:
         return False
-    pairs, given = _pairs(params), signature.encode("utf-8")
+    pairs, given = _pairs(params), signature.encode("utf-8", "surrogatepass")
     matched = False
     for candidate in _url_variants(url):
         # No early exit: every variant is checked, so timing says nothing about which one (if any) matched.
         matched |= hmac.compare_digest(twilio_signature(auth_token, candidate, pairs).encode("ascii"), given)
     return matched
+
+
+def read_form(raw: bytes) -> list[tuple[str, str]] | None:
+    """The fields of a UTF-8 form body, in order and repeats kept (the signature covers them all); None when the
+    body is not one. An empty body is a form without fields."""
+    try:
+        return parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+    except ValueError:  # UnicodeDecodeError included
+        return None
 
 
 class _Refused(Exception):
@@ -142,10 +153,9 @@ class TwilioDoor:
             raise _Refused(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
         if request.content_type != FORM_TYPE:
             raise _Refused(400, "bad_request", f"the body must be {FORM_TYPE}")
-        try:
-            form = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise _Refused(400, "bad_request", "the body is not a valid form") from exc
+        form = read_form(raw)
+        if form is None:
+            raise _Refused(400, "bad_request", "the body is not a valid form")
         if not verify_twilio(self._token, self.signed_url(request, configured), form, signature):
             log.info("twilio: signature refused on %s", request.path)
             raise _Refused(403, "bad_signature", f"{SIGNATURE_HEADER} does not match the URL and parameters")
@@ -188,7 +198,7 @@ def _retry_after(value: str | None) -> float | None:
     """Retry-After in seconds, given as seconds or as an HTTP date."""
     if not value:
         return None
-    if value.strip().isdigit():
+    if value.strip().isascii() and value.strip().isdigit():  # "²".isdigit() is true, yet no float
         return float(value.strip())
     try:
         when = parsedate_to_datetime(value)

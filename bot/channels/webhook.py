@@ -43,7 +43,7 @@ class WebhookEvent(BaseModel):
 
 
 def _json_answer(answer: Answer) -> web.Response:
-    return web.json_response(answer.body, status=answer.status)
+    return web.json_response(answer.body, status=answer.status, headers=answer.headers or None)
 
 
 def _reject(status: int, error: str, reason: str, headers: Mapping[str, str] | None = None) -> web.Response:

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import math
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .. import sessions as machine
 from ..config import RelaySection
+from ..metrics import Metrics
 from ..models import DeliveryState, Direction, ExternalUser, Meeting, SessionState
-from ..store import NewDelivery, Store
+from ..store import NewDelivery, Store, utcnow
+from ..store.outbox import BacklogFull
+from .pacing import THREAD_SEND_LIMITS
 from .presence import Presence
 
 log = logging.getLogger(__name__)
+# A thread's sustained pace: a place in a full backlog frees up no sooner than one send.
+SEND_INTERVAL_S = max(window / limit for limit, window in THREAD_SEND_LIMITS)
 
 
 @dataclass(frozen=True)
 class Answer:
     status: int
     body: dict[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class IntakeEvents(Protocol):
@@ -32,11 +40,21 @@ def allowed(meeting: Meeting, user_id: str) -> bool:
 
 
 class Intake:
-    def __init__(self, store: Store, presence: Presence, settings: RelaySection, events: IntakeEvents) -> None:
+    def __init__(
+        self,
+        store: Store,
+        presence: Presence,
+        settings: RelaySection,
+        events: IntakeEvents,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._store = store
         self._presence = presence
         self._settings = settings
         self._events = events
+        self._metrics = metrics or Metrics()
+        self._busy: set[str] = set()
+        """Meetings refusing messages right now: their busy spell is logged once when it starts and ends."""
 
     async def find_meeting(self, ref: str) -> Meeting | None:
         return await self._store.meeting_by_code(ref) or await self._store.get_meeting(ref)
@@ -132,12 +150,24 @@ class Intake:
             session_id=session.id,
         )
         status = "queued" if state == DeliveryState.PENDING else "held"
-        answer = await self.record(
-            channel,
-            provider_id,
-            Answer(202, {"id": delivery.id, "status": status, "state": session.state.value}),
-            delivery,
-        )
+        body = {"id": delivery.id, "status": status, "state": session.state.value}
+        try:
+            found, body, _ = await self._store.record_inbound(
+                channel,
+                provider_id,
+                202,
+                body,
+                delivery,
+                max_meeting=self._settings.max_pending_per_meeting,
+                max_user=self._settings.max_pending_per_user,
+            )
+        except BacklogFull as full:
+            # Refused like any other refusal: nothing stored, the id not remembered, so a retry is decided afresh.
+            return self._refuse_busy(channel, meeting, full)
+        answer = Answer(found, body)
+        if meeting.id in self._busy:
+            self._busy.discard(meeting.id)
+            log.info("meeting %s accepts messages again", meeting.id)
         await self._store.touch_session(session.id)
         if state == DeliveryState.HELD:
             fresh = await self._store.get_session(session.id)
@@ -147,3 +177,19 @@ class Intake:
         if state == DeliveryState.PENDING:
             self._events.queued(meeting.id)
         return answer
+
+    def _refuse_busy(self, channel: str, meeting: Meeting, full: BacklogFull) -> Answer:
+        self._metrics.refused.labels("busy", channel.partition(":")[0]).inc()
+        if full.scope == "meeting":
+            reason = f"the meeting backlog is full ({full.waiting} messages waiting to be sent); try again later"
+            if meeting.id not in self._busy:
+                self._busy.add(meeting.id)
+                log.info("meeting %s is busy: %d messages wait to be sent; refusing new ones", meeting.id, full.waiting)
+        else:
+            reason = f"your backlog is full ({full.waiting} of your messages waiting to be sent); try again later"
+        wait = SEND_INTERVAL_S
+        if full.head_due is not None:
+            # The oldest waits for a retry (ACS throttled or failed): nothing moves before it goes.
+            wait = max(wait, (full.head_due - utcnow()).total_seconds())
+        retry_after = str(max(1, math.ceil(wait)))
+        return Answer(429, {"error": "busy", "reason": reason}, {"Retry-After": retry_after})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -15,13 +16,21 @@ from ..errors import NotInCallError, PermanentError, ThrottledError, TransientEr
 from ..formatting import merge_texts, relay_prefix, text_to_html
 from ..metrics import Metrics
 from ..models import ChatMessageView, Delivery, DeliveryState, Direction, ExternalUser, IdentityMode, SessionState
-from ..store import Store, utcnow
+from ..phones import mask
+from ..store import NewDelivery, Store, utcnow
+from ..store.outbox import BACKLOG_NOTICE
 from ..tasks import TaskSet
 from .pacing import Pacer
 from .presence import Presence, notice, speaker_name
 
 log = logging.getLogger(__name__)
 BRIDGE_ID = "bridgeId"
+# ACS refuses a chat message over about 28 K characters ("Message size exceeded"): a merge stops short of it.
+MAX_CHAT_CHARS = 28_000
+BACKLOG_TEXT = (
+    "Too many messages from the meeting were waiting for you, so newer ones were not delivered. "
+    "The ones before this notice were kept."
+)
 
 
 class ChatApi(Protocol):
@@ -50,6 +59,11 @@ class ChatApi(Protocol):
 def channel_of(user: ExternalUser | None) -> str:
     """sms, or webhook:<client> as its channel family: webhook."""
     return user.channel.partition(":")[0] if user is not None else "unknown"
+
+
+def who(user_id: str) -> str:
+    """A user id fit for a log line: phone numbers masked."""
+    return "sms:" + mask(user_id.removeprefix("sms:")) if user_id.startswith("sms:") else user_id
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:
@@ -82,6 +96,9 @@ class _Workers:
                 pause = 5.0
             if pause is None:
                 if not event.is_set():
+                    # Idle: the key is forgotten, so these maps hold the keys with work, not every one ever seen.
+                    self._wake.pop(key, None)
+                    self._running.pop(key, None)
                     return
                 continue
             try:
@@ -140,6 +157,16 @@ class InboundSender(_Workers):
         wait = pacer.delay(time.monotonic())
         if wait > 0:
             return wait
+        user = await self._store.get_user(head.user_id)
+        speaker = user.display_name if user else head.user_id
+
+        def content(batch: list[Delivery]) -> str:
+            texts = [str(r.body.get("text", "")) for r in batch]
+            text = merge_texts(texts) if len(texts) > 1 else texts[0]
+            if meeting.identity_mode == IdentityMode.RELAY:
+                text = relay_prefix(speaker, text)
+            return text_to_html(text)
+
         batch = [head]
         if head.attempts or len(rows) >= self._settings.merge_backlog:
             # A backlog is building: merge the sender's consecutive, never-attempted messages into one. A retry
@@ -148,12 +175,10 @@ class InboundSender(_Workers):
             for row in rows[1:]:
                 if row.user_id != head.user_id or row.attempts != head.attempts or row.session_id != head.session_id:
                     break
+                if len(content([*batch, row])) > MAX_CHAT_CHARS:
+                    break  # the same rows give the same cut, so a retry re-forms this very batch
                 batch.append(row)
-        user = await self._store.get_user(head.user_id)
-        texts = [str(r.body.get("text", "")) for r in batch]
-        text = merge_texts(texts) if len(texts) > 1 else texts[0]
-        if meeting.identity_mode == IdentityMode.RELAY:
-            text = relay_prefix(user.display_name if user else head.user_id, text)
+        html = content(batch)
         ids = [r.id for r in batch]
         try:
             if head.attempts:
@@ -170,7 +195,7 @@ class InboundSender(_Workers):
             remote = await self._chat.send(
                 session.identity_id,
                 meeting.thread_id,
-                text_to_html(text),
+                html,
                 html=True,
                 display_name=speaker_name(meeting, user),
                 metadata={BRIDGE_ID: head.id},
@@ -227,7 +252,39 @@ class OutboundDispatcher(_Workers):
     def channel_for(self, channel: str) -> Channel | None:
         return self._channels.get(channel.partition(":")[0])
 
+    async def _bound(self, user_id: str) -> None:
+        """Keep the user's waiting deliveries within max_pending_per_user: newer ones fail with backlog_full, and
+        the user gets one notice (queued after those kept) until it has gone out."""
+        keep = self._settings.max_pending_per_user
+        if await self._store.outbound_backlog(user_id) <= keep:
+            return
+        trimmed = await self._store.trim_outbound(user_id, keep)
+        if not trimmed:
+            return
+        user = await self._store.get_user(user_id)
+        self._metrics.failed(Direction.OUTBOUND, len(trimmed))
+        self._metrics.refused.labels(BACKLOG_NOTICE, channel_of(user)).inc(len(trimmed))
+        if await self._store.backlog_notice_waiting(user_id):
+            return
+        head = trimmed[0]
+        await self._store.add_deliveries(
+            [
+                NewDelivery(
+                    str(uuid.uuid4()),
+                    Direction.OUTBOUND,
+                    head.meeting_id,
+                    user_id,
+                    "notice",
+                    {"text": BACKLOG_TEXT, "state": BACKLOG_NOTICE},
+                    session_id=head.session_id,
+                )
+            ]
+        )
+        log.info("%s: %d deliveries wait already; newer ones fail with %s", who(user_id), keep, BACKLOG_NOTICE)
+
     async def work(self, key: str) -> float | None:
+        # Every new delivery wakes this worker, so the bound holds from the moment one is stored.
+        await self._bound(key)
         rows = await self._store.pending(Direction.OUTBOUND, "user_id", key, limit=20)
         if not rows:
             return None

@@ -44,7 +44,7 @@ class Relay:
         self.dispatcher = OutboundDispatcher(store, channels, settings, self.tasks, self.metrics)
         self.sender = InboundSender(store, chat, self.presence, settings, self.tasks, self.dispatcher, self.metrics)
         self.readers = MeetingReaders(store, chat, self.broker, self.dispatcher, settings, self.tasks, self.metrics)
-        self.intake = Intake(store, self.presence, settings, self)
+        self.intake = Intake(store, self.presence, settings, self, self.metrics)
         self._settings = settings
         self._chat = chat
 

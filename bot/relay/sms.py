@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 # has stored the message id): it is tried again after these pauses before being given up as a stranger's.
 LATE_REPORT_PAUSES_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 LATE_REPORTS_MAX = 1000
+BUSY_TEXT = "The meeting is busy and your message was not sent. Please try again in a minute."
 
 
 def invited_to(meeting: Meeting, user_id: str) -> bool:
@@ -190,6 +191,22 @@ class SmsIntake:
         meeting = await self._store.get_meeting(session.meeting_id)
         assert meeting is not None
         answer = await self._relay.intake.message(channel, sms.provider_id, user, meeting.code, text)
-        if answer.status >= 300:
+        if answer.status == 429:
+            # The gateway already took the text, so it cannot be refused like a webhook: it is marked seen (a
+            # redelivery stays dropped), not queued, and the phone is told, once until a text of theirs gets in.
+            busy = NewDelivery(
+                str(uuid.uuid4()),
+                Direction.OUTBOUND,
+                meeting.id,
+                user.id,
+                "notice",
+                {"text": BUSY_TEXT, "state": "busy"},
+                session_id=session.id,
+            )
+            if await self._store.add_notice_once(busy):
+                log.info("%s told the meeting is busy", mask(user.id.removeprefix("sms:")))
+                self._relay.notify(user.id)
+            await self._done(channel, sms, "busy")
+        elif answer.status >= 300:
             await self._reply(user, self._text("no_session"), meeting.id)
             await self._done(channel, sms, "not in call")

@@ -102,4 +102,9 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX sms_usage_by_user ON sms_usage(user_id, at);
     """,
+    # 3: one user's deliveries by direction and state: the outbound worker's page, and the per-user backlog
+    #    counts that bound the outbox under overload
+    """
+    CREATE INDEX outbox_by_user ON outbox(user_id, direction, state, seq);
+    """,
 ]

@@ -12,6 +12,23 @@ import aiosqlite
 from ..models import Delivery, DeliveryState, Direction
 from .base import NewDelivery, StoreBase, _dt, _ts, utcnow
 
+# A notice's body names what it is about in "state"; this one stands for a whole episode and is never trimmed.
+BACKLOG_NOTICE = "backlog_full"
+_IS_BACKLOG_NOTICE = f"(kind='notice' AND json_extract(body, '$.state')='{BACKLOG_NOTICE}')"
+_WAITING_FOR_USER = f"user_id=? AND direction='{Direction.OUTBOUND.value}' AND state='pending'"
+
+
+class BacklogFull(Exception):
+    """A new inbound message would take a meeting's or a user's waiting messages past its limit."""
+
+    def __init__(self, scope: str, waiting: int, head_due: datetime | None) -> None:
+        super().__init__(f"the {scope}'s backlog is full ({waiting} waiting)")
+        self.scope = scope
+        """meeting or user"""
+        self.waiting = waiting
+        self.head_due = head_due
+        """When the meeting's oldest waiting message is tried again, if it waits for a retry."""
+
 
 class OutboxStore(StoreBase):
     # inbox and outbox -------------------------------------------------------------------------------
@@ -23,9 +40,20 @@ class OutboxStore(StoreBase):
         return (int(row["status"]), json.loads(row["answer"])) if row else None
 
     async def record_inbound(
-        self, channel: str, provider_id: str, status: int, answer: dict[str, Any], delivery: NewDelivery | None
+        self,
+        channel: str,
+        provider_id: str,
+        status: int,
+        answer: dict[str, Any],
+        delivery: NewDelivery | None,
+        *,
+        max_meeting: int | None = None,
+        max_user: int | None = None,
     ) -> tuple[int, dict[str, Any], bool]:
-        """Store the provider id, its answer and the outbox row together; a repeated id gets the first answer."""
+        """Store the provider id, its answer and the outbox row together; a repeated id gets the first answer.
+
+        With limits, raise BacklogFull (storing nothing) when the delivery's meeting or user already has that many
+        inbound messages waiting. Counted inside the write transaction, so concurrent requests cannot overshoot."""
         async with self.transaction() as db:
             async with db.execute(
                 "SELECT status, answer FROM inbox WHERE channel=? AND provider_id=?", (channel, provider_id)
@@ -33,6 +61,8 @@ class OutboxStore(StoreBase):
                 row = await cur.fetchone()
             if row is not None:
                 return int(row["status"]), json.loads(row["answer"]), False
+            if delivery is not None:
+                await self._check_backlog(db, delivery, max_meeting, max_user)
             await db.execute(
                 "INSERT INTO inbox (channel, provider_id, status, answer, received_at) VALUES (?,?,?,?,?)",
                 (channel, provider_id, status, json.dumps(answer), _ts(utcnow())),
@@ -40,6 +70,78 @@ class OutboxStore(StoreBase):
             if delivery is not None:
                 await self._insert_deliveries(db, [delivery])
         return status, answer, True
+
+    @staticmethod
+    async def _check_backlog(
+        db: aiosqlite.Connection, delivery: NewDelivery, max_meeting: int | None, max_user: int | None
+    ) -> None:
+        waiting = "direction=? AND state IN ('pending','held')"
+        for scope, column, key, limit in (
+            ("meeting", "meeting_id", delivery.meeting_id, max_meeting),
+            ("user", "user_id", delivery.user_id, max_user),
+        ):
+            if limit is None:
+                continue
+            async with db.execute(
+                f"SELECT COUNT(*) FROM outbox WHERE {column}=? AND {waiting}", (key, delivery.direction.value)
+            ) as cur:
+                row = await cur.fetchone()
+            count = int(row[0]) if row else 0
+            if count < limit:
+                continue
+            async with db.execute(
+                "SELECT next_attempt_at FROM outbox WHERE meeting_id=? AND direction=? AND state='pending' "
+                "ORDER BY seq LIMIT 1",
+                (delivery.meeting_id, delivery.direction.value),
+            ) as cur:
+                head = await cur.fetchone()
+            raise BacklogFull(scope, count, _dt(head[0]) if head else None)
+
+    async def add_notice_once(self, notice: NewDelivery) -> bool:
+        """Queue a notice unless one of its state went to the user since their last inbound message was accepted:
+        it tells of an episode (the meeting is busy) that only a message of theirs getting through ends."""
+        async with self.transaction() as db:
+            async with db.execute(
+                """SELECT
+                     (SELECT MAX(seq) FROM outbox WHERE user_id=?1 AND direction=?2 AND kind='notice'
+                        AND json_extract(body, '$.state')=?3),
+                     (SELECT MAX(seq) FROM outbox WHERE user_id=?1 AND direction=?4)""",
+                (notice.user_id, Direction.OUTBOUND.value, notice.body.get("state"), Direction.INBOUND.value),
+            ) as cur:
+                row = await cur.fetchone()
+            told, accepted = (row[0], row[1]) if row else (None, None)
+            if told is not None and told > (accepted or 0):
+                return False
+            await self._insert_deliveries(db, [notice])
+        return True
+
+    async def outbound_backlog(self, user_id: str) -> int:
+        """Outbound deliveries waiting for the user, the backlog notice aside."""
+        row = await self._one(
+            f"SELECT COUNT(*) FROM outbox WHERE {_WAITING_FOR_USER} AND NOT {_IS_BACKLOG_NOTICE}", (user_id,)
+        )
+        return int(row[0]) if row else 0
+
+    async def trim_outbound(self, user_id: str, keep: int) -> list[Delivery]:
+        """Fail, with reason backlog_full, the user's waiting outbound deliveries after the oldest `keep` (the
+        backlog notice aside); returns those failed."""
+        async with self.transaction() as db:
+            async with db.execute(
+                f"""SELECT * FROM outbox WHERE {_WAITING_FOR_USER} AND NOT {_IS_BACKLOG_NOTICE}
+                    ORDER BY seq LIMIT -1 OFFSET ?""",
+                (user_id, keep),
+            ) as cur:
+                rows = [self._delivery(r) for r in await cur.fetchall()]
+            await db.executemany(
+                "UPDATE outbox SET state=?, last_error=?, updated_at=? WHERE id=?",
+                [(DeliveryState.FAILED.value, BACKLOG_NOTICE, _ts(utcnow()), r.id) for r in rows],
+            )
+        return rows
+
+    async def backlog_notice_waiting(self, user_id: str) -> bool:
+        sql = f"SELECT 1 FROM outbox WHERE {_WAITING_FOR_USER} AND {_IS_BACKLOG_NOTICE} LIMIT 1"
+        row = await self._one(sql, (user_id,))
+        return row is not None
 
     async def add_deliveries(self, items: Iterable[NewDelivery]) -> None:
         async with self.transaction() as db:
