@@ -166,7 +166,7 @@ async def test_a_flooded_meeting_refuses_with_busy_keeps_others_moving_and_loses
                 break
         else:
             pytest.fail("ann was never refused")
-        # Then three senders in turn (so nothing merges): the meeting's backlog fills.
+        # Then three senders in turn: the meeting's backlog fills (each send carries at most one sender's).
         for n in range(300):
             user = ("ann", "bob", "cy")[n % 3]
             if refused_busy(await w.message(user, FLOODED, f"{user} turn {n:03d}"), "meeting backlog is full"):
