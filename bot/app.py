@@ -29,9 +29,11 @@ from .channels.sms_twilio import STATUS_PATH as TWILIO_STATUS_PATH
 from .channels.sms_twilio import TwilioDoor, TwilioGateway
 from .channels.webhook import WebhookChannel, WebhookDoor
 from .config import Settings
+from .drain import Drain, drain_middleware
 from .keys import (
     ACS_ENDPOINT,
     DOOR,
+    DRAIN,
     EVENTS_DOOR,
     HTTP,
     METRICS,
@@ -120,8 +122,12 @@ async def _acs_reachable(app: web.Application) -> bool:
 
 
 async def _ready(request: web.Request) -> web.Response:
-    """Ready to take traffic: the store takes writes, ACS answers, and at least one channel is configured."""
+    """Ready to take traffic: not stopping, the store takes writes, ACS answers, and a channel is configured."""
     app = request.app
+    drain = app[DRAIN]
+    if drain.active:
+        # A load balancer stops sending here first; the doors answer 503 with Retry-After meanwhile.
+        return web.json_response({"status": "stopping", "reason": drain.reason}, status=503)
     settings = app[SETTINGS]
     channels = {"webhook": bool(settings.webhook_clients), "sms": settings.sms.gateway != "none"}
     checks = {
@@ -149,6 +155,9 @@ def create_app(settings: Settings) -> web.Application:
     verify: str | bool = settings.acs.ca_file or True
     app = web.Application(client_max_size=256 * 1024)
     app[SETTINGS] = settings
+    app[DRAIN] = Drain()
+    # First, so a stopping bridge turns intake away before any door or the admin API's auth looks at it.
+    app.middlewares.append(drain_middleware)
 
     async def http_session(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:

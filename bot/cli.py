@@ -8,6 +8,7 @@ import logging
 import secrets
 import signal
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,14 @@ from .admin.cli import run as run_admin
 from .config import Settings, load_settings
 from .embedded import SMS_EVENT_TYPES, on_sandbox, point_sandbox_twilio, subscribe_sandbox_events, twilio_on_sandbox
 from .errors import ConfigError
+from .keys import DRAIN, RELAY
 from .sandbox import Sandbox, SandboxInfo
 from .tools import phone, webhook_inbox, webhook_send
 
 DEFAULT_SANDBOX_DIR = Path(".sandbox")
 EXIT_CONFIG = 2
+# After the grace period, what the server still waits for open connections: by then only reads are left.
+SERVER_SHUTDOWN_S = 1.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,17 +73,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stop_event() -> asyncio.Event:
-    """Set on SIGINT or SIGTERM; installed before anything announces readiness so no signal is missed."""
-    stop = asyncio.Event()
+class _Stop:
+    """SIGINT or SIGTERM: the first asks for a graceful stop, a second one for an immediate one. Installed before
+    anything announces readiness so no signal is missed."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.now = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._signalled)
+
+    def _signalled(self) -> None:
+        if self.requested.is_set():
+            self.now.set()
+        self.requested.set()
+
+    async def wait(self) -> None:
+        await self.requested.wait()
+
+
+async def _within(work: Awaitable[Any], deadline: float, cut: asyncio.Event) -> bool:
+    """Wait for work until the loop's clock reaches deadline or cut is set; whether it finished."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
+    task = asyncio.ensure_future(work)
+    cutter = asyncio.ensure_future(cut.wait())
+    await asyncio.wait({task, cutter}, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED)
+    for pending in (task, cutter):
+        pending.cancel()
+    return task.done() and not task.cancelled()
+
+
+async def _drain(app: web.Application, grace_s: float, stop: _Stop) -> None:
+    """Turn intake away at once, then give the requests and outbox sends under way up to grace_s to finish."""
+    drain, relay = app[DRAIN], app[RELAY]
+    drain.begin("the bridge is stopping; retry shortly")
+    sends = relay.wind_down()
+    print(
+        f"stopping: draining {drain.in_flight} in-flight requests and {sends} outbox sends (up to {grace_s:g} s)...",
+        flush=True,
+    )
+    deadline = asyncio.get_running_loop().time() + grace_s
+    if drain.in_flight and not await _within(drain.settled(), deadline, stop.now):
+        print(f"stopping: {drain.in_flight} requests still open are cut short", flush=True)
+    if relay.units.busy and not await _within(relay.units.settled(), deadline, stop.now):
+        # Each is in the store with its attempt counted: the next start looks for it in the thread before resending.
+        print(f"stopping: {relay.units.busy} outbox sends still under way are retried on the next start", flush=True)
+    if stop.now.is_set():
+        print("stopping now: second signal", flush=True)
 
 
 async def run_sandbox(host: str, port: int, state_dir: Path, limits: bool) -> int:
-    stop = _stop_event()
+    stop = _Stop()
     sandbox = Sandbox(host, port, state_dir, limits_enabled=limits)
     try:
         info = await sandbox.start()
@@ -150,7 +195,7 @@ async def run_bridge(config: Path | None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     logging.getLogger().setLevel(settings.bridge.log_level)
-    stop = _stop_event()
+    stop = _Stop()
     sandbox: Sandbox | None = None
     info: SandboxInfo | None = None
     demo = None
@@ -180,7 +225,7 @@ async def run_bridge(config: Path | None) -> int:
     app = create_app(settings)
     if demo is not None:
         add_demo_inbox(app, settings.webhook_clients[DEMO_CLIENT])
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=SERVER_SHUTDOWN_S)
     try:
         await runner.setup()
         site = web.TCPSite(runner, settings.bridge.host, settings.bridge.port)
@@ -210,7 +255,7 @@ async def run_bridge(config: Path | None) -> int:
             )
         print(_banner(settings, base, info, demo, admin_token), flush=True)
         await stop.wait()
-        print("stopping...", flush=True)
+        await _drain(app, settings.bridge.shutdown_grace_s, stop)
     finally:
         await runner.cleanup()
         if sandbox is not None:

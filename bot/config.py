@@ -97,6 +97,8 @@ class BridgeSection(_Section):
     store_path: Path | None = None
     """The SQLite file; default state_dir/bridge.db."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    shutdown_grace_s: float = Field(10.0, ge=0, le=300)
+    """On SIGTERM or SIGINT: how long requests and sends under way get to finish before the rest is cut short."""
 
 
 class AcsSection(_Section):

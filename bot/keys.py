@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .channels.sms_twilio import TwilioDoor
     from .channels.webhook import WebhookDoor
     from .config import Settings
+    from .drain import Drain
     from .meetings import MeetingRegistry
     from .metrics import Metrics
     from .relay.runtime import Relay
@@ -31,3 +32,4 @@ SMS_DOOR: web.AppKey[AcsSmsDoor] = web.AppKey("acs_sms_door")
 TWILIO_DOOR: web.AppKey[TwilioDoor] = web.AppKey("twilio_door")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 ACS_ENDPOINT: web.AppKey[str] = web.AppKey("acs_endpoint")
+DRAIN: web.AppKey[Drain] = web.AppKey("drain")

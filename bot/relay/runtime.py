@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from ..calls.base import CallConnector
 from ..channels.base import Channel
@@ -23,6 +23,52 @@ from .reader import MeetingReaders
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 30.0
+Work = Callable[[str], Awaitable[float | None]]
+
+
+class Units:
+    """The outbox's units of work under way (a send into a thread, a delivery to a user, each with its result
+    stored): once winding down, no new one starts, so a stop can let those under way finish rather than cut them."""
+
+    def __init__(self) -> None:
+        self.winding_down = False
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    async def run(self, key: str, work: Work) -> float | None:
+        if self.winding_down:
+            return None  # the worker ends; what it would have done stays pending in the store for the next start
+        self._busy += 1
+        self._idle.clear()
+        try:
+            return await work(key)
+        finally:
+            self._busy -= 1
+            if self._busy == 0:
+                self._idle.set()
+
+    async def settled(self) -> None:
+        await self._idle.wait()
+
+
+# The outbox's own workers, each call of work() (one unit) counted: the outbox itself needs to know nothing of stops.
+class _Sender(InboundSender):
+    units: Units
+
+    async def work(self, key: str) -> float | None:
+        return await self.units.run(key, super().work)
+
+
+class _Dispatcher(OutboundDispatcher):
+    units: Units
+
+    async def work(self, key: str) -> float | None:
+        return await self.units.run(key, super().work)
 
 
 class Relay:
@@ -39,10 +85,13 @@ class Relay:
         self.store = store
         self.metrics = metrics or Metrics()
         self.tasks = TaskSet("relay")
+        self.units = Units()
         self.broker = IdentityBroker(store, identity_api)
         self.presence = Presence(store, self.broker, connector, self, settings, self.tasks)
-        self.dispatcher = OutboundDispatcher(store, channels, settings, self.tasks, self.metrics)
-        self.sender = InboundSender(store, chat, self.presence, settings, self.tasks, self.dispatcher, self.metrics)
+        self.dispatcher = _Dispatcher(store, channels, settings, self.tasks, self.metrics)
+        self.dispatcher.units = self.units
+        self.sender = _Sender(store, chat, self.presence, settings, self.tasks, self.dispatcher, self.metrics)
+        self.sender.units = self.units
         self.readers = MeetingReaders(store, chat, self.broker, self.dispatcher, settings, self.tasks, self.metrics)
         self.intake = Intake(store, self.presence, settings, self, self.metrics)
         self._settings = settings
@@ -95,5 +144,12 @@ class Relay:
             await self.broker.delete(user.identity_id)
         await self.store.forget_user(user_id)
 
+    def wind_down(self) -> int:
+        """Start no new send or delivery; the number under way, which `units.settled()` waits for."""
+        self.units.winding_down = True
+        return self.units.busy
+
     async def stop(self) -> None:
+        # Whatever is still running is cancelled: pending rows stay in the store, an interrupted send is looked up
+        # by its bridgeId before it is sent again, and call legs are not left, so sessions resume on the next start.
         await self.tasks.close()
