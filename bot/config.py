@@ -241,6 +241,11 @@ class SandboxSection(_Section):
 class RelaySection(_Section):
     hold_while_joining: bool = True
     """Hold messages sent while joining or in the lobby and deliver them on admission; else answer 409."""
+    thread_send_limits: list[tuple[Annotated[int, Field(ge=1)], Annotated[float, Field(gt=0)]]] = Field(
+        default_factory=lambda: [(10, 10.0), (30, 60.0)]
+    )
+    """Chat sends per meeting thread the resource allows, as [sends, seconds] windows: the bridge paces each thread
+    to them. ACS's default; Azure Support raises them on request, then set the raised ones ([] sends unpaced)."""
     poll_active_s: float = Field(1.0, gt=0, le=60)
     poll_idle_s: float = Field(10.0, gt=0, le=600)
     idle_after_s: float = Field(60.0, gt=0)

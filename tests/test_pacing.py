@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.config import RelaySection
 from bot.relay.pacing import THREAD_SEND_LIMITS, Pacer
 
 MARGIN = 0.05
@@ -142,3 +143,19 @@ def test_any_arrivals_stay_within_limits_without_needless_waits(gaps: list[float
         now = send_when_allowed(pacer, now)
         times.append(now)
     assert_within_limits(times)
+
+
+def test_the_default_setting_is_acs_thread_limits_and_no_limits_never_wait() -> None:
+    assert tuple(RelaySection().thread_send_limits) == THREAD_SEND_LIMITS
+    pacer = Pacer(tuple(RelaySection(thread_send_limits=[]).thread_send_limits))
+    for i in range(1000):
+        assert pacer.delay(i / 1000) == 0
+        pacer.record(i / 1000)
+
+
+def test_raised_limits_pace_to_the_raised_figures() -> None:
+    pacer = Pacer(tuple(RelaySection.model_validate({"thread_send_limits": [[100, 10]]}).thread_send_limits))
+    for _ in range(100):
+        assert pacer.delay(0.0) == 0
+        pacer.record(0.0)
+    assert pacer.delay(0.0) == pytest.approx(10.0 + MARGIN)

@@ -153,7 +153,7 @@ class InboundSender(_Workers):
             else:
                 await self._store.finish([head.id], DeliveryState.FAILED, error=f"session is {session.state}")
             return 0.0
-        pacer = self._pacers.setdefault(key, Pacer())
+        pacer = self._pacers.setdefault(key, Pacer(tuple(self._settings.thread_send_limits)))
         wait = pacer.delay(time.monotonic())
         if wait > 0:
             return wait

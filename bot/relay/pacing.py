@@ -14,9 +14,12 @@ class Pacer:
         self._limits = limits
         self._margin = margin
         self._sent: deque[float] = deque()
-        self._horizon = max(window for _, window in limits)
+        # No limits (a resource whose limits were lifted): nothing to wait for, nothing to remember.
+        self._horizon = max((window for _, window in limits), default=0.0)
 
     def delay(self, now: float) -> float:
+        if not self._limits:
+            return 0.0
         while self._sent and self._sent[0] <= now - self._horizon:
             self._sent.popleft()
         wait = 0.0
@@ -27,4 +30,5 @@ class Pacer:
         return wait
 
     def record(self, now: float) -> None:
-        self._sent.append(now)
+        if self._limits:
+            self._sent.append(now)
