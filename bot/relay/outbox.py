@@ -134,7 +134,8 @@ class InboundSender(_Workers):
         self._pacers: dict[str, Pacer] = {}
 
     async def work(self, key: str) -> float | None:
-        rows = await self._store.pending(Direction.INBOUND, "meeting_id", key)
+        # Enough rows to see whether a backlog is building; a merge fetches the head sender's own.
+        rows = await self._store.pending(Direction.INBOUND, "meeting_id", key, limit=self._settings.merge_backlog)
         if not rows:
             return None
         head = rows[0]
@@ -169,11 +170,19 @@ class InboundSender(_Workers):
 
         batch = [head]
         if head.attempts or len(rows) >= self._settings.merge_backlog:
-            # A backlog is building: merge the sender's consecutive, never-attempted messages into one. A retry
-            # takes again the rows merged with the head last time (attempted as often as it): the lookup below
-            # then finds them all in one message, or they are resent together, never one of them twice.
-            for row in rows[1:]:
-                if row.user_id != head.user_id or row.attempts != head.attempts or row.session_id != head.session_id:
+            # A backlog is building: merge the sender's waiting messages into one, passing over others' in between,
+            # so a burst from ten people under the thread's limit takes ten sends, not one per message. Nothing
+            # overtakes a message its sender could have answered: others' messages reach them only from the
+            # thread, once sent. A retry takes again the rows merged with the head last time (attempted as often
+            # as it): the lookup below then finds them all in one message, or they are resent together, never one
+            # of them twice.
+            mine = await self._store.pending(
+                Direction.INBOUND, "user_id", head.user_id, limit=self._settings.max_pending_per_user
+            )
+            for row in mine:
+                if row.seq <= head.seq or row.meeting_id != key or row.session_id != head.session_id:
+                    continue
+                if row.attempts != head.attempts:
                     break
                 if len(content([*batch, row])) > MAX_CHAT_CHARS:
                     break  # the same rows give the same cut, so a retry re-forms this very batch
