@@ -200,15 +200,20 @@ class InboundSender(_Workers):
                     self._metrics.delivered(Direction.INBOUND, channel_of(user), head.created_at, len(ids))
                     return 0.0
             await self._store.mark_attempt(ids)
-            pacer.record(time.monotonic())
-            remote = await self._chat.send(
-                session.identity_id,
-                meeting.thread_id,
-                html,
-                html=True,
-                display_name=speaker_name(meeting, user),
-                metadata={BRIDGE_ID: head.id},
-            )
+            try:
+                remote = await self._chat.send(
+                    session.identity_id,
+                    meeting.thread_id,
+                    html,
+                    html=True,
+                    display_name=speaker_name(meeting, user),
+                    metadata={BRIDGE_ID: head.id},
+                )
+            finally:
+                # Counted once the answer is back, as ACS counts it when the request arrives: a thread's first send
+                # (a token, a connection) can arrive well after it left, and counted from then, the send ten later
+                # arrived inside ACS's window and got a 429.
+                pacer.record(time.monotonic())
         except NotInCallError:
             log.info("meeting %s: identity not in the call; holding its messages", key)
             await self._store.finish(ids, DeliveryState.HELD)
