@@ -32,16 +32,18 @@ async def list_deliveries(request: web.Request) -> web.Response:
     if unknown:
         raise ApiError(400, f"{unknown[0][:40]}: not a filter of deliveries")
     meeting = await meetings.find_meeting(store, query["meeting"]) if query.get("meeting") else None
-    since = parse_time("since", query["since"]) if query.get("since") else None
-    until = parse_time("until", query["until"]) if query.get("until") else None
+    # Given, a typed filter must parse, empty too ("?since=" is a mistake, not "since ever"); an empty meeting or
+    # user is no filter.
+    since = parse_time("since", query["since"]) if "since" in query else None
+    until = parse_time("until", query["until"]) if "until" in query else None
     found = await store.deliveries(
         meeting_id=meeting.id if meeting is not None else None,
         user_id=query.get("user") or None,
-        state=_enum("state", query["state"], DeliveryState) if query.get("state") else None,
-        direction=_enum("direction", query["direction"], Direction) if query.get("direction") else None,
+        state=_enum("state", query["state"], DeliveryState) if "state" in query else None,
+        direction=_enum("direction", query["direction"], Direction) if "direction" in query else None,
         since=since,
         until=until,
-        limit=parse_int("limit", query["limit"], 1, 1000) if query.get("limit") else 100,
+        limit=parse_int("limit", query["limit"], 1, 1000) if "limit" in query else 100,
         newest_first=True,
     )
     return web.json_response({"deliveries": [delivery_view(d) for d in found]})

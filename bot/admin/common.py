@@ -144,10 +144,10 @@ def parse_time(name: str, value: str) -> datetime:
 
 
 def parse_int(name: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except ValueError as exc:
-        raise ApiError(400, f"{name}: not an integer") from exc
+    # Digits only: int() would also take " 5", "+5", "1_000" and other scripts' digits.
+    if not (value.isascii() and value.isdigit()):
+        raise ApiError(400, f"{name}: not an integer")
+    number = int(value) if len(value) <= 18 else high + 1  # int() refuses over 4300 digits: out of range anyway
     if not low <= number <= high:
         raise ApiError(400, f"{name}: must be between {low} and {high}")
     return number

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from typing import Annotated, Any
 
 import aiosqlite
@@ -19,6 +20,7 @@ from ..models import DeliveryState, Direction, IdentityMode, Meeting
 from ..sessions import ACTIVE
 from ..store import Store
 from .common import ApiError, camel, not_found, read_object, validation_error
+from .schemas import NAME_REFUSED_CHARACTERS
 from .views import meeting_view
 
 CREATE_FIELDS: tuple[str, ...] = ("link", "graph_meeting_id", "organizer_id", "code", "name", "identity_mode")
@@ -30,6 +32,7 @@ NOTICE_GRACE_S = 5.0
 """How long removing a meeting waits for its users' "you left" notices: once it is gone they cannot be sent."""
 
 Pattern = Annotated[str, Field(min_length=1, max_length=256)]
+NAME_REFUSED = re.compile(f"[{NAME_REFUSED_CHARACTERS}\ud800-\udfff]")  # and lone surrogates, which JSON can carry
 
 
 class MeetingPatch(BaseModel):
@@ -56,8 +59,10 @@ class MeetingPatch(BaseModel):
 
 
 def one_line(name: str) -> str:
-    """Names reach SMS and Teams in notices: one line of visible text."""
-    if not name.strip() or not name.isprintable():
+    """Names reach SMS and Teams in notices: one line of visible text. Refused are controls (line breaks among them),
+    line and paragraph separators, and bidi overrides that would show it reversed. Emoji sequences (joined by
+    U+200D) and no-break spaces, which str.isprintable() refuses, are fine. The admin API's document says the same."""
+    if not name.strip() or NAME_REFUSED.search(name):
         raise ValueError("must be one line of visible text")
     return name.strip()
 
@@ -102,11 +107,12 @@ def _config(body: dict[str, Any]) -> MeetingConfig:
     try:
         # Strict, from JSON: "3" is not a number and 1 is not a string, but "relay" is an identity mode.
         cfg = MeetingConfig.model_validate_json(json.dumps({by_json[k]: v for k, v in body.items()}), strict=True)
-        return cfg.model_copy(update={"name": one_line(cfg.name)}) if cfg.name is not None else cfg
+        # A new meeting's name and allow-list follow the rules a change to them does (one line, lengths, counts).
+        named = {"name": cfg.name} if cfg.name is not None else {}
+        shared = MeetingPatch.model_validate({"allow": cfg.allow, **named}, strict=True)
     except ValidationError as exc:
         raise validation_error(exc, NAMES) from exc
-    except ValueError as exc:
-        raise ApiError(400, f"name: {exc}", field="name") from exc
+    return cfg.model_copy(update={"name": shared.name}) if cfg.name is not None else cfg
 
 
 async def add_meeting(request: web.Request) -> web.Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models import DeliveryState, Direction
+from ..models import DeliveryState, Direction, SessionState
 from .console_auth import COOKIE
 from .schemas import SCHEMAS, Schema, ref
 
@@ -50,6 +50,8 @@ def _body(name: str) -> Schema:
     return {"required": True, "content": {"application/json": {"schema": ref(name)}}}
 
 
+_STATE_NAMES = "|".join(["active", *sorted(s.value for s in SessionState)])
+_STATES = {"type": "string", "pattern": f"^ *({_STATE_NAMES}) *(, *({_STATE_NAMES}) *)*$"}
 _MEETING_ID = _path("The meeting's id, or its join code")
 _USER_ID = _path("The user's address, URL-encoded (webhook%3Aapp%2Fann)")
 _SESSION_ID = _path("The session's number")
@@ -81,6 +83,8 @@ PATHS: dict[str, Schema] = {
             {
                 "201": _json(ref("Meeting"), "Added"),
                 "400": _error("Invalid body; field names the culprit"),
+                "413": _error("The body is too large"),
+                "415": _error("The body is not declared as JSON"),
                 "409": _error("Already bridged, or the code is taken"),
                 "422": _error("The link or id could not be looked up"),
                 "503": _error("The lookup failed for now"),
@@ -98,7 +102,13 @@ PATHS: dict[str, Schema] = {
         ),
         "patch": _op(
             "Change a meeting's policy, or pause it",
-            {"200": _json(ref("Meeting"), "Changed"), "400": _error("Invalid body"), "404": _NOT_FOUND},
+            {
+                "200": _json(ref("Meeting"), "Changed"),
+                "400": _error("Invalid body"),
+                "404": _NOT_FOUND,
+                "413": _error("The body is too large"),
+                "415": _error("The body is not declared as JSON"),
+            },
             params=[_MEETING_ID],
             requestBody=_body("MeetingChange"),
             operation_id="updateMeeting",
@@ -116,7 +126,7 @@ PATHS: dict[str, Schema] = {
             {"200": _json(_list_of("sessions", "Session"), "OK"), "400": _error("Bad filter"), "404": _NOT_FOUND},
             params=[
                 _query("meeting", "A meeting id or join code"),
-                _query("state", "States, comma-separated; active for all live ones", {"type": "string"}),
+                _query("state", "States, comma-separated; active for all live ones", _STATES),
                 _query("user", "A user's address"),
             ],
             operation_id="listSessions",

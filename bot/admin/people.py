@@ -21,7 +21,7 @@ STATE_NAMES = sorted(s.value for s in SessionState)
 def parse_states(text: str) -> list[SessionState]:
     """A comma-separated list of states; `active` stands for every state that is not final."""
     states: list[SessionState] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
+    for part in (p.strip(" ") for p in text.split(",")):
         if part == "active":
             states += sorted(ACTIVE)
         elif part in STATE_NAMES:
@@ -37,7 +37,8 @@ async def list_sessions(request: web.Request) -> web.Response:
     if unknown:
         raise ApiError(400, f"{unknown[0][:40]}: not a filter of sessions")
     meeting_id = (await find_meeting(store, query["meeting"])).id if query.get("meeting") else None
-    states = parse_states(query["state"]) if query.get("state") else None
+    # Given, a typed filter must parse, empty too: "?state=" is a mistake, not "every state".
+    states = parse_states(query["state"]) if "state" in query else None
     sessions = await store.sessions(meeting_id, states)
     if query.get("user"):
         sessions = [s for s in sessions if s.user_id == query["user"]]

@@ -17,8 +17,28 @@ def _nullable(kind: str, **extra: Any) -> Schema:
     return {"type": [kind, "null"], **extra}
 
 
-_TEMPLATE = {"type": "string", "description": "Display name in Teams; placeholders {name} and {channel}"}
-_ALLOW = {"type": "array", "items": {"type": "string", "minLength": 1}, "description": "Who may join: * or patterns"}
+_PLACEHOLDER_UNIT = r"\{\{|\}\}|\{(?:name|channel)\}"
+_TEMPLATE = {
+    "type": "string",
+    "description": "Display name in Teams; placeholders {name} and {channel}, {{ and }} for braces",
+    # Something not blank; every brace doubled or part of {name} or {channel}. No lookahead: generators choke on it.
+    "pattern": rf"^(?:[^{{}}]|{_PLACEHOLDER_UNIT})*(?:[^{{}}\s]|{_PLACEHOLDER_UNIT})(?:[^{{}}]|{_PLACEHOLDER_UNIT})*$",
+}
+_ALLOW = {
+    "type": "array",
+    "items": {"type": "string", "minLength": 1, "maxLength": 256},
+    "maxItems": 1000,
+    "description": "Who may join: * or patterns",
+}
+NAME_REFUSED_CHARACTERS = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+"""What a meeting's name may not hold (a regex class body): controls, line and paragraph separators, bidi overrides."""
+_NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 200,
+    "pattern": rf"^[^{NAME_REFUSED_CHARACTERS}]*[^\s{NAME_REFUSED_CHARACTERS}][^{NAME_REFUSED_CHARACTERS}]*$",
+    "description": "One line of visible text: no controls, line separators or bidi overrides",
+}
 _MODE = {"type": "string", "enum": [m.value for m in IdentityMode]}
 _TIME = _nullable("string", format="date-time")
 
@@ -54,12 +74,16 @@ SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "description": "Exactly one of link, or graphMeetingId with organizerId",
         "additionalProperties": False,
+        "oneOf": [
+            {"required": ["link"], "not": {"required": ["graphMeetingId"]}},
+            {"required": ["graphMeetingId", "organizerId"], "not": {"required": ["link"]}},
+        ],
         "properties": {
-            "link": {"type": "string", "description": "A Teams join link, long or short"},
-            "graphMeetingId": {"type": "string"},
-            "organizerId": {"type": "string", "description": "The organizer's Entra object id"},
+            "link": {"type": "string", "minLength": 1, "description": "A Teams join link, long or short"},
+            "graphMeetingId": {"type": "string", "minLength": 1},
+            "organizerId": {"type": "string", "minLength": 1, "description": "The organizer's Entra object id"},
             "code": {"type": "string", "pattern": "^[0-9]{4,10}$", "description": "Generated when absent"},
-            "name": {"type": "string"},
+            "name": _NAME,
             "identityMode": _MODE,
             "displayNameTemplate": _TEMPLATE,
             "allow": _ALLOW,
@@ -76,7 +100,7 @@ SCHEMAS: dict[str, Schema] = {
             "allow": _ALLOW,
             "identityMode": _MODE,
             "displayNameTemplate": _TEMPLATE,
-            "name": {"type": "string", "minLength": 1, "maxLength": 200},
+            "name": _NAME,
             "smsSegmentCap": _nullable("integer", minimum=1, maximum=10, description="null: the SMS default"),
         },
     },
