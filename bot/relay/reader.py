@@ -48,6 +48,10 @@ class MeetingReaders:
         self._tasks = tasks
         self._running: dict[str, asyncio.Task[None]] = {}
         self._pokes: dict[str, asyncio.Event] = {}
+        self._seen: dict[str, set[tuple[str, str]]] = {}
+        """Per meeting, the (message id, version) pairs its last read handled. Each read goes back OVERLAP before
+        the cursor, so on a busy thread most of what it returns was handled the round before: known here, it
+        costs no store round trip. The store's seen_messages stays the authority (after a restart this is empty)."""
         self.polls = 0
 
     def poke(self, meeting_id: str) -> None:
@@ -79,6 +83,7 @@ class MeetingReaders:
             sessions = await self._store.sessions(meeting_id, [SessionState.IN_CALL])
             meeting = await self._store.get_meeting(meeting_id)
             if not sessions or meeting is None or meeting.thread_id is None:
+                self._seen.pop(meeting_id, None)
                 return  # started again when someone is in the call
             reader = meeting.relay_identity if meeting.identity_mode == IdentityMode.RELAY else None
             reader = reader or sessions[0].identity_id
@@ -111,11 +116,15 @@ class MeetingReaders:
     ) -> bool:
         news = False
         last: datetime | None = None
+        known = self._seen.get(meeting_id, set())
+        handled: set[tuple[str, str]] = set()
         for message in messages:
             modified = _modified(message)
             next_cursor = max(cursor, modified - OVERLAP) if cursor is not None else modified - OVERLAP
             last = next_cursor if last is None else max(last, next_cursor)
-            if message.type not in CHAT_TYPES:
+            version = message.version or modified.isoformat()
+            handled.add((message.id, version))
+            if message.type not in CHAT_TYPES or (message.id, version) in known:
                 continue
             author: str | None = None
             if self._broker.ours(message.sender_id):
@@ -150,7 +159,6 @@ class MeetingReaders:
                 )
                 for s in recipients
             ]
-            version = message.version or modified.isoformat()
             if await self._store.record_outbound(meeting_id, message.id, version, deliveries, next_cursor.isoformat()):
                 news = True
                 for s in recipients:
@@ -158,4 +166,6 @@ class MeetingReaders:
         if last is not None and (cursor is None or last > cursor):
             # Our own and system messages advance the cursor too, so idle re-reads stay short.
             await self._store.update_meeting(meeting_id, cursor=last.isoformat())
+        # Only once all of them were handled: a read cut short by an error is handled again in full.
+        self._seen[meeting_id] = handled
         return news
