@@ -20,6 +20,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from bot.admin.console_auth import COOKIE, CSRF_HEADER
@@ -36,6 +38,7 @@ from bot.sandbox import SandboxInfo
 
 from .bridge_harness import Bridge, bridge_settings, client_for, new_secret
 from .conftest import Control
+from .test_properties import PROFILE
 
 TOKEN = "operator-token-for-bad-bodies-0123"
 CHAT_SECRET = "chat-events-secret-0123456789"
@@ -650,3 +653,38 @@ async def test_twilio_header_bytes_that_are_not_utf8_are_refused_not_crashed(twi
         ) is not None:
             problems.append(problem)
     assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------- random bodies, signed
+
+
+_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=10,
+)
+_fields = st.sampled_from(["type", "user", "meeting", "text", "id", "eventType", "data", "threadId", "message"])
+_shaped = st.dictionaries(
+    _fields | st.text(max_size=6), _values | st.sampled_from(["message", "join", CODE]), max_size=5
+)
+_bodies = st.one_of(
+    _values.map(lambda v: json.dumps(v).encode()),
+    _shaped.map(lambda v: json.dumps(v).encode()),
+    st.lists(_shaped, max_size=3).map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=100),
+)
+
+
+@settings(PROFILE, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(body=_bodies)
+async def test_random_bodies_at_the_json_doors_never_cause_a_server_error(doors: Doors, body: bytes) -> None:
+    for path, headers in (
+        ("/channels/webhook/app", webhook_headers(doors.secret, body)),
+        (f"{SMS_EVENTS_PATH}?code={SMS_SECRET}", {}),
+        (f"{EVENTS_PATH}?code={CHAT_SECRET}", {}),
+    ):
+        answer = await doors.post(path, path, (path, body, JSON), headers)
+        assert answer.status < 500, answer
+        if answer.status >= 400:
+            assert refused(answer) is None, answer
