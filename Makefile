@@ -37,5 +37,14 @@ typecheck: $(VENV)/.installed
 bench-sandbox: $(VENV)/.installed
 	$(PY) -m bench.sandbox_capacity
 
+# The benchmark suite (README "Performance"): every scenario against the sandbox, each bridge and sandbox in their
+# own process; writes bench-results.json and prints the table. bench-quick: smaller sizes, under 3 minutes.
+.PHONY: bench bench-quick
+bench: $(VENV)/.installed
+	$(PY) -m bench.suite $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.installed
+	$(PY) -m bench.suite --quick $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
