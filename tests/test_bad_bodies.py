@@ -96,7 +96,6 @@ def mislabelled(body: bytes) -> list[Case]:
     return [
         ("declared as a form", body, FORM),
         ("declared as multipart", body, "multipart/form-data; boundary=xyz"),
-        ("declared as text", body, "text/plain"),
         ("declared as XML", body, "application/xml"),
     ]
 

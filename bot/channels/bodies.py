@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-JSON_TYPES = frozenset({"application/json", "application/octet-stream"})
-"""Declared types a JSON door reads: JSON, and bytes of no stated kind (what a client sends when it names none)."""
+JSON_TYPES = frozenset({"application/json", "application/octet-stream", "text/plain"})
+"""Declared types a JSON door reads: JSON, bytes of no stated kind (what a client sends when it names none), and plain
+text (what HTTP libraries label a string body with, aiohttp's among them)."""
 
 
 async def read_body(request: web.Request, limit: int) -> bytes | None:
@@ -23,7 +24,7 @@ async def read_body(request: web.Request, limit: int) -> bytes | None:
 
 
 def declares_json(request: web.Request) -> bool:
-    """Whether the Content-Type lets a JSON door read the body: JSON, any `+json` type (CloudEvents), or none given.
-    A form, multipart or text body is refused even when it parses as JSON: it was not sent as JSON."""
+    """Whether the Content-Type lets a JSON door read the body: JSON, any `+json` type (CloudEvents), plain text, or
+    none given. A form, multipart, XML or other body is refused even when it parses as JSON: it was not sent as JSON."""
     kind = request.content_type.lower()
     return kind in JSON_TYPES or kind.endswith("+json")
