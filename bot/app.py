@@ -17,7 +17,7 @@ from .acs.sms import AcsSmsGateway
 from .admin import add_admin_api, add_console
 from .calls.base import CallConnector
 from .calls.client_reported import ClientReportedConnector
-from .calls.sandbox import SandboxCallConnector
+from .calls.sandbox import SandboxCallConnector, access_key_of
 from .channels.acs_events import AcsEventsDoor
 from .channels.base import Channel
 from .channels.sms import SmsChannel
@@ -97,9 +97,13 @@ def _connector(settings: Settings, endpoint: str, session: aiohttp.ClientSession
     if kind == "auto":
         kind = "sandbox" if settings.use_sandbox or settings.calls.sandbox_endpoint else "client_reported"
     if kind == "sandbox":
-        return SandboxCallConnector(
-            settings.calls.sandbox_endpoint or endpoint, ca_file=settings.acs.ca_file, session=session
-        )
+        calls = settings.calls.sandbox_endpoint or endpoint
+        secret = settings.acs.connection_string
+        # With the resource's key, one event stream serves every call leg (not one connection per session); only the
+        # sandbox behind the ACS endpoint knows that key.
+        same = calls.rstrip("/") == endpoint.rstrip("/")
+        key = access_key_of(secret.get_secret_value()) if same and secret is not None else None
+        return SandboxCallConnector(calls, ca_file=settings.acs.ca_file, session=session, access_key=key)
     return ClientReportedConnector()
 
 

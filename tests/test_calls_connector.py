@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Any
@@ -21,6 +22,7 @@ from tests.conftest import Control
 WAIT_S = 10.0
 MEETINGS = "/sandbox/v1/meetings"
 EVENTS_PATH = "/sandbox/v1/calls/*/events"
+HUB_PATH = "/sandbox/v1/call-events"
 
 
 async def new_token(info: SandboxInfo, scopes: Sequence[str] = ("chat", "voip")) -> str:
@@ -47,9 +49,25 @@ async def fired(control: Control) -> int:
     return sum(rule["fired"] for rule in (await control.ok("GET", "/sandbox/v1/faults"))["rules"])
 
 
+def access_key(info: SandboxInfo) -> str:
+    return info.connection_string.split("accesskey=", 1)[1]
+
+
+@pytest.fixture(params=["per-call streams", "one resource stream"])
+def shared_stream(request: pytest.FixtureRequest) -> bool:
+    """Both ways a connector hears of its calls: each call's own stream, or the resource's one for all."""
+    return bool(request.param == "one resource stream")
+
+
 @pytest.fixture
-async def connector(info: SandboxInfo) -> AsyncIterator[SandboxCallConnector]:
-    conn = SandboxCallConnector(info.endpoint, ca_file=info.ca_file)
+def events_path(shared_stream: bool) -> str:
+    return HUB_PATH if shared_stream else EVENTS_PATH
+
+
+@pytest.fixture
+async def connector(info: SandboxInfo, shared_stream: bool) -> AsyncIterator[SandboxCallConnector]:
+    key = access_key(info) if shared_stream else None
+    conn = SandboxCallConnector(info.endpoint, ca_file=info.ca_file, access_key=key)
     yield conn
     await conn.close()
 
@@ -159,10 +177,12 @@ async def test_join_errors(control: Control, connector: SandboxCallConnector, in
         await connector.join(token, meeting_link=meeting["joinWebUrl"], display_name="  ")
 
 
-async def test_watch_survives_a_dropped_stream(control: Control, connector: SandboxCallConnector, token: str) -> None:
+async def test_watch_survives_a_dropped_stream(
+    control: Control, connector: SandboxCallConnector, token: str, events_path: str
+) -> None:
     meeting = await control.meeting(lobby="manual")
     handle = await connector.join(token, meeting_link=meeting["joinWebUrl"], display_name="Ann")
-    await faults(control, {"method": "GET", "path": EVENTS_PATH, "action": "drop_before", "count": 1})
+    await faults(control, {"method": "GET", "path": events_path, "action": "drop_before", "count": 1})
     async with aclosing(connector.watch(handle.call_id, token)) as events:
         assert (await next_event(events)).state is CallState.LOBBY
         await control.ok("POST", f"{MEETINGS}/{meeting['id']}/lobby/{handle.call_id}/admit")
@@ -173,10 +193,12 @@ async def test_watch_survives_a_dropped_stream(control: Control, connector: Sand
     assert await fired(control) == 1
 
 
-async def test_watch_survives_server_errors(control: Control, connector: SandboxCallConnector, token: str) -> None:
+async def test_watch_survives_server_errors(
+    control: Control, connector: SandboxCallConnector, token: str, events_path: str
+) -> None:
     meeting = await control.meeting()
     handle = await connector.join(token, meeting_link=meeting["joinWebUrl"], display_name="Ann")
-    await faults(control, {"method": "GET", "path": EVENTS_PATH, "action": "status", "status": 503, "count": 2})
+    await faults(control, {"method": "GET", "path": events_path, "action": "status", "status": 503, "count": 2})
     async with aclosing(connector.watch(handle.call_id, token)) as events:
         assert (await next_event(events)).state is CallState.CONNECTED
         await control.ok("POST", f"{MEETINGS}/{meeting['id']}/end")
@@ -185,11 +207,12 @@ async def test_watch_survives_server_errors(control: Control, connector: Sandbox
     assert await fired(control) == 2
 
 
-async def test_sandbox_down_is_transient(info: SandboxInfo) -> None:
+async def test_sandbox_down_is_transient(info: SandboxInfo, shared_stream: bool) -> None:
     async with Sandbox() as gone:
         assert gone.info is not None
         endpoint = gone.info.endpoint
-    conn = SandboxCallConnector(endpoint, ca_file=info.ca_file, max_reconnects=1)
+    key = access_key(info) if shared_stream else None
+    conn = SandboxCallConnector(endpoint, ca_file=info.ca_file, access_key=key, max_reconnects=1)
     try:
         with pytest.raises(TransientError):
             await conn.join("token", meeting_link="https://teams.microsoft.com/meet/1?p=x", display_name="Ann")
@@ -204,10 +227,11 @@ async def test_sandbox_down_is_transient(info: SandboxInfo) -> None:
 
 
 async def test_close_ends_open_watches_and_keeps_a_given_session(
-    control: Control, http: aiohttp.ClientSession, info: SandboxInfo, token: str
+    control: Control, http: aiohttp.ClientSession, info: SandboxInfo, token: str, shared_stream: bool
 ) -> None:
     meeting = await control.meeting(lobby="manual")
-    conn = SandboxCallConnector(info.endpoint, ca_file=info.ca_file, session=http)
+    key = access_key(info) if shared_stream else None
+    conn = SandboxCallConnector(info.endpoint, ca_file=info.ca_file, session=http, access_key=key)
     handle = await conn.join(token, meeting_link=meeting["joinWebUrl"], display_name="Ann")
     async with aclosing(conn.watch(handle.call_id, token)) as events:
         assert (await next_event(events)).state is CallState.LOBBY
@@ -216,6 +240,48 @@ async def test_close_ends_open_watches_and_keeps_a_given_session(
     assert not http.closed
     with pytest.raises(PermanentError, match="closed"):
         await conn.get(handle.call_id, token)
+
+
+async def test_watches_share_one_resource_stream(control: Control, info: SandboxInfo) -> None:
+    meeting = await control.meeting(lobby="manual")
+    conn = SandboxCallConnector(info.endpoint, ca_file=info.ca_file, access_key=access_key(info))
+    tokens = [await new_token(info) for _ in range(3)]
+    handles = [
+        await conn.join(t, meeting_link=meeting["joinWebUrl"], display_name=f"U{i}") for i, t in enumerate(tokens)
+    ]
+    opened = (await control.ok("GET", "/sandbox/v1/stats"))["requests"].get(f"GET {HUB_PATH}", 0)
+    try:
+        watches = [conn.watch(h.call_id, t) for h, t in zip(handles, tokens, strict=True)]
+        for events in watches:
+            assert (await next_event(events)).state is CallState.LOBBY
+        assert (await control.ok("GET", "/sandbox/v1/stats"))["requests"][f"GET {HUB_PATH}"] == opened + 1
+        await control.ok("POST", f"{MEETINGS}/{meeting['id']}/lobby/{handles[1].call_id}/admit")
+        assert (await next_event(watches[1])).state is CallState.CONNECTED
+        await control.ok("POST", f"{MEETINGS}/{meeting['id']}/end")
+        for events in watches:
+            final = await next_event(events)
+            assert final.state is CallState.ENDED
+            await assert_ended(events)
+        # A watch that starts after its call ended hears the final state once, asked of the call itself.
+        async with aclosing(conn.watch(handles[0].call_id, tokens[0])) as late:
+            assert (await next_event(late)).state is CallState.ENDED
+            await assert_ended(late)
+        with pytest.raises(NotFoundError):
+            await next_event(conn.watch("no-such-call", tokens[0]))
+    finally:
+        await conn.close()
+
+
+async def test_the_resource_stream_needs_the_access_key(control: Control, info: SandboxInfo, token: str) -> None:
+    meeting = await control.meeting()
+    wrong = base64.b64encode(b"not the key, 32 bytes long......").decode()
+    conn = SandboxCallConnector(info.endpoint, ca_file=info.ca_file, access_key=wrong)
+    try:
+        handle = await conn.join(token, meeting_link=meeting["joinWebUrl"], display_name="Ann")
+        with pytest.raises(AuthError):
+            await next_event(conn.watch(handle.call_id, token))
+    finally:
+        await conn.close()
 
 
 async def test_connectors_satisfy_the_port(info: SandboxInfo) -> None:

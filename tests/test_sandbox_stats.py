@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
+
 import aiohttp
 
-from bot.sandbox import SandboxInfo
+from bot.sandbox import Sandbox, SandboxInfo
 
 from .conftest import Control
 from .helpers import bearer, join_call, new_user, thread_client
@@ -29,17 +31,22 @@ async def test_chat_reads_are_counted_by_route_not_by_thread(control: Control, i
     assert after["requests"][READS] - before["requests"].get(READS, 0) == 3
 
 
-async def test_open_call_event_streams_are_counted_while_served(
-    control: Control, info: SandboxInfo, http: aiohttp.ClientSession
-) -> None:
-    meeting = await control.meeting()
-    _, token = await new_user(info)
-    leg = await join_call(http, info, token, meeting)
-    url = f"{info.endpoint.rstrip('/')}/sandbox/v1/calls/{leg['callId']}/events"
-    async with http.get(url, headers=bearer(token)) as resp:
-        assert resp.status == 200
-        await resp.content.readuntil(b"\n\n")
-        assert (await _stats(control))["callStreamsOpen"] == 1
-        await control.ok("DELETE", f"/sandbox/v1/calls/{leg['callId']}", headers=bearer(token))
-        await resp.read()
-    assert (await _stats(control))["callStreamsOpen"] == 0
+async def test_open_call_event_streams_are_counted_while_served() -> None:
+    # A sandbox of its own: another test's stream stays "served" until its next keep-alive finds it gone.
+    async with Sandbox() as sandbox:
+        assert sandbox.info is not None
+        info = sandbox.info
+        trust = ssl.create_default_context(cafile=info.ca_file)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trust)) as http:
+            control = Control(http, info)
+            meeting = await control.meeting()
+            _, token = await new_user(info)
+            leg = await join_call(http, info, token, meeting)
+            url = f"{info.endpoint.rstrip('/')}/sandbox/v1/calls/{leg['callId']}/events"
+            async with http.get(url, headers=bearer(token)) as resp:
+                assert resp.status == 200
+                await resp.content.readuntil(b"\n\n")
+                assert (await _stats(control))["callStreamsOpen"] == 1
+                await control.ok("DELETE", f"/sandbox/v1/calls/{leg['callId']}", headers=bearer(token))
+                await resp.read()
+            assert (await _stats(control))["callStreamsOpen"] == 0

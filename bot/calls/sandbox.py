@@ -6,8 +6,8 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -16,11 +16,13 @@ import aiohttp
 from ..errors import AuthError, MeetingLookupError, NotFoundError, PermanentError, ThrottledError, TransientError
 from ..models import CallEvent, CallHandle, CallState
 from .base import check_join, parse_state
+from .hub import CallEventHub, hmac_headers
 from .sse import SseParser
 
 log = logging.getLogger(__name__)
 
 CALLS_PATH = "/sandbox/v1/calls"
+HUB_PATH = "/sandbox/v1/call-events"
 REQUEST_TIMEOUT_S = 15.0
 CONNECT_TIMEOUT_S = 10.0
 # The sandbox sends a keep-alive comment every 15 s; three missed in a row means the stream is dead.
@@ -33,7 +35,11 @@ MAX_RETRY_AFTER_S = 60.0
 
 
 class SandboxCallConnector:
-    """Joins ACS identities to sandbox meetings over HTTPS, sharing one aiohttp session among all calls."""
+    """Joins ACS identities to sandbox meetings over HTTPS, sharing one aiohttp session among all calls.
+
+    Given the resource's access key, every watch shares one resource-wide event stream (see hub.py); without it,
+    each watch opens the call's own stream, authenticated by the identity's token.
+    """
 
     def __init__(
         self,
@@ -41,6 +47,7 @@ class SandboxCallConnector:
         *,
         ca_file: str | None,
         session: aiohttp.ClientSession | None = None,
+        access_key: str | None = None,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         stream_idle_timeout_s: float = STREAM_IDLE_TIMEOUT_S,
         max_reconnects: int = MAX_RECONNECTS,
@@ -57,6 +64,8 @@ class SandboxCallConnector:
         self._max_reconnects = max_reconnects
         self._closed = False
         self._streams: set[aiohttp.ClientResponse] = set()
+        self._access_key = access_key
+        self._hub = CallEventHub(self._hub_stream, _hub_event, max_reconnects) if access_key else None
 
     def _http(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -68,6 +77,8 @@ class SandboxCallConnector:
 
     async def close(self) -> None:
         self._closed = True
+        if self._hub is not None:
+            await self._hub.close()
         # Closing the open streams ends their watches, even on a session the caller owns and keeps.
         for resp in list(self._streams):
             resp.close()
@@ -107,6 +118,11 @@ class SandboxCallConnector:
             log.debug("leave: call %s is unknown, nothing to do", call_id)
 
     async def watch(self, call_id: str, token: str) -> AsyncGenerator[CallEvent, None]:
+        if self._hub is not None:
+            async with aclosing(self._hub.watch(call_id, token, self._state)) as events:
+                async for event in events:
+                    yield event
+            return
         last: CallState | None = None
         failures = 0
         while not self._closed:
@@ -147,6 +163,24 @@ class SandboxCallConnector:
             if snapshot is not None and snapshot.state.final:
                 return
 
+    async def _state(self, call_id: str, token: str) -> CallEvent | None:
+        return _event(call_id, await self._request("GET", _call_path(call_id), token))
+
+    @asynccontextmanager
+    async def _hub_stream(self) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The resource-wide stream, signed with the access key; raises our errors on a refusal."""
+        assert self._access_key is not None
+        url = f"{self._base}{HUB_PATH}"
+        headers = hmac_headers(self._access_key, "GET", url) | {"Accept": "text/event-stream"}
+        async with self._http().get(url, headers=headers, timeout=self._stream_timeout, ssl=self._ssl) as resp:
+            if resp.status != 200:
+                _raise_for(resp.status, await resp.text(), resp.headers.get("Retry-After"))
+            self._streams.add(resp)
+            try:
+                yield resp
+            finally:
+                self._streams.discard(resp)
+
     async def _stream(self, call_id: str, token: str) -> AsyncGenerator[CallEvent, None]:
         """One connection to the event stream; raises TransientError when it breaks."""
         url = f"{self._base}{_call_path(call_id)}/events"
@@ -185,6 +219,15 @@ class SandboxCallConnector:
             raise TransientError(f"{method} {path}: the answer is not JSON") from exc
 
 
+def access_key_of(connection_string: str) -> str | None:
+    """The accesskey part of an ACS connection string (endpoint=...;accesskey=...)."""
+    for part in connection_string.split(";"):
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "accesskey" and value.strip():
+            return value.strip()
+    return None
+
+
 def _call_path(call_id: str) -> str:
     # Call ids come from the service, but a caller may hand in anything; keep it one path segment.
     return f"{CALLS_PATH}/{quote(call_id, safe='')}"
@@ -209,6 +252,17 @@ def _sse_event(call_id: str, name: str, data: str) -> CallEvent | None:
         log.warning("call %s: a state event that is not JSON was skipped", call_id)
         return None
     return _event(call_id, body)
+
+
+def _hub_event(data: str) -> CallEvent | None:
+    """A state event of the resource-wide stream, which names its call."""
+    try:
+        body = json.loads(data)
+    except ValueError:
+        log.warning("a call state event that is not JSON was skipped")
+        return None
+    call_id = body.get("callId") if isinstance(body, dict) else None
+    return _event(call_id, body) if isinstance(call_id, str) else None
 
 
 def _event(call_id: str, body: Any) -> CallEvent | None:

@@ -9,6 +9,7 @@ from contextlib import suppress
 from aiohttp import web
 
 from .errors import bad_request
+from .hmac_auth import verify_hmac
 from .keys import STATS, WORLD
 from .meetings import FINAL_LEG_STATES
 from .util import JsonDict
@@ -85,5 +86,36 @@ async def call_events(request: web.Request) -> web.StreamResponse:
         pass
     finally:
         leg.watchers.discard(queue)
+        stats.streams_open -= 1
+    return response
+
+
+@routes.get("/sandbox/v1/call-events")
+async def resource_call_events(request: web.Request) -> web.StreamResponse:
+    """Every call leg of the resource on one stream, for a server holding many legs (HMAC, the access key): each
+    leg's state first, then "synced", then every change of any leg. One connection instead of one per leg."""
+    world = request.app[WORLD]
+    verify_hmac(request, await request.read(), world.credentials.access_key_bytes)
+    queue: asyncio.Queue[JsonDict] = asyncio.Queue()
+    # Listening before the snapshot is taken: a change made meanwhile is sent again, never lost.
+    world.call_watchers.add(queue)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    stats = request.app[STATS]
+    stats.streams_open += 1
+    try:
+        await response.prepare(request)
+        snapshot = [leg.snapshot() for leg in list(world.legs.values())]
+        await response.write(b"".join(_sse(leg) for leg in snapshot) + b"event: synced\ndata: {}\n\n")
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            await response.write(_sse(event))
+    except ConnectionError:
+        pass
+    finally:
+        world.call_watchers.discard(queue)
         stats.streams_open -= 1
     return response

@@ -30,7 +30,7 @@ _STATUS_CODES = {
 # The control API (the test harness acting as Teams users, phones and operators) must stay reachable whatever the
 # rules say; the call API under it stands in for the ACS Calling SDK, which the bridge uses, so faults reach it.
 _CONTROL_PREFIX = "/sandbox/v1/"
-_FAULTABLE_CONTROL_PREFIXES = ("/sandbox/v1/calls",)
+_FAULTABLE_CONTROL_PREFIXES = ("/sandbox/v1/calls", "/sandbox/v1/call-events")
 
 
 def is_exempt(path: str) -> bool:

@@ -46,6 +46,8 @@ class CallLeg:
     ended_on: float | None = None
     reason: str | None = None
     watchers: set[asyncio.Queue[JsonDict]] = field(default_factory=set)
+    hub: set[asyncio.Queue[JsonDict]] = field(default_factory=set, repr=False, compare=False)
+    """The resource-wide call event streams (shared by every leg of the world), told of this leg's changes too."""
 
     def snapshot(self) -> JsonDict:
         body: JsonDict = {
@@ -69,8 +71,11 @@ class CallLeg:
         elif state in FINAL_LEG_STATES:
             self.ended_on = when
         self.reason = reason
+        self.publish()
+
+    def publish(self) -> None:
         event = self.snapshot()
-        for queue in self.watchers:
+        for queue in (*self.watchers, *self.hub):
             queue.put_nowait(event)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import string
 import uuid
@@ -20,7 +21,7 @@ from .meetings import (
     parse_join_link,
 )
 from .threads import Message, Participant, Thread
-from .util import digits, new_guid, now
+from .util import JsonDict, digits, new_guid, now
 
 
 class TeamsMixin:
@@ -30,6 +31,7 @@ class TeamsMixin:
     threads: dict[str, Thread]
     meetings: dict[str, Meeting]
     legs: dict[str, CallLeg]
+    call_watchers: set[asyncio.Queue[JsonDict]]
 
     if TYPE_CHECKING:
 
@@ -135,11 +137,14 @@ class TeamsMixin:
             display_name=display_name,
             state="lobby",
             created_on=now(),
+            hub=self.call_watchers,
         )
         meeting.legs[leg.id] = leg
         self.legs[leg.id] = leg
         if meeting.call_state == "live" and meeting.lobby == "auto":
             self._connect(meeting, leg)
+        else:
+            leg.publish()  # a leg that waits in the lobby is news to the resource's call event streams too
         return leg
 
     def admit(self, meeting: Meeting, leg_id: str) -> CallLeg:

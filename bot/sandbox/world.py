@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 
@@ -34,6 +35,8 @@ class World(TeamsMixin):
         self.sms_number = sms_number
         self.tokens = TokenIssuer(credentials.signing_key_bytes, credentials.resource_id)
         self.events = bus.EventBus()
+        # Open streams outlive a reset: they are connections, not state.
+        self.call_watchers: set[asyncio.Queue[JsonDict]] = set()
         self.reset()
 
     def reset(self) -> None:
