@@ -82,3 +82,25 @@ async def test_with_no_limits_a_thread_is_not_paced(control: Control, info: Sand
         # ACS's own limits would hold 30 of these back for a minute.
         assert await wait_for(all_sent, limit_s=15, what="40 sends") == texts
         assert len(await _thread(control, meeting)) == len(texts)  # merge_backlog not reached: one send each
+
+
+async def test_a_paced_thread_merges_even_the_last_few(control: Control, info: SandboxInfo, tmp_path: Path) -> None:
+    meeting = await control.meeting()
+    config = MeetingConfig(link=meeting["joinWebUrl"], code=CODE)
+    async with bridge_for(info, tmp_path, config, thread_send_limits=[[1, 3.0]]) as (bridge, _, secret):
+        await _join(bridge, secret, "ann")
+        await _say(bridge, secret, "ann", "ann 0")
+
+        async def first_sent() -> list[list[str]]:
+            return await _thread(control, meeting)
+
+        await wait_for(first_sent, what="the first message")
+        # Two waiting, fewer than merge_backlog (3), but the pacer holds them: one send, not two.
+        await _say(bridge, secret, "ann", "ann 1")
+        await _say(bridge, secret, "ann", "ann 2")
+
+        async def both_sent() -> list[list[str]]:
+            found = await _thread(control, meeting)
+            return found if sum(len(m) for m in found) >= 3 else []
+
+        assert await wait_for(both_sent, limit_s=15, what="the held two") == [["ann 0"], ["ann 1", "ann 2"]]

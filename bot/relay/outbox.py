@@ -132,11 +132,14 @@ class InboundSender(_Workers):
         self._settings = settings
         self._notify = notify
         self._pacers: dict[str, Pacer] = {}
+        self._paced: set[str] = set()
+        """Threads whose sends the pacer held back since their backlog was last empty."""
 
     async def work(self, key: str) -> float | None:
         # Enough rows to see whether a backlog is building; a merge fetches the head sender's own.
         rows = await self._store.pending(Direction.INBOUND, "meeting_id", key, limit=self._settings.merge_backlog)
         if not rows:
+            self._paced.discard(key)
             return None
         head = rows[0]
         now = utcnow()
@@ -157,6 +160,7 @@ class InboundSender(_Workers):
         pacer = self._pacers.setdefault(key, Pacer(tuple(self._settings.thread_send_limits)))
         wait = pacer.delay(time.monotonic())
         if wait > 0:
+            self._paced.add(key)
             return wait
         user = await self._store.get_user(head.user_id)
         speaker = user.display_name if user else head.user_id
@@ -169,7 +173,8 @@ class InboundSender(_Workers):
             return text_to_html(text)
 
         batch = [head]
-        if head.attempts or len(rows) >= self._settings.merge_backlog:
+        # Paced, every send counts: the last few of a backlog merge too, not one send each.
+        if head.attempts or key in self._paced or len(rows) >= self._settings.merge_backlog:
             # A backlog is building: merge the sender's waiting messages into one, passing over others' in between,
             # so a burst from ten people under the thread's limit takes ten sends, not one per message. Nothing
             # overtakes a message its sender could have answered: others' messages reach them only from the
