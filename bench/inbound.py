@@ -106,6 +106,23 @@ class Rig:
                         found.setdefault(t, created)
         return found, sends
 
+    async def fanned_out(self, prefix: str) -> tuple[int, int]:
+        """Callbacks owed and received for the chat messages carrying tokens that start with `prefix`: each goes
+        to every other user of its meeting (external users see each other's messages; authors never get theirs)."""
+        owed = 0
+        for meeting in self.meetings:
+            others = sum(1 for u in self.users if u.meeting is meeting) - 1
+            for message in await self.thread(meeting):
+                if any(t.startswith(prefix) for t in TOKEN.findall(str(message.get("content", "")))):
+                    owed += others
+        received = sum(
+            1
+            for payloads in self.sink.by_user.values()
+            for p in payloads
+            if p.get("type") == "message" and any(t.startswith(prefix) for t in TOKEN.findall(str(p.get("text"))))
+        )
+        return owed, received
+
     async def metrics(self) -> dict[str, float]:
         """The bridge's /metrics as {'name{label="v",...}': value}."""
         async with self.sandbox.http.get(f"{self.bridge.base}/metrics") as resp:
