@@ -2,6 +2,45 @@
 
 from __future__ import annotations
 
+import email.utils
+import math
+import time
+from collections.abc import Mapping
+
+MAX_RETRY_AFTER_S = 3600.0
+"""A Retry-After beyond an hour is treated as an hour: a peer's typo must not park work for days."""
+
+
+def _seconds(value: float) -> float | None:
+    # "nan" and "inf" parse as floats; neither is a wait.
+    return min(MAX_RETRY_AFTER_S, max(0.0, value)) if math.isfinite(value) else None
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from retry-after-ms, x-ms-retry-after-ms or Retry-After (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
+        try:
+            return _seconds(float(lowered[name]) / 1000)
+        except (KeyError, ValueError):
+            pass
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return _seconds(float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return _seconds(when.timestamp() - time.time())
+
 
 class BridgeError(Exception):
     """Base of every error the bridge raises on purpose."""

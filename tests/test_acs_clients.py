@@ -407,6 +407,9 @@ def test_retry_after_headers() -> None:
     assert parse_retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0
     assert parse_retry_after({"Retry-After": "soon"}) is None
     assert parse_retry_after({}) is None and parse_retry_after(None) is None
+    # A peer's nonsense never parks work forever nor turns into a negative or NaN wait.
+    assert parse_retry_after({"Retry-After": "inf"}) is None and parse_retry_after({"Retry-After": "nan"}) is None
+    assert parse_retry_after({"Retry-After": "86400000"}) == 3600.0
 
 
 @pytest.mark.parametrize(

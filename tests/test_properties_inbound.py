@@ -6,7 +6,6 @@ runs many more examples."""
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from pydantic import SecretStr, ValidationError
 
 from bot.channels import acs_events, eventgrid, sms_acs, sms_twilio, webhook
 from bot.config import ConfigError, Settings, WebhookClient, env_overrides, load_settings
+from bot.errors import MAX_RETRY_AFTER_S, parse_retry_after
 
 from .bridge_harness import new_secret
 from .test_properties import ANY_TEXT, PROFILE
@@ -302,9 +302,9 @@ _RETRY_AFTERS += ["Mon, 01 Jan 0001 00:00:00 -2359", "99999999999999999999999", 
 
 @PROFILE
 @given(value=st.none() | ANY_TEXT | st.sampled_from(_RETRY_AFTERS))
-def test_twilio_retry_after_is_seconds_or_none(value: str | None) -> None:
-    seconds = sms_twilio._retry_after(value)
-    assert seconds is None or (seconds >= 0 and not math.isnan(seconds))
+def test_retry_after_is_bounded_seconds_or_none(value: str | None) -> None:
+    seconds = parse_retry_after({"Retry-After": value} if value is not None else None)
+    assert seconds is None or 0 <= seconds <= MAX_RETRY_AFTER_S
 
 
 # ---------------------------------------------------------------- configuration

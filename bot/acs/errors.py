@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -28,33 +26,10 @@ from bot.errors import (
     PermanentError,
     ThrottledError,
     TransientError,
+    parse_retry_after,
 )
 
 __all__ = ["azure_errors", "from_status", "graph_errors", "map_azure_error", "parse_retry_after"]
-
-
-def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds to wait from retry-after-ms, x-ms-retry-after-ms or Retry-After (seconds or an HTTP date)."""
-    if not headers:
-        return None
-    lowered = {k.lower(): v for k, v in headers.items()}
-    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
-        try:
-            return max(0.0, float(lowered[name]) / 1000)
-        except (KeyError, ValueError):
-            pass
-    value = lowered.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def from_status(

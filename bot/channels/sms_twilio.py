@@ -9,14 +9,13 @@ import json
 import logging
 import ssl
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import web
 
-from ..errors import AuthError, PermanentError, TransientError
+from ..errors import AuthError, PermanentError, TransientError, parse_retry_after
 from ..phones import mask
 from .bodies import read_body
 from .sms_base import InboundSms, SmsReceiver
@@ -194,20 +193,6 @@ class TwilioDoor:
         return _twiml()
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds, given as seconds or as an HTTP date."""
-    if not value:
-        return None
-    if value.strip().isascii() and value.strip().isdigit():  # "²".isdigit() is true, yet no float
-        return float(value.strip())
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 class TwilioGateway:
     """Sends texts through a Twilio-style Messages API. No retries here: the outbox retries with the same key,
     which travels as I-Twilio-Idempotency-Token so a repeat of a send that did go through is not sent again."""
@@ -267,7 +252,7 @@ class TwilioGateway:
             f"Twilio answered {status}" + (f" (error {code})" if code else "") + (f": {message}" if message else "")
         )
         if status in (408, 429) or status >= 500:
-            raise TransientError(reason, _retry_after(retry_after))
+            raise TransientError(reason, parse_retry_after({"Retry-After": retry_after} if retry_after else None))
         if status in (401, 403):
             raise AuthError(reason)
         if code == UNSUBSCRIBED_RECIPIENT:

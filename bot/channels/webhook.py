@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from ..config import WebhookClient
-from ..errors import PermanentError, TransientError
+from ..errors import PermanentError, TransientError, parse_retry_after
 from ..models import Delivery, ExternalUser, Meeting
 from ..relay.intake import Answer, Intake
 from ..store import Store
@@ -210,12 +210,8 @@ class WebhookChannel:
             ) as resp:
                 if 200 <= resp.status < 300:
                     return
-                retry_after = resp.headers.get("Retry-After")
                 if resp.status == 429 or resp.status >= 500:
-                    raise TransientError(
-                        f"callback answered {resp.status}",
-                        float(retry_after) if retry_after and retry_after.isdigit() else None,
-                    )
+                    raise TransientError(f"callback answered {resp.status}", parse_retry_after(resp.headers))
                 raise PermanentError(f"callback answered {resp.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(f"callback unreachable: {exc.__class__.__name__}") from exc
