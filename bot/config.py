@@ -88,6 +88,9 @@ def _secret(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
 class BridgeSection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -363,6 +366,14 @@ class Settings(_Section):
         if self.sms.gateway == "twilio" and not self.use_sandbox:
             if not (self.twilio.account_sid and self.twilio.auth_token and self.sms.number):
                 raise ValueError("sms.gateway twilio needs twilio.account_sid, twilio.auth_token and sms.number")
+            exposed = self.bridge.host not in LOOPBACK_HOSTS
+            if exposed and self.twilio.public_url is None and not self.twilio.trust_forwarded:
+                # Signatures would be checked against the URL the caller's Host header names, so a request that
+                # Twilio signed for another endpoint of the same account could be replayed here.
+                raise ValueError(
+                    "twilio.public_url is required when the bridge listens beyond loopback "
+                    "(signatures are computed over the exact URL Twilio calls)"
+                )
         if self.sandbox.enabled == "never" and self.acs.connection_string is None:
             raise ValueError("acs.connection_string is required when sandbox.enabled is never")
         seen: dict[str, int] = {}

@@ -611,3 +611,17 @@ def test_sms_number_patterns_that_can_never_match_are_refused(tmp_path: Path, pa
     with pytest.raises(ConfigError) as caught:
         load_settings(path, {})
     assert str(caught.value).startswith("sms.deny:")
+
+
+def test_twilio_beyond_loopback_needs_its_public_url(tmp_path: Path) -> None:
+    twilio = (
+        '[acs]\nconnection_string = "endpoint=https://x.communication.azure.com/;accesskey=a2V5"\n'
+        '[sms]\ngateway = "twilio"\nnumber = "+18005550199"\n'
+        '[twilio]\naccount_sid = "AC0123"\nauth_token = "a-real-looking-token-value"\n'
+    )
+    exposed = write(tmp_path, '[bridge]\nhost = "0.0.0.0"\n' + twilio)
+    assert "twilio.public_url is required" in config_error(exposed)
+    # On loopback (a proxy on the same host, the sandbox) or with a public URL it is accepted.
+    assert load_settings(write(tmp_path, twilio, "loopback.toml"), {}).sms.gateway == "twilio"
+    public = twilio + 'public_url = "https://bridge.example.com/channels/twilio-sms"\n'
+    assert load_settings(write(tmp_path, '[bridge]\nhost = "0.0.0.0"\n' + public, "public.toml"), {}).twilio.public_url
