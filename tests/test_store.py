@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -505,3 +506,14 @@ async def test_transaction_rolls_back_on_error(store: Store) -> None:
     m = await store.get_meeting("m-1")
     assert m is not None and m.name == "Weekly sync"
     assert isinstance(store._db, aiosqlite.Connection)
+
+
+async def test_statements_run_on_the_event_loops_thread(store: Store) -> None:
+    # The store overrides a private hook of aiosqlite (see InlineConnection): a release that renames or reroutes
+    # it would quietly send every statement back through the worker thread. Here the query itself says where
+    # it ran.
+    raw = store._db._conn
+    raw.create_function("thread_id", 0, threading.get_ident)
+    async with store._db.execute("SELECT thread_id()") as cursor:
+        row = await cursor.fetchone()
+    assert row is not None and row[0] == threading.get_ident()
