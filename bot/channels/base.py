@@ -12,6 +12,11 @@ class Channel(Protocol):
     batch_window_s: float
     """0: one delivery at a time; more: deliveries arriving within this window are handed over together."""
 
+    async def turn(self) -> None:
+        """Wait until the provider may take the next try (its send limit, a Retry-After it asked for). Awaited
+        before the try is counted, so a crash while waiting costs the deliveries none of their attempts."""
+        ...
+
     async def deliver(self, user: ExternalUser, meeting: Meeting | None, deliveries: list[Delivery]) -> str | None:
         """Hand deliveries (in order, one meeting) to the user; the provider's id for them, if it gives one.
         Raise TransientError to retry them, PermanentError to give up on them. `meeting` is None for replies

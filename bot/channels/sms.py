@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from datetime import timedelta
 
@@ -11,6 +13,7 @@ from ..config import SmsSection
 from ..errors import ThrottledError, TransientError
 from ..models import Delivery, ExternalUser, Meeting
 from ..phones import mask
+from ..relay.pacing import Pacer
 from ..sms_text import combine, fit, segments
 from ..store import Store, utcnow
 from .sms_base import SmsGateway
@@ -19,6 +22,8 @@ log = logging.getLogger(__name__)
 HOUR = timedelta(hours=1)
 # ACS accepts a repeatabilityFirstSent up to 5 minutes old; keep a margin.
 REPEAT_WINDOW = timedelta(minutes=4)
+# Texts one number may send: ACS allows 200 a minute per number. Twilio queues a number's texts on its side.
+SEND_LIMITS: dict[str, tuple[tuple[int, float], ...]] = {"acs": ((200, 60.0),)}
 
 
 def compose(deliveries: list[Delivery]) -> str:
@@ -53,6 +58,31 @@ def part_key(head: Delivery, index: int, epoch: str = "") -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{head.id}/{index}/{epoch}"))
 
 
+class SendGate:
+    """Texts from the bridge's number go out one at a time, paced to the number's limit and all held while the
+    provider asks to wait (429 Retry-After). Without it every user's dispatcher tried on its own: a busy number
+    answered most tries 429, and a delivery could be tried dozens of times in a minute, each try a chance to fail."""
+
+    def __init__(self, limits: tuple[tuple[int, float], ...]) -> None:
+        self._pacer = Pacer(limits) if limits else None
+        self._turn = asyncio.Lock()  # first come, first served: every user gets their turn
+        self._held_until = 0.0
+
+    async def wait_turn(self) -> None:
+        async with self._turn:
+            while True:
+                now = time.monotonic()
+                wait = max(self._held_until - now, self._pacer.delay(now) if self._pacer is not None else 0.0)
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
+            if self._pacer is not None:
+                self._pacer.record(time.monotonic())
+
+    def hold(self, seconds: float | None) -> None:
+        self._held_until = max(self._held_until, time.monotonic() + (seconds if seconds is not None else 1.0))
+
+
 class SmsChannel:
     name = "sms"
 
@@ -62,6 +92,10 @@ class SmsChannel:
         self._settings = settings
         self.batch_window_s = settings.burst_window_s
         self._told_budget: dict[str, float] = {}
+        self._gate = SendGate(SEND_LIMITS.get(gateway.name, ()))
+
+    async def turn(self) -> None:
+        await self._gate.wait_turn()
 
     async def deliver(self, user: ExternalUser, meeting: Meeting | None, deliveries: list[Delivery]) -> str | None:
         head = deliveries[0]
@@ -84,9 +118,12 @@ class SmsChannel:
         first: str | None = None
         for index, part in enumerate(parts):
             key = part_key(head, index) if not late else part_key(head, index, now.isoformat())
+            if index > 0:
+                await self._gate.wait_turn()  # the first part's turn came before the try was counted
             try:
                 provider_id = await self._gateway.send(number, part, key=key, first_sent=first_sent)
             except ThrottledError as exc:
+                self._gate.hold(exc.retry_after)
                 if index == 0:
                     raise
                 # Part of the text went out: a retry must re-form this very batch, so this try counts.

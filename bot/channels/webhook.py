@@ -189,6 +189,9 @@ class WebhookChannel:
         self._clients = clients
         self._session = session
 
+    async def turn(self) -> None:
+        """Callbacks go out at once: each receiver's own 429 is retried per delivery."""
+
     async def deliver(self, user: ExternalUser, meeting: Meeting | None, deliveries: list[Delivery]) -> str | None:
         for delivery in deliveries:
             await self._post(user, meeting, delivery)
