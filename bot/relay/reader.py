@@ -77,7 +77,10 @@ class MeetingReaders:
             self.ensure(session.meeting_id)
 
     async def _run(self, meeting_id: str) -> None:
-        last_news = time.monotonic()
+        # A reader starts idle: a meeting its users just joined, or one taken up again after a restart, has no
+        # conversation going, and polling each of a thousand such meetings every poll_active_s would cost a read per
+        # meeting per second. The first message it reads (or an Event Grid poke) makes it active.
+        last_news: float | None = None
         failures = 0
         while True:
             sessions = await self._store.sessions(meeting_id, [SessionState.IN_CALL])
@@ -108,7 +111,7 @@ class MeetingReaders:
                 continue
             if await self._fan_out(meeting_id, messages, sessions, cursor):
                 last_news = time.monotonic()
-            idle = time.monotonic() - last_news > self._settings.idle_after_s
+            idle = last_news is None or time.monotonic() - last_news > self._settings.idle_after_s
             await self._pause(meeting_id, self._settings.poll_idle_s if idle else self._settings.poll_active_s)
 
     async def _fan_out(
