@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from bot.channels.webhook import sign
 from bot.config import MeetingConfig, WebhookClient
+from bot.keys import METRICS
 from bot.models import Delivery, DeliveryState, Direction, IdentityMode, Session, SessionState
 from bot.sandbox import SandboxInfo
 
@@ -237,6 +238,12 @@ async def test_leaving_while_the_join_is_under_way_hangs_up(
     async with scene(control, info, tmp_path) as w:
         await w.faults({"method": "POST", "path": "/sandbox/v1/calls", "action": "delay", "delayMs": 1000, "count": 1})
         assert (await w.send("ann", "join"))[0] == 202
+
+        async def join_sent() -> bool:
+            return bool((await w.control.ok("GET", "/sandbox/v1/faults"))["rules"][0]["fired"])
+
+        # Leave only once the join request is out (held by the delay): a leave before it means no join at all.
+        await wait_for(join_sent, what="the join request")
         assert (await w.send("ann", "leave"))[0] == 202
         await w.until_state("ann", SessionState.LEFT)
         user = await w.bridge.store.get_user("webhook:app/ann")
@@ -249,6 +256,33 @@ async def test_leaving_while_the_join_is_under_way_hangs_up(
         await wait_for(lambda: system("participantAdded"), what="the delayed join to land")
         await wait_for(lambda: system("participantRemoved"), what="the late leg to hang up")
         assert not [p for p in (await w.roster())["inCall"] if p.get("identity") == identity]
+
+
+async def test_leaving_while_the_joins_token_is_issued_never_joins(
+    control: Control, info: SandboxInfo, tmp_path: Path
+) -> None:
+    async with scene(control, info, tmp_path) as w:
+        rule = {"method": "POST", "path": "/identities/*:issueAccessToken", "action": "delay", "delayMs": 500}
+        await w.faults(rule | {"count": 1})
+        assert (await w.send("ann", "join"))[0] == 202
+
+        async def token_asked() -> bool:
+            return bool((await w.control.ok("GET", "/sandbox/v1/faults"))["rules"][0]["fired"])
+
+        await wait_for(token_asked, what="the token request")
+        assert (await w.send("ann", "leave"))[0] == 202
+        await w.until_state("ann", SessionState.LEFT)
+        calls_before = (await w.control.ok("GET", "/sandbox/v1/stats"))["requests"].get("POST /sandbox/v1/calls", 0)
+
+        async def driver_done() -> bool:
+            return all(leg.task is None or leg.task.done() for leg in w.bridge.relay.presence._legs.values())
+
+        # The delayed token arrives; the leg's driver then finds nobody left to join for, and stops.
+        await wait_for(driver_done, what="the leg's driver to stop")
+        assert (await w.session("ann")).state == SessionState.LEFT
+        calls_after = (await w.control.ok("GET", "/sandbox/v1/stats"))["requests"].get("POST /sandbox/v1/calls", 0)
+        assert calls_after == calls_before
+        assert not [p for p in (await w.roster())["inCall"] if p.get("kind") == "acs"]
 
 
 # 5: relay mode -------------------------------------------------------------------------------------------
@@ -433,6 +467,25 @@ async def test_restart_resumes_the_session_without_repeating_notices(
         assert len([d for d in stored if d.kind == "notice" and d.body.get("state") == "in_call"]) == 1
         acs_legs = [p for p in (await w.roster())["inCall"] if p.get("kind") == "acs"]
         assert len(acs_legs) == 1, acs_legs
+
+
+async def test_restart_takes_the_call_legs_up_without_a_token_each(
+    control: Control, info: SandboxInfo, tmp_path: Path
+) -> None:
+    async with scene(control, info, tmp_path) as w:
+        users = ("ann", "bob", "cat")
+        for user in users:
+            await w.joined(user)
+        settings = w.bridge.settings
+        await w.bridge.stop()
+        w.bridge = await Bridge(settings).start()
+
+        await w.post("<p>after the restart</p>")
+        for user in users:
+            await w.until_received("message", user)
+        # The legs were taken up from the resource's call event stream; only the meeting's reader needed a token.
+        assert w.bridge.app[METRICS].registry.get_sample_value("bridge_token_refreshes_total") == 1
+        assert len([p for p in (await w.roster())["inCall"] if p.get("kind") == "acs"]) == len(users)
 
 
 # 10-11: outbound edits, deletes and callback failures ---------------------------------------------------------

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Protocol
 
 from ..errors import PermanentError
 from ..models import CallEvent, CallHandle, CallState
+
+TokenSource = Callable[[], Awaitable[str]]
+"""Gives a current ACS access token for the identity whose call is watched."""
+
+
+async def token_of(token: str | TokenSource) -> str:
+    return token if isinstance(token, str) else await token()
 
 
 class CallConnector(Protocol):
@@ -30,7 +37,10 @@ class CallConnector(Protocol):
     bridge learns of the lobby, admission, removal and the meeting's end.
 
     ``token`` is always an ACS user access token with the ``voip`` scope. The bridge owns identities and
-    tokens; a connector only uses the token it is handed on each call.
+    tokens; a connector only uses the token it is handed on each call. ``watch`` may be handed a ``TokenSource``
+    instead, called only when a token is needed: a watch may outlive its first token, and one that learns of its
+    call by other means (the resource-wide stream) needs none, so taking up thousands of legs after a restart
+    issues no tokens for them.
 
     Errors come from ``bot.errors``: ``AuthError`` (token refused), ``NotFoundError`` (unknown call),
     ``PermanentError`` (wrong passcode, missing scope, meeting ended...), ``TransientError`` (the service is
@@ -58,7 +68,7 @@ class CallConnector(Protocol):
         """The call leg's current state; NotFoundError if the connector does not know it."""
         ...
 
-    def watch(self, call_id: str, token: str) -> AsyncGenerator[CallEvent, None]:
+    def watch(self, call_id: str, token: str | TokenSource) -> AsyncGenerator[CallEvent, None]:
         """The current state, then every change, ending after a final state (``CallState.final``).
 
         A dropped event stream is reconnected transparently; the same state is never yielded twice in a row.

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ..errors import NotFoundError, PermanentError
 from ..models import CallEvent, CallHandle, CallState
-from .base import check_join
+from .base import TokenSource, check_join
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class ClientReportedConnector:
         call = self._call(call_id)
         return CallHandle(call.call_id, call.state, call.thread_id)
 
-    async def watch(self, call_id: str, token: str) -> AsyncGenerator[CallEvent, None]:
+    async def watch(self, call_id: str, token: str | TokenSource) -> AsyncGenerator[CallEvent, None]:
         call = self._call(call_id)
         if self._closed:
             return

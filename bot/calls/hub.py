@@ -21,6 +21,7 @@ import aiohttp
 
 from ..errors import BridgeError, TransientError
 from ..models import CallEvent, CallState
+from .base import TokenSource
 from .sse import SseParser
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ Item = CallEvent | BaseException | None
 """What a watch's queue carries: a leg's state, the stream's failure, or None once the stream has (re)synced."""
 OpenStream = Callable[[], AbstractAsyncContextManager[aiohttp.ClientResponse]]
 ParseEvent = Callable[[str], CallEvent | None]
-GetState = Callable[[str, str], Awaitable[CallEvent | None]]
+GetState = Callable[[str, str | TokenSource], Awaitable[CallEvent | None]]
 
 
 class CallEventHub:
@@ -72,7 +73,9 @@ class CallEventHub:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def watch(self, call_id: str, token: str, get_state: GetState) -> AsyncGenerator[CallEvent, None]:
+    async def watch(
+        self, call_id: str, token: str | TokenSource, get_state: GetState
+    ) -> AsyncGenerator[CallEvent, None]:
         """The call's current state, then each change, ending after a final one (CallConnector.watch)."""
         if self._closed:
             return

@@ -15,7 +15,7 @@ import aiohttp
 
 from ..errors import AuthError, MeetingLookupError, NotFoundError, PermanentError, ThrottledError, TransientError
 from ..models import CallEvent, CallHandle, CallState
-from .base import check_join, parse_state
+from .base import TokenSource, check_join, parse_state, token_of
 from .hub import CallEventHub, hmac_headers
 from .sse import SseParser
 
@@ -117,7 +117,7 @@ class SandboxCallConnector:
         except NotFoundError:
             log.debug("leave: call %s is unknown, nothing to do", call_id)
 
-    async def watch(self, call_id: str, token: str) -> AsyncGenerator[CallEvent, None]:
+    async def watch(self, call_id: str, token: str | TokenSource) -> AsyncGenerator[CallEvent, None]:
         if self._hub is not None:
             async with aclosing(self._hub.watch(call_id, token, self._state)) as events:
                 async for event in events:
@@ -127,7 +127,8 @@ class SandboxCallConnector:
         failures = 0
         while not self._closed:
             try:
-                async with aclosing(self._stream(call_id, token)) as stream:
+                # Asked again on each reconnect: a watch can outlive the token it started with.
+                async with aclosing(self._stream(call_id, await token_of(token))) as stream:
                     async for event in stream:
                         if failures:
                             log.info("call %s: event stream back after %d failed attempts", call_id, failures)
@@ -154,7 +155,7 @@ class SandboxCallConnector:
                 return
             # A change may have happened while no stream was open; reading the state covers the gap.
             try:
-                snapshot = _event(call_id, await self._request("GET", _call_path(call_id), token))
+                snapshot = await self._state(call_id, token)
             except TransientError:
                 continue
             if snapshot is not None and snapshot.state != last:
@@ -163,8 +164,8 @@ class SandboxCallConnector:
             if snapshot is not None and snapshot.state.final:
                 return
 
-    async def _state(self, call_id: str, token: str) -> CallEvent | None:
-        return _event(call_id, await self._request("GET", _call_path(call_id), token))
+    async def _state(self, call_id: str, token: str | TokenSource) -> CallEvent | None:
+        return _event(call_id, await self._request("GET", _call_path(call_id), await token_of(token)))
 
     @asynccontextmanager
     async def _hub_stream(self) -> AsyncIterator[aiohttp.ClientResponse]:

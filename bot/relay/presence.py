@@ -7,6 +7,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Protocol
 
 from .. import sessions as machine
@@ -165,24 +166,32 @@ class Presence:
 
     async def _drive(self, key: tuple[str, str]) -> None:
         failures = 0
+        gone: str | None = None
+        """A call this leg no longer holds (dropped without being asked to, or unknown to the service)."""
+        token = partial(self._broker.token, key[1])
         while True:
             sessions = await self._leg_sessions(key)
             meeting = await self._store.get_meeting(key[0])
-            if not sessions or meeting is None or self._legs[key].leaving:
+            leg = self._legs[key]
+            if not sessions or meeting is None or leg.leaving:
                 return
             try:
-                token = await self._broker.token(key[1])
-                handle = await self._current(sessions, token)
-                if handle is None:
-                    handle = await self._join(key, meeting, sessions, token)
-                self._legs[key].call_id = handle.call_id
-                if self._legs[key].leaving or not await self._leg_sessions(key):
+                call_id = next((s.call_id for s in sessions if s.call_id and s.call_id != gone), None)
+                if call_id is None:
+                    handle = await self._join(key, meeting, await token())
+                    if handle is None:
+                        return  # everyone left before the join went out
+                    call_id = handle.call_id
+                leg.call_id = call_id
+                if leg.leaving or not await self._leg_sessions(key):
                     # Everyone left while the join was under way (leave had no call id yet): hang up here.
-                    await self._connector.leave(handle.call_id, token)
+                    await self._connector.leave(call_id, await token())
                     return
                 final: CallState | None = None
-                async for event in self._connector.watch(handle.call_id, token):
-                    if event.state in (CallState.LEFT, CallState.FAILED) and not self._legs[key].leaving:
+                # The watch's first event is where the call stands now: a leg taken up after a restart needs no
+                # lookup of its own, and the token is asked for only if the connector needs one.
+                async for event in self._connector.watch(call_id, token):
+                    if event.state in (CallState.LEFT, CallState.FAILED) and not leg.leaving:
                         final = event.state  # dropped without being asked to: re-join below
                         break
                     await self._apply(key, meeting, event.state, event.reason)
@@ -191,10 +200,15 @@ class Presence:
                         break
                 if final is None:
                     raise TransientError("the call's event stream ended without a final state")
-                if self._legs[key].leaving or final in (CallState.REMOVED, CallState.ENDED):
+                if leg.leaving or final in (CallState.REMOVED, CallState.ENDED):
                     return
+                gone = call_id
                 failures += 1
                 log.warning("call leg of meeting %s dropped (%s); re-joining", key[0], final)
+            except NotFoundError:
+                # The service no longer knows the call: join again, at once.
+                gone = call_id
+                continue
             except PermanentError as exc:
                 await self._apply(key, meeting, CallState.FAILED, str(exc))
                 return
@@ -206,19 +220,11 @@ class Presence:
                 return
             await asyncio.sleep(min(30.0, 0.5 * 2**failures))
 
-    async def _current(self, sessions: list[Session], token: str) -> CallHandle | None:
-        call_id = next((s.call_id for s in sessions if s.call_id), None)
-        if call_id is None:
+    async def _join(self, key: tuple[str, str], meeting: Meeting, token: str) -> CallHandle | None:
+        # Read again: whoever left while the token was fetched must not be moved back to joining.
+        sessions = await self._leg_sessions(key)
+        if not sessions or self._legs[key].leaving:
             return None
-        try:
-            handle = await self._connector.get(call_id, token)
-        except NotFoundError:
-            return None
-        if handle.state.final:
-            return None
-        return handle
-
-    async def _join(self, key: tuple[str, str], meeting: Meeting, sessions: list[Session], token: str) -> CallHandle:
         for session in sessions:
             if session.state != S.JOINING:
                 await self._move(session, S.JOINING, None)
