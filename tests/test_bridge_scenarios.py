@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 from pydantic import SecretStr
 
 from bot.channels.webhook import sign
@@ -486,6 +487,26 @@ async def test_restart_takes_the_call_legs_up_without_a_token_each(
         # The legs were taken up from the resource's call event stream; only the meeting's reader needed a token.
         assert w.bridge.app[METRICS].registry.get_sample_value("bridge_token_refreshes_total") == 1
         assert len([p for p in (await w.roster())["inCall"] if p.get("kind") == "acs"]) == len(users)
+
+
+async def test_a_quiet_threads_cursor_moves_past_its_last_message(
+    control: Control, info: SandboxInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Re-read window shortened: the message is "settled" (visible to every read since) a moment after it is posted.
+    monkeypatch.setattr("bot.relay.reader.OVERLAP", timedelta(milliseconds=300))
+    async with scene(control, info, tmp_path) as w:
+        await w.joined("ann")
+        posted = await w.post("<p>one message, then quiet</p>")
+        await w.until_received("message", "ann")
+        created = datetime.fromisoformat(posted["createdOn"])
+
+        async def past_it() -> bool:
+            [meeting] = await w.bridge.store.list_meetings()
+            return meeting.cursor is not None and datetime.fromisoformat(meeting.cursor) > created
+
+        # Later reads start after it: a quiet thread is read back empty, not re-read on every poll.
+        await wait_for(past_it, what="the cursor to pass the last message")
+        assert len(w.receiver.of("message", "ann")) == 1
 
 
 # 10-11: outbound edits, deletes and callback failures ---------------------------------------------------------

@@ -13,7 +13,7 @@ from ..errors import NotInCallError, PermanentError, ThrottledError, TransientEr
 from ..formatting import html_to_text
 from ..metrics import Metrics
 from ..models import ChatMessageView, Direction, IdentityMode, Session, SessionState
-from ..store import NewDelivery, Store
+from ..store import NewDelivery, Store, utcnow
 from ..tasks import TaskSet
 from .identities import IdentityBroker
 from .outbox import BRIDGE_ID, ChatApi, OutboundDispatcher, backoff
@@ -95,6 +95,7 @@ class MeetingReaders:
             cursor = datetime.fromisoformat(meeting.cursor) if meeting.cursor else floor
             try:
                 self.polls += 1
+                read_at = utcnow()
                 messages = await self._chat.list_since(reader, meeting.thread_id, cursor)
                 failures = 0
             except NotInCallError:
@@ -109,14 +110,22 @@ class MeetingReaders:
                 log.warning("meeting %s: reading the thread failed: %s", meeting_id, exc)
                 await asyncio.sleep(backoff(failures, exc.retry_after if isinstance(exc, TransientError) else None))
                 continue
-            if await self._fan_out(meeting_id, messages, sessions, cursor):
+            if await self._fan_out(meeting_id, messages, sessions, cursor, read_at - OVERLAP):
                 last_news = time.monotonic()
             idle = last_news is None or time.monotonic() - last_news > self._settings.idle_after_s
             await self._pause(meeting_id, self._settings.poll_idle_s if idle else self._settings.poll_active_s)
 
     async def _fan_out(
-        self, meeting_id: str, messages: list[ChatMessageView], sessions: list[Session], cursor: datetime | None
+        self,
+        meeting_id: str,
+        messages: list[ChatMessageView],
+        sessions: list[Session],
+        cursor: datetime | None,
+        settled: datetime,
     ) -> bool:
+        """`settled`: OVERLAP before the read began. Whatever changed before it was visible to the read, so was in
+        it: the cursor may move up to it, and a quiet thread's reads come back empty instead of re-reading its last
+        messages (each costs the SDK a deserialisation) on every poll."""
         news = False
         last: datetime | None = None
         known = self._seen.get(meeting_id, set())
@@ -166,6 +175,9 @@ class MeetingReaders:
                 news = True
                 for s in recipients:
                     self._dispatcher.wake(s.user_id)
+        if last is not None:
+            # Only after a read that returned something: an empty read leaves nothing to skip, and no store write.
+            last = max(last, settled)
         if last is not None and (cursor is None or last > cursor):
             # Our own and system messages advance the cursor too, so idle re-reads stay short.
             await self._store.update_meeting(meeting_id, cursor=last.isoformat())
