@@ -21,7 +21,13 @@ from .outbox import BRIDGE_ID, ChatApi, OutboundDispatcher, backoff
 log = logging.getLogger(__name__)
 # Re-read a little before the cursor: a message stored just before a newer one may become visible after it.
 OVERLAP = timedelta(seconds=5)
+STORE_EVERY = 6
 CHAT_TYPES = ("text", "html")
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _modified(m: ChatMessageView) -> datetime:
@@ -47,7 +53,8 @@ class MeetingReaders:
         self._settings = settings
         self._tasks = tasks
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._pokes: dict[str, asyncio.Event] = {}
+        self._pokes: set[str] = set()
+        self._pauses: dict[str, asyncio.Future[None]] = {}
         self._seen: dict[str, set[tuple[str, str]]] = {}
         """Per meeting, the (message id, version) pairs its last read handled. Each read goes back OVERLAP before
         the cursor, so on a busy thread most of what it returns was handled the round before: known here, it
@@ -56,16 +63,28 @@ class MeetingReaders:
 
     def poke(self, meeting_id: str) -> None:
         """A chat event says the thread changed: read it now instead of at the next poll."""
-        self._pokes.setdefault(meeting_id, asyncio.Event()).set()
+        waiter = self._pauses.get(meeting_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        else:
+            self._pokes.add(meeting_id)  # mid-read: the next pause ends at once
         self.ensure(meeting_id)
 
     async def _pause(self, meeting_id: str, seconds: float) -> None:
-        poked = self._pokes.setdefault(meeting_id, asyncio.Event())
+        if meeting_id in self._pokes:
+            self._pokes.discard(meeting_id)
+            return
+        # A future and a timer, not wait_for on an Event: wait_for wraps the wait in a task of its own, which costs
+        # more than the rest of an idle meeting's round does, a thousand meetings each every poll_idle_s.
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._pauses[meeting_id] = waiter
+        timer = loop.call_later(seconds, _wake, waiter)
         try:
-            await asyncio.wait_for(poked.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
-        poked.clear()
+            await waiter
+        finally:
+            timer.cancel()
+            del self._pauses[meeting_id]
 
     def ensure(self, meeting_id: str) -> None:
         task = self._running.get(meeting_id)
@@ -82,23 +101,34 @@ class MeetingReaders:
         # meeting per second. The first message it reads (or an Event Grid poke) makes it active.
         last_news: float | None = None
         failures = 0
+        # Who is in the call and where the cursor stands, looked up again only after a read that returned something,
+        # after an error, and every STORE_EVERY quiet rounds: an idle meeting's read then costs no store queries.
+        quiet = STORE_EVERY
+        reader = thread_id = ""
+        cursor: datetime | None = None
         while True:
-            sessions = await self._store.sessions(meeting_id, [SessionState.IN_CALL])
-            meeting = await self._store.get_meeting(meeting_id)
-            if not sessions or meeting is None or meeting.thread_id is None:
-                self._seen.pop(meeting_id, None)
-                return  # started again when someone is in the call
-            reader = meeting.relay_identity if meeting.identity_mode == IdentityMode.RELAY else None
-            reader = reader or sessions[0].identity_id
-            assert reader is not None
-            floor = min((s.joined_at for s in sessions if s.joined_at is not None), default=None)
-            cursor = datetime.fromisoformat(meeting.cursor) if meeting.cursor else floor
+            if quiet >= STORE_EVERY:
+                sessions = await self._store.sessions(meeting_id, [SessionState.IN_CALL])
+                meeting = await self._store.get_meeting(meeting_id)
+                if not sessions or meeting is None or meeting.thread_id is None:
+                    self._seen.pop(meeting_id, None)
+                    return  # started again when someone is in the call
+                thread_id = meeting.thread_id
+                who = meeting.relay_identity if meeting.identity_mode == IdentityMode.RELAY else None
+                who = who or sessions[0].identity_id
+                assert who is not None
+                reader = who
+                floor = min((s.joined_at for s in sessions if s.joined_at is not None), default=None)
+                cursor = datetime.fromisoformat(meeting.cursor) if meeting.cursor else floor
+                quiet = 0
+            quiet += 1
             try:
                 self.polls += 1
                 read_at = utcnow()
-                messages = await self._chat.list_since(reader, meeting.thread_id, cursor)
+                messages = await self._chat.list_since(reader, thread_id, cursor)
                 failures = 0
             except NotInCallError:
+                quiet = STORE_EVERY  # the reader identity left: pick another from who is in the call now
                 await asyncio.sleep(self._settings.poll_active_s)
                 continue
             except (TransientError, PermanentError) as exc:
@@ -108,10 +138,16 @@ class MeetingReaders:
                 if isinstance(exc, ThrottledError):
                     self._metrics.throttled.labels("list").inc()
                 log.warning("meeting %s: reading the thread failed: %s", meeting_id, exc)
+                quiet = STORE_EVERY
                 await asyncio.sleep(backoff(failures, exc.retry_after if isinstance(exc, TransientError) else None))
                 continue
-            if await self._fan_out(meeting_id, messages, sessions, cursor, read_at - OVERLAP):
-                last_news = time.monotonic()
+            if messages:
+                if quiet > 1:
+                    # Delivered to whoever is in the call now, not when the store was last asked.
+                    sessions = await self._store.sessions(meeting_id, [SessionState.IN_CALL])
+                if await self._fan_out(meeting_id, messages, sessions, cursor, read_at - OVERLAP):
+                    last_news = time.monotonic()
+                quiet = STORE_EVERY
             idle = last_news is None or time.monotonic() - last_news > self._settings.idle_after_s
             await self._pause(meeting_id, self._settings.poll_idle_s if idle else self._settings.poll_active_s)
 
