@@ -6,7 +6,8 @@ import asyncio
 import logging
 import time
 import uuid
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 
 from ..commands import reply
 from ..config import SmsSection
@@ -63,13 +64,25 @@ class SendGate:
     provider asks to wait (429 Retry-After). Without it every user's dispatcher tried on its own: a busy number
     answered most tries 429, and a delivery could be tried dozens of times in a minute, each try a chance to fail."""
 
-    def __init__(self, limits: tuple[tuple[int, float], ...]) -> None:
+    def __init__(
+        self, limits: tuple[tuple[int, float], ...], sent_since: Callable[[datetime], Awaitable[list[datetime]]]
+    ) -> None:
         self._pacer = Pacer(limits) if limits else None
+        self._horizon = max((window for _, window in limits), default=0.0)
+        self._sent_since = sent_since
+        self._loaded = False
         self._turn = asyncio.Lock()  # first come, first served: every user gets their turn
         self._held_until = 0.0
 
     async def wait_turn(self) -> None:
         async with self._turn:
+            if not self._loaded and self._pacer is not None:
+                # The provider still counts the texts of the last minute after a restart, so the gate does too:
+                # started blind, it provoked a minute of 429s that held every user's texts.
+                now, wall = time.monotonic(), utcnow()
+                for at in await self._sent_since(wall - timedelta(seconds=self._horizon)):
+                    self._pacer.record(now - (wall - at).total_seconds())
+            self._loaded = True
             while True:
                 now = time.monotonic()
                 wait = max(self._held_until - now, self._pacer.delay(now) if self._pacer is not None else 0.0)
@@ -92,7 +105,7 @@ class SmsChannel:
         self._settings = settings
         self.batch_window_s = settings.burst_window_s
         self._told_budget: dict[str, float] = {}
-        self._gate = SendGate(SEND_LIMITS.get(gateway.name, ()))
+        self._gate = SendGate(SEND_LIMITS.get(gateway.name, ()), store.sms_sent_since)
 
     async def turn(self) -> None:
         await self._gate.wait_turn()

@@ -293,6 +293,11 @@ class OutboxStore(StoreBase):
                 "INSERT INTO sms_usage (user_id, at, segments) VALUES (?,?,?)", (user_id, _ts(utcnow()), segments)
             )
 
+    async def sms_sent_since(self, since: datetime) -> list[datetime]:
+        """When each text (each part of a split one) went out from the bridge's number since then, oldest first."""
+        rows = await self._all("SELECT at FROM sms_usage WHERE at>=? ORDER BY at", (_ts(since),))
+        return [at for row in rows if (at := _dt(row[0])) is not None]
+
     async def sms_usage(self, user_id: str, since: datetime) -> tuple[int, datetime | None]:
         """Segments sent to the user since then, and when the oldest of them was sent."""
         row = await self._one(

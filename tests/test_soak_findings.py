@@ -1,0 +1,70 @@
+"""What the crash and fault soak found, held down by small tests: a throttled SMS number failed texts after a
+few seconds, texts went out unpaced, and after a restart the pacing started blind."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from bot.channels.sms import SendGate
+from bot.models import DeliveryState
+from bot.sandbox import SandboxInfo
+from bot.store import utcnow
+
+from .bridge_harness import wait_for
+from .conftest import Control
+from .test_sms_e2e import sms_world
+
+
+async def test_a_throttled_number_still_delivers(control: Control, info: SandboxInfo, tmp_path: Path) -> None:
+    """More 429s in a row than relay.max_attempts (8): the text waits them out instead of failing."""
+    async with sms_world(control, info, tmp_path, "acs") as world:
+        await world.joined()
+        rule = {"method": "POST", "path": "/sms", "action": "status", "status": 429, "retryAfter": 0, "count": 12}
+        await control.ok("PUT", "/sandbox/v1/faults", {"rules": [rule]})
+        try:
+            await world.post("<p>through the throttle</p>")
+            await world.until_text("Megan: through the throttle")
+            assert (await control.ok("GET", "/sandbox/v1/faults"))["rules"][0]["fired"] == 12
+        finally:
+            await control.ok("DELETE", "/sandbox/v1/faults")
+
+        async def delivered() -> bool:
+            rows = [r for r in await world.outbound() if r.kind == "message"]
+            return bool(rows) and all(r.state == DeliveryState.DELIVERED for r in rows)
+
+        await wait_for(delivered, what="the throttled text marked delivered")
+        [row] = [r for r in await world.outbound() if r.kind == "message"]
+        assert row.attempts == 1  # the throttled tries were not counted
+
+
+async def test_the_gate_paces_and_holds() -> None:
+    async def nothing_sent(since: datetime) -> list[datetime]:
+        return []
+
+    gate = SendGate(((2, 0.5),), nothing_sent)
+    started = time.monotonic()
+    for _ in range(3):
+        await gate.wait_turn()
+    assert time.monotonic() - started >= 0.45  # the third waited for the window
+    gate.hold(0.3)
+    held = time.monotonic()
+    await gate.wait_turn()
+    assert time.monotonic() - held >= 0.25
+
+
+async def test_the_gate_remembers_the_last_window_after_a_restart() -> None:
+    """A restarted bridge counts the texts its number sent before the restart, as the provider still does."""
+    asked: list[datetime] = []
+
+    async def sent_since(since: datetime) -> list[datetime]:
+        asked.append(since)
+        now = utcnow()
+        return [now - timedelta(seconds=0.2), now - timedelta(seconds=0.1)]
+
+    gate = SendGate(((2, 0.8),), sent_since)
+    started = time.monotonic()
+    await gate.wait_turn()
+    assert time.monotonic() - started >= 0.5  # the window of the two sent before the restart had to pass
+    assert len(asked) == 1 and utcnow() - asked[0] < timedelta(seconds=2)
