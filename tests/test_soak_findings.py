@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bot.channels.sms import SendGate
 from bot.models import DeliveryState
+from bot.relay.pacing import Pacer
 from bot.sandbox import SandboxInfo
 from bot.store import utcnow
 
@@ -68,3 +69,13 @@ async def test_the_gate_remembers_the_last_window_after_a_restart() -> None:
     await gate.wait_turn()
     assert time.monotonic() - started >= 0.5  # the window of the two sent before the restart had to pass
     assert len(asked) == 1 and utcnow() - asked[0] < timedelta(seconds=2)
+
+
+def test_the_pacer_makes_room_for_a_whole_text() -> None:
+    """A split text's parts take their turns together, before the try is counted."""
+    pacer = Pacer(((3, 10.0),), margin=0.0)
+    pacer.record(0.0)
+    pacer.record(1.0)
+    assert pacer.delay(2.0) == 0.0
+    assert pacer.delay(2.0, count=2) == 8.0  # the oldest must leave the window first
+    assert pacer.delay(2.0, count=4) == 9.0  # more than the window holds: once it is empty

@@ -12,7 +12,7 @@ class Channel(Protocol):
     batch_window_s: float
     """0: one delivery at a time; more: deliveries arriving within this window are handed over together."""
 
-    async def turn(self) -> None:
+    async def turn(self, user: ExternalUser, meeting: Meeting | None, deliveries: list[Delivery]) -> None:
         """Wait until the provider may take the next try (its send limit, a Retry-After it asked for). Awaited
         before the try is counted, so a crash while waiting costs the deliveries none of their attempts."""
         ...

@@ -74,7 +74,8 @@ class SendGate:
         self._turn = asyncio.Lock()  # first come, first served: every user gets their turn
         self._held_until = 0.0
 
-    async def wait_turn(self) -> None:
+    async def wait_turn(self, count: int = 1) -> None:
+        """Wait until `count` texts may go out back to back, and count them sent."""
         async with self._turn:
             if not self._loaded and self._pacer is not None:
                 # The provider still counts the texts of the last minute after a restart, so the gate does too:
@@ -85,12 +86,13 @@ class SendGate:
             self._loaded = True
             while True:
                 now = time.monotonic()
-                wait = max(self._held_until - now, self._pacer.delay(now) if self._pacer is not None else 0.0)
+                wait = max(self._held_until - now, self._pacer.delay(now, count) if self._pacer is not None else 0.0)
                 if wait <= 0:
                     break
                 await asyncio.sleep(wait)
             if self._pacer is not None:
-                self._pacer.record(time.monotonic())
+                for _ in range(count):
+                    self._pacer.record(time.monotonic())
 
     def hold(self, seconds: float | None) -> None:
         self._held_until = max(self._held_until, time.monotonic() + (seconds if seconds is not None else 1.0))
@@ -107,14 +109,19 @@ class SmsChannel:
         self._told_budget: dict[str, float] = {}
         self._gate = SendGate(SEND_LIMITS.get(gateway.name, ()), store.sms_sent_since)
 
-    async def turn(self) -> None:
-        await self._gate.wait_turn()
+    def _parts(self, meeting: Meeting | None, deliveries: list[Delivery]) -> list[str]:
+        cap = (meeting.sms_segment_cap if meeting is not None else None) or self._settings.segment_cap
+        return [p for p in fit(compose(deliveries), cap, self._settings.cap_policy) if p.strip()]
+
+    async def turn(self, user: ExternalUser, meeting: Meeting | None, deliveries: list[Delivery]) -> None:
+        # Every part's turn is taken before the try is counted. A later part that waited for its turn after the
+        # first went out kept the try open as long as the queue was, and a crash meanwhile counted it as failed.
+        await self._gate.wait_turn(len(self._parts(meeting, deliveries)))
 
     async def deliver(self, user: ExternalUser, meeting: Meeting | None, deliveries: list[Delivery]) -> str | None:
         head = deliveries[0]
         number = user.id.removeprefix("sms:")
-        cap = (meeting.sms_segment_cap if meeting is not None else None) or self._settings.segment_cap
-        parts = [p for p in fit(compose(deliveries), cap, self._settings.cap_policy) if p.strip()]
+        parts = self._parts(meeting, deliveries)
         if not parts:
             return None
         needed = sum(segments(p) for p in parts)
@@ -131,8 +138,6 @@ class SmsChannel:
         first: str | None = None
         for index, part in enumerate(parts):
             key = part_key(head, index) if not late else part_key(head, index, now.isoformat())
-            if index > 0:
-                await self._gate.wait_turn()  # the first part's turn came before the try was counted
             try:
                 provider_id = await self._gateway.send(number, part, key=key, first_sent=first_sent)
             except ThrottledError as exc:

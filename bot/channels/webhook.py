@@ -189,7 +189,7 @@ class WebhookChannel:
         self._clients = clients
         self._session = session
 
-    async def turn(self) -> None:
+    async def turn(self, user: ExternalUser, meeting: Meeting | None, deliveries: list[Delivery]) -> None:
         """Callbacks go out at once: each receiver's own 429 is retried per delivery."""
 
     async def deliver(self, user: ExternalUser, meeting: Meeting | None, deliveries: list[Delivery]) -> str | None:

@@ -333,7 +333,7 @@ class OutboundDispatcher(_Workers):
                     break
                 batch.append(row)
         ids = [r.id for r in batch]
-        await channel.turn()
+        await channel.turn(user, meeting, batch)
         await self._store.mark_attempt(ids)
         try:
             remote = await channel.deliver(user, meeting, batch)

@@ -17,7 +17,8 @@ class Pacer:
         # No limits (a resource whose limits were lifted): nothing to wait for, nothing to remember.
         self._horizon = max((window for _, window in limits), default=0.0)
 
-    def delay(self, now: float) -> float:
+    def delay(self, now: float, count: int = 1) -> float:
+        """Seconds until `count` more sends fit in every window."""
         if not self._limits:
             return 0.0
         while self._sent and self._sent[0] <= now - self._horizon:
@@ -25,8 +26,10 @@ class Pacer:
         wait = 0.0
         for limit, window in self._limits:
             recent = [t for t in self._sent if t > now - window]
-            if len(recent) >= limit:
-                wait = max(wait, recent[-limit] + window - now + self._margin)
+            over = len(recent) + count - limit
+            if over > 0:
+                # The oldest `over` sends must have left the window (all of them, for more than it holds).
+                wait = max(wait, recent[min(over, len(recent)) - 1] + window - now + self._margin)
         return wait
 
     def record(self, now: float) -> None:
