@@ -1,17 +1,22 @@
 """What the crash and fault soak found, held down by small tests: a throttled SMS number failed texts after a
-few seconds, texts went out unpaced, and after a restart the pacing started blind."""
+few seconds, texts went out unpaced, after a restart the pacing started blind, and a text's retry could give ACS
+another first-sent time than its first try."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from bot.channels.sms import SendGate
-from bot.models import DeliveryState
+from bot.acs.sms import AcsSmsGateway
+from bot.channels.sms import SendGate, SmsChannel
+from bot.config import SmsSection
+from bot.models import DeliveryState, Direction
 from bot.relay.pacing import Pacer
 from bot.sandbox import SandboxInfo
-from bot.store import utcnow
+from bot.store import NewDelivery, Store, utcnow
 
 from .bridge_harness import wait_for
 from .conftest import Control
@@ -79,3 +84,25 @@ def test_the_pacer_makes_room_for_a_whole_text() -> None:
     assert pacer.delay(2.0) == 0.0
     assert pacer.delay(2.0, count=2) == 8.0  # the oldest must leave the window first
     assert pacer.delay(2.0, count=4) == 9.0  # more than the window holds: once it is empty
+
+
+async def test_a_retry_gives_the_first_sent_time_of_the_first_try(info: SandboxInfo, tmp_path: Path) -> None:
+    """The first try is recorded just before a second ends and sent just after it: its retry (the answer was lost)
+    must still give ACS the same repeatabilityFirstSent, else ACS refuses it with 400 and the delivery fails."""
+    store = await Store.open(tmp_path / "bridge.db")
+    gateway = AcsSmsGateway(info.connection_string, info.sms_number, connection_verify=info.ca_file)
+    try:
+        channel = SmsChannel(gateway, store, SmsSection(gateway="acs", number=info.sms_number))
+        user = await store.upsert_user("sms:+15550177", "sms", "Guest 0177")
+        delivery = NewDelivery(str(uuid.uuid4()), Direction.OUTBOUND, "", user.id, "notice", {"text": "hello"})
+        await store.add_deliveries([delivery])
+        [head] = await store.pending(Direction.OUTBOUND, "user_id", user.id)
+        await asyncio.sleep(1 - time.time() % 1 - 0.01 + (1 if time.time() % 1 > 0.95 else 0))
+        await store.mark_attempt([head.id])  # what the dispatcher does, on rows it read before
+        await asyncio.sleep(0.03)
+        first = await channel.deliver(user, None, [head])
+        [again] = await store.pending(Direction.OUTBOUND, "user_id", user.id)
+        assert await channel.deliver(user, None, [again]) == first  # answered as a repeat, not refused
+    finally:
+        await gateway.close()
+        await store.close()

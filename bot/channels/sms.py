@@ -128,7 +128,11 @@ class SmsChannel:
         if not all(d.body.get("always") for d in deliveries):
             await self._check_budget(user, number, needed, head)
         now = utcnow()
-        first_sent = head.first_attempt_at or now
+        # ACS keeps the first-sent time with the repeatability id and refuses (400) a retry that gives another one.
+        # The stored time of the first try is the one every later try reads, so the first try must give it too:
+        # the dispatcher read these rows before recording this try, and this call's clock can be in the next second.
+        stored = await self._store.get_delivery(head.id)
+        first_sent = (stored.first_attempt_at if stored is not None else None) or head.first_attempt_at or now
         late = now - first_sent > REPEAT_WINDOW
         if late:
             # Providers drop repeats only within minutes of the first try; past that a retry is a new text
