@@ -141,6 +141,8 @@ class BridgeConfig:
     log_level: str = "INFO"
     sms_events_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     chat_events_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    event_delivery_attempts: int | None = None
+    """Event Grid's tries per event (the sandbox's default when None; Azure's own default is 30)."""
 
     @property
     def base(self) -> str:
@@ -232,11 +234,15 @@ class BridgeProcess:
         if self.config.sms:
             endpoint = f"{self.base}/channels/acs-sms/events?code={self.config.sms_events_secret}"
             body = {"endpoint": endpoint, "eventTypes": SMS_EVENT_TYPES, "schema": "EventGrid"}
-            await self.sandbox.control("POST", "/event-subscriptions", body)
+            await self.sandbox.control("POST", "/event-subscriptions", body | self._attempts())
         if self.config.events:
             endpoint = f"{self.base}/channels/acs/events?code={self.config.chat_events_secret}"
             body = {"endpoint": endpoint, "eventTypes": CHAT_EVENT_TYPES, "schema": "EventGrid"}
-            await self.sandbox.control("POST", "/event-subscriptions", body)
+            await self.sandbox.control("POST", "/event-subscriptions", body | self._attempts())
+
+    def _attempts(self) -> dict[str, Any]:
+        attempts = self.config.event_delivery_attempts
+        return {"maxDeliveryAttempts": attempts} if attempts is not None else {}
 
     def kill(self) -> None:
         """SIGKILL: no chance to clean up, as a crash or an OOM kill."""
