@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 # Re-read a little before the cursor: a message stored just before a newer one may become visible after it.
 OVERLAP = timedelta(seconds=5)
 STORE_EVERY = 6
+MIN_PAUSE = 0.1
+"""Of an interval: reads that take longer than the interval still leave the service this much of a pause."""
 CHAT_TYPES = ("text", "html")
 
 
@@ -106,7 +108,9 @@ class MeetingReaders:
         quiet = STORE_EVERY
         reader = thread_id = ""
         cursor: datetime | None = None
+        loop = asyncio.get_running_loop()
         while True:
+            began = loop.time()
             if quiet >= STORE_EVERY:
                 sessions = await self._store.sessions(meeting_id, [SessionState.IN_CALL])
                 meeting = await self._store.get_meeting(meeting_id)
@@ -149,7 +153,10 @@ class MeetingReaders:
                     last_news = time.monotonic()
                 quiet = STORE_EVERY
             idle = last_news is None or time.monotonic() - last_news > self._settings.idle_after_s
-            await self._pause(meeting_id, self._settings.poll_idle_s if idle else self._settings.poll_active_s)
+            interval = self._settings.poll_idle_s if idle else self._settings.poll_active_s
+            # From the start of one read to the next: a message waits at most one interval for the read that finds it,
+            # not an interval plus however long the last read and its fan-out took.
+            await self._pause(meeting_id, max(interval - (loop.time() - began), interval * MIN_PAUSE))
 
     async def _fan_out(
         self,
