@@ -267,6 +267,12 @@ class BridgeProcess:
         ticks = os.sysconf("SC_CLK_TCK")
         return (int(fields[11]) + int(fields[12])) / ticks
 
+    def cpu_times(self) -> tuple[float, float]:
+        """(user, system) CPU seconds of the bridge process so far: system time is the kernel's share (sockets)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / ticks, int(fields[12]) / ticks
+
     def rss_bytes(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -308,6 +314,8 @@ class Sink:
         self.by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.arrived: dict[str, float] = {}
         """webhook-id → time.time() of its first arrival."""
+        self.by_message: dict[str, list[float]] = defaultdict(list)
+        """Payload id (a relayed message's ACS message id) → time.time() of each first arrival, one per recipient."""
         self.repeats = 0
         """Callbacks whose webhook-id was seen before (retries after a lost answer): receivers drop them."""
         self._runner: web.AppRunner | None = None
@@ -332,9 +340,10 @@ class Sink:
         if webhook_id in self.arrived:
             self.repeats += 1
             return web.json_response({"ok": True})
-        self.arrived[webhook_id] = time.time()
+        arrived = self.arrived[webhook_id] = time.time()
         payload = json.loads(body)
         self.by_user[payload["user"]["id"]].append(payload)
+        self.by_message[str(payload.get("id"))].append(arrived)
         return web.json_response({"ok": True})
 
     async def stop(self) -> None:
