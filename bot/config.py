@@ -249,7 +249,7 @@ class RelaySection(_Section):
     )
     """Chat sends per meeting thread the resource allows, as [sends, seconds] windows: the bridge paces each thread
     to them. ACS's default; Azure Support raises them on request, then set the raised ones ([] sends unpaced)."""
-    poll_active_s: float = Field(1.0, gt=0, le=60)
+    poll_active_s: float = Field(0.8, gt=0, le=60)
     poll_idle_s: float = Field(10.0, gt=0, le=600)
     idle_after_s: float = Field(60.0, gt=0)
     inactivity_timeout_s: float = Field(3600.0, gt=0)
