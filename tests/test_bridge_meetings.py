@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bot.config import MeetingConfig
 from bot.models import SessionState
+from bot.relay import presence
 from bot.sandbox import SandboxInfo
 
 from .bridge_harness import Bridge, bridge_for, wait_for
@@ -116,3 +119,27 @@ async def test_an_inactive_user_is_taken_out_and_told(control: Control, info: Sa
         await wait_for(told, what="inactivity notice")
         roster = (await control.ok("GET", f"/sandbox/v1/meetings/{meeting['id']}"))["roster"]
         assert not [p for p in roster["inCall"] if p.get("kind") == "acs"]
+
+
+async def test_a_leg_that_recovers_between_drops_is_never_given_up(
+    control: Control, info: SandboxInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every connection counts as a recovery here, so only drops in a row could exhaust MAX_REJOINS.
+    monkeypatch.setattr(presence, "HEALTHY_AFTER_S", 0.0)
+    meeting = await control.meeting()
+    config = MeetingConfig(link=meeting["joinWebUrl"], code=CODE)
+    async with bridge_for(info, tmp_path, config) as (bridge, _, secret):
+        await join_and_say(bridge, secret, "ann", "before the drops")
+        for _ in range(presence.MAX_REJOINS + 2):
+            [session] = await bridge.store.sessions()
+            assert session.state == SessionState.IN_CALL and session.call_id and session.identity_id
+            token = await bridge.relay.broker.token(session.identity_id)
+            status, _ = await control.call("DELETE", f"/sandbox/v1/calls/{session.call_id}", headers=bearer(token))
+            assert status == 204
+
+            async def rejoined(previous: str = session.call_id) -> bool:
+                [fresh] = await bridge.store.sessions()
+                assert fresh.state != SessionState.FAILED, fresh
+                return fresh.state == SessionState.IN_CALL and fresh.call_id != previous
+
+            await wait_for(rejoined, what="a new call leg")

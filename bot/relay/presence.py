@@ -24,6 +24,8 @@ from .identities import IdentityBroker
 log = logging.getLogger(__name__)
 RELAY_SPEAKER = "External guests"
 MAX_REJOINS = 5
+HEALTHY_AFTER_S = 60.0
+"""A leg connected this long has recovered: its earlier drops no longer count toward MAX_REJOINS."""
 
 
 class PresenceEvents(Protocol):
@@ -188,12 +190,15 @@ class Presence:
                     await self._connector.leave(call_id, await token())
                     return
                 final: CallState | None = None
+                connected_at: float | None = None
                 # The watch's first event is where the call stands now: a leg taken up after a restart needs no
                 # lookup of its own, and the token is asked for only if the connector needs one.
                 async for event in self._connector.watch(call_id, token):
                     if event.state in (CallState.LEFT, CallState.FAILED) and not leg.leaving:
                         final = event.state  # dropped without being asked to: re-join below
                         break
+                    if event.state == CallState.CONNECTED and connected_at is None:
+                        connected_at = asyncio.get_running_loop().time()
                     await self._apply(key, meeting, event.state, event.reason)
                     if event.state.final:
                         final = event.state
@@ -203,6 +208,9 @@ class Presence:
                 if leg.leaving or final in (CallState.REMOVED, CallState.ENDED):
                     return
                 gone = call_id
+                if connected_at is not None and asyncio.get_running_loop().time() - connected_at >= HEALTHY_AFTER_S:
+                    # Only drops in a row give up on a leg: one that held for a while starts its count afresh.
+                    failures = 0
                 failures += 1
                 log.warning("call leg of meeting %s dropped (%s); re-joining", key[0], final)
             except NotFoundError:
