@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bot.config import RelaySection
+
 from .population import (
     CLIENT,
     Room,
@@ -141,7 +143,8 @@ async def run(quick: bool, workdir: Path) -> Result:
             f"1 meeting, {USERS} webhook users in its call (per-user identities and call legs), Event Grid chat "
             f"events on; {messages} Teams messages {SPACING_S:g}-{SPACING_S + 1:g} s apart after a warm-up; "
             f"sandbox createdOn → the last callback at the client (one machine clock), per message: {each} ms. "
-            f"Then {messages} more with the Event Grid subscription deleted, found by polling (poll_active_s 1 s, "
+            f"Then {messages} more with the Event Grid subscription deleted, found by polling (poll_active_s "
+            f"{RelaySection().poll_active_s:g} s, "
             f"the wait for the next read included): last delivery median "
             f"{figures['polling_last_delivery_median_ms']} ms, worst {figures['polling_last_delivery_worst_ms']} ms "
             f"(figures, not the target: the target is the fan-out). Join answers "
