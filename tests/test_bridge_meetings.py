@@ -73,23 +73,29 @@ async def test_graph_meeting_id_is_resolved_with_its_organizer(
         await wait_for(posted, what="message in the thread")
 
 
+async def drop_leg_and_wait_for_a_new_one(bridge: Bridge, control: Control) -> None:
+    """The only session's call leg hangs up without the bridge asking, as a crashed calling client would; the
+    bridge must join again (never giving the session up) until it is back in the call on a new leg."""
+    [session] = await bridge.store.sessions()
+    assert session.state == SessionState.IN_CALL and session.call_id and session.identity_id
+    token = await bridge.relay.broker.token(session.identity_id)
+    status, _ = await control.call("DELETE", f"/sandbox/v1/calls/{session.call_id}", headers=bearer(token))
+    assert status == 204
+
+    async def rejoined() -> bool:
+        [fresh] = await bridge.store.sessions()
+        assert fresh.state != SessionState.FAILED, fresh
+        return fresh.state == SessionState.IN_CALL and fresh.call_id != session.call_id
+
+    await wait_for(rejoined, what="a new call leg")
+
+
 async def test_a_dropped_leg_is_joined_again(control: Control, info: SandboxInfo, tmp_path: Path) -> None:
     meeting = await control.meeting()
     config = MeetingConfig(link=meeting["joinWebUrl"], code=CODE)
     async with bridge_for(info, tmp_path, config) as (bridge, _, secret):
         await join_and_say(bridge, secret, "ann", "before the drop")
-        [session] = await bridge.store.sessions()
-        assert session.call_id and session.identity_id
-        token = await bridge.relay.broker.token(session.identity_id)
-        # The call leg hangs up without the bridge asking, as a crashed calling client would.
-        status, _ = await control.call("DELETE", f"/sandbox/v1/calls/{session.call_id}", headers=bearer(token))
-        assert status == 204
-
-        async def rejoined() -> bool:
-            [fresh] = await bridge.store.sessions()
-            return fresh.state == SessionState.IN_CALL and fresh.call_id != session.call_id
-
-        await wait_for(rejoined, what="a new call leg")
+        await drop_leg_and_wait_for_a_new_one(bridge, control)
         status, _ = await bridge.send(
             "app", secret, {"type": "message", "user": {"id": "ann"}, "meeting": CODE, "text": "after the drop"}
         )
@@ -131,15 +137,4 @@ async def test_a_leg_that_recovers_between_drops_is_never_given_up(
     async with bridge_for(info, tmp_path, config) as (bridge, _, secret):
         await join_and_say(bridge, secret, "ann", "before the drops")
         for _ in range(presence.MAX_REJOINS + 2):
-            [session] = await bridge.store.sessions()
-            assert session.state == SessionState.IN_CALL and session.call_id and session.identity_id
-            token = await bridge.relay.broker.token(session.identity_id)
-            status, _ = await control.call("DELETE", f"/sandbox/v1/calls/{session.call_id}", headers=bearer(token))
-            assert status == 204
-
-            async def rejoined(previous: str = session.call_id) -> bool:
-                [fresh] = await bridge.store.sessions()
-                assert fresh.state != SessionState.FAILED, fresh
-                return fresh.state == SessionState.IN_CALL and fresh.call_id != previous
-
-            await wait_for(rejoined, what="a new call leg")
+            await drop_leg_and_wait_for_a_new_one(bridge, control)
