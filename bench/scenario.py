@@ -26,8 +26,13 @@ change it here, in one place, and nowhere else.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
 import math
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 Number = int | float
@@ -89,3 +94,12 @@ def problems(result: Any) -> list[str]:
         elif not isinstance(row["met"], bool):
             found.append(f"target {row['figure']}: met must be true or false")
     return found
+
+
+def run_alone(run: Callable[[bool, Path], Awaitable[Any]], description: str | None, quick_help: str) -> None:
+    """`python -m bench.scenario_<name> [--quick]`: one scenario without the suite, its result printed as JSON."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        print(json.dumps(asyncio.run(run(args.quick, Path(tmp))), indent=2, ensure_ascii=False))

@@ -8,12 +8,9 @@ for each: posted (the sandbox's createdOn) → the first and the last of its 250
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import random
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +29,7 @@ from .population import (
     wait_in_call,
 )
 from .processes import BridgeProcess, SandboxProcess, Sink, WebhookSender
-from .scenario import Result, rounded, target
+from .scenario import Result, rounded, run_alone, target
 
 NAME = "fan-out"
 USERS = 250
@@ -165,11 +162,7 @@ def _polled_figures(rows: list[dict[str, Any]]) -> dict[str, float | None]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer messages")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
-        print(json.dumps(asyncio.run(run(args.quick, Path(tmp))), indent=2, ensure_ascii=False))
+    run_alone(run, __doc__, "fewer messages")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,7 @@ process: what Event Grid delivery itself costs, before the bridge reads and fans
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +27,7 @@ from .population import (
     wait_in_call,
 )
 from .processes import BridgeProcess, SandboxProcess, Sink, WebhookSender
-from .scenario import Result, percentile, rounded, target
+from .scenario import Result, percentile, rounded, run_alone, target
 
 NAME = "outbound latency"
 MEETINGS = 10
@@ -167,11 +164,7 @@ async def run(quick: bool, workdir: Path) -> Result:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a shorter run")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-outbound-") as tmp:
-        print(json.dumps(asyncio.run(run(args.quick, Path(tmp))), indent=2, ensure_ascii=False))
+    run_alone(run, __doc__, "a shorter run")
 
 
 if __name__ == "__main__":
