@@ -19,7 +19,6 @@ from .calls.base import CallConnector
 from .calls.client_reported import ClientReportedConnector
 from .calls.sandbox import SandboxCallConnector, access_key_of
 from .channels.acs_events import AcsEventsDoor
-from .channels.base import Channel
 from .channels.sms import SmsChannel
 from .channels.sms_acs import PATH as SMS_EVENTS_PATH
 from .channels.sms_acs import AcsSmsDoor
@@ -47,6 +46,7 @@ from .keys import (
 )
 from .meetings import MeetingRegistry
 from .metrics import CountingTokens, Metrics
+from .relay.ports import Channel
 from .relay.runtime import Relay
 from .relay.sms import SmsIntake
 from .store import Store

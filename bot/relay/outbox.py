@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from ..channels.base import Channel
 from ..config import RelaySection
 from ..errors import NotInCallError, PermanentError, ThrottledError, TransientError
 from ..formatting import merge_texts, relay_prefix, text_to_html
@@ -21,6 +20,7 @@ from ..store import NewDelivery, Store, utcnow
 from ..store.outbox import BACKLOG_NOTICE
 from ..tasks import TaskSet
 from .pacing import Pacer
+from .ports import Channel
 from .presence import Presence, notice, speaker_name
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,6 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from ..calls.base import CallConnector
-from ..channels.base import Channel
 from ..config import RelaySection
 from ..errors import BridgeError
 from ..metrics import Metrics
@@ -18,6 +17,7 @@ from ..tasks import TaskSet
 from .identities import IdentityApi, IdentityBroker
 from .intake import Intake
 from .outbox import ChatApi, InboundSender, OutboundDispatcher
+from .ports import Channel
 from .presence import Presence
 from .reader import MeetingReaders
 
