@@ -7,20 +7,19 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timedelta
-from typing import Protocol
+from datetime import timedelta
 
 from ..config import RelaySection
 from ..errors import NotInCallError, PermanentError, ThrottledError, TransientError
 from ..formatting import merge_texts, relay_prefix, text_to_html
 from ..metrics import Metrics
-from ..models import ChatMessageView, Delivery, DeliveryState, Direction, ExternalUser, IdentityMode, SessionState
+from ..models import Delivery, DeliveryState, Direction, ExternalUser, IdentityMode, SessionState
 from ..phones import mask
 from ..store import NewDelivery, Store, utcnow
 from ..store.outbox import BACKLOG_NOTICE
 from ..tasks import TaskSet
 from .pacing import Pacer
-from .ports import Channel
+from .ports import Channel, ChatApi
 from .presence import Presence, notice, speaker_name
 
 log = logging.getLogger(__name__)
@@ -31,29 +30,6 @@ BACKLOG_TEXT = (
     "Too many messages from the meeting were waiting for you, so newer ones were not delivered. "
     "The ones before this notice were kept."
 )
-
-
-class ChatApi(Protocol):
-    async def send(
-        self,
-        identity_id: str,
-        thread_id: str,
-        content: str,
-        *,
-        display_name: str | None = None,
-        html: bool = False,
-        metadata: Mapping[str, str] | None = None,
-    ) -> str: ...
-
-    async def find_by_metadata(
-        self, identity_id: str, thread_id: str, key: str, value: str, since: datetime | None
-    ) -> str | None: ...
-
-    async def list_since(
-        self, identity_id: str, thread_id: str, start_time: datetime | None, page_size: int = ...
-    ) -> list[ChatMessageView]: ...
-
-    async def forget(self, identity_id: str) -> None: ...
 
 
 def channel_of(user: ExternalUser | None) -> str:

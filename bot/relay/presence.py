@@ -11,7 +11,6 @@ from functools import partial
 from typing import Protocol
 
 from .. import sessions as machine
-from ..calls.base import CallConnector
 from ..config import RelaySection
 from ..errors import NotFoundError, PermanentError, TransientError
 from ..formatting import display_name
@@ -20,6 +19,7 @@ from ..models import SessionState as S
 from ..store import NewDelivery, Store, utcnow
 from ..tasks import TaskSet
 from .identities import IdentityBroker
+from .ports import CallConnector
 
 log = logging.getLogger(__name__)
 RELAY_SPEAKER = "External guests"

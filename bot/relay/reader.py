@@ -16,7 +16,8 @@ from ..models import ChatMessageView, Direction, IdentityMode, Session, SessionS
 from ..store import NewDelivery, Store, utcnow
 from ..tasks import TaskSet
 from .identities import IdentityBroker
-from .outbox import BRIDGE_ID, ChatApi, OutboundDispatcher, backoff
+from .outbox import BRIDGE_ID, OutboundDispatcher, backoff
+from .ports import ChatApi
 
 log = logging.getLogger(__name__)
 # Re-read a little before the cursor: a message stored just before a newer one may become visible after it.

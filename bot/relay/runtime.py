@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
-from ..calls.base import CallConnector
 from ..config import RelaySection
 from ..errors import BridgeError
 from ..metrics import Metrics
@@ -14,10 +13,10 @@ from ..models import Direction
 from ..sessions import ACTIVE
 from ..store import Store
 from ..tasks import TaskSet
-from .identities import IdentityApi, IdentityBroker
+from .identities import IdentityBroker
 from .intake import Intake
-from .outbox import ChatApi, InboundSender, OutboundDispatcher
-from .ports import Channel
+from .outbox import InboundSender, OutboundDispatcher
+from .ports import CallConnector, Channel, ChatApi, IdentityApi
 from .presence import Presence
 from .reader import MeetingReaders
 
