@@ -34,8 +34,8 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
+from bot.channels.sms.intake import BUSY_TEXT
 from bot.relay.outbox import BACKLOG_TEXT
-from bot.relay.sms import BUSY_TEXT
 from bot.store.outbox import BACKLOG_NOTICE as BACKLOG_FULL
 
 from .processes import BridgeConfig, BridgeProcess, SandboxProcess, Sink, WebhookSender, new_secret

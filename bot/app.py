@@ -19,13 +19,14 @@ from .calls.base import CallConnector
 from .calls.client_reported import ClientReportedConnector
 from .calls.sandbox import SandboxCallConnector, access_key_of
 from .channels.acs_events import AcsEventsDoor
-from .channels.sms import SmsChannel
-from .channels.sms_acs import PATH as SMS_EVENTS_PATH
-from .channels.sms_acs import AcsSmsDoor
-from .channels.sms_base import SmsGateway
-from .channels.sms_twilio import INBOUND_PATH as TWILIO_INBOUND_PATH
-from .channels.sms_twilio import STATUS_PATH as TWILIO_STATUS_PATH
-from .channels.sms_twilio import TwilioDoor, TwilioGateway
+from .channels.sms.acs import PATH as SMS_EVENTS_PATH
+from .channels.sms.acs import AcsSmsDoor
+from .channels.sms.base import SmsGateway
+from .channels.sms.channel import SmsChannel
+from .channels.sms.intake import SmsIntake
+from .channels.sms.twilio import INBOUND_PATH as TWILIO_INBOUND_PATH
+from .channels.sms.twilio import STATUS_PATH as TWILIO_STATUS_PATH
+from .channels.sms.twilio import TwilioDoor, TwilioGateway
 from .channels.webhook import WebhookChannel, WebhookDoor
 from .config import Settings
 from .drain import Drain, drain_middleware
@@ -48,7 +49,6 @@ from .meetings import MeetingRegistry
 from .metrics import CountingTokens, Metrics
 from .relay.ports import Channel
 from .relay.runtime import Relay
-from .relay.sms import SmsIntake
 from .store import Store
 
 log = logging.getLogger(__name__)

@@ -245,11 +245,11 @@ async def run_bridge(config: Path | None) -> int:
                 info, f"{base}{EVENTS_PATH}", settings.events.secret.get_secret_value(), CHAT_EVENTS
             )
         if info is not None and settings.sms.gateway == "twilio":
-            from .channels.sms_twilio import INBOUND_PATH
+            from .channels.sms.twilio import INBOUND_PATH
 
             await point_sandbox_twilio(info, f"{base}{INBOUND_PATH}")
         if info is not None and settings.sms.gateway == "acs" and settings.sms.events_secret is not None:
-            from .channels.sms_acs import PATH as SMS_PATH
+            from .channels.sms.acs import PATH as SMS_PATH
 
             await subscribe_sandbox_events(
                 info, f"{base}{SMS_PATH}", settings.sms.events_secret.get_secret_value(), SMS_EVENT_TYPES

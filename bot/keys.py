@@ -9,15 +9,15 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from .channels.acs_events import AcsEventsDoor
-    from .channels.sms_acs import AcsSmsDoor
-    from .channels.sms_twilio import TwilioDoor
+    from .channels.sms.acs import AcsSmsDoor
+    from .channels.sms.intake import SmsIntake
+    from .channels.sms.twilio import TwilioDoor
     from .channels.webhook import WebhookDoor
     from .config import Settings
     from .drain import Drain
     from .meetings import MeetingRegistry
     from .metrics import Metrics
     from .relay.runtime import Relay
-    from .relay.sms import SmsIntake
     from .store import Store
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")

@@ -15,10 +15,10 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import aiohttp
 from aiohttp import web
 
-from ..errors import AuthError, PermanentError, TransientError, parse_retry_after
-from ..phones import mask
-from .bodies import read_body
-from .sms_base import InboundSms, SmsReceiver
+from ...errors import AuthError, PermanentError, TransientError, parse_retry_after
+from ...phones import mask
+from ..bodies import read_body
+from .base import InboundSms, SmsReceiver
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import PermanentError, TransientError
-from ..phones import mask
-from .eventgrid import VALIDATION_EVENT, EventGridDoor, is_text, reject
-from .sms_base import InboundSms, SmsReceiver
+from ...errors import PermanentError, TransientError
+from ...phones import mask
+from ..eventgrid import VALIDATION_EVENT, EventGridDoor, is_text, reject
+from .base import InboundSms, SmsReceiver
 
 log = logging.getLogger(__name__)
 PATH = "/channels/acs-sms/events"

@@ -8,14 +8,14 @@ import logging
 import uuid
 from typing import Any
 
-from .. import commands
-from ..channels.sms_base import InboundSms
-from ..config import SmsSection
-from ..models import Direction, ExternalUser, Meeting
-from ..phones import InvalidNumber, mask, matches, normalize
-from ..sessions import ACTIVE
-from ..store import NewDelivery, Store
-from .runtime import Relay
+from ... import commands
+from ...config import SmsSection
+from ...models import Direction, ExternalUser, Meeting
+from ...phones import InvalidNumber, mask, matches, normalize
+from ...relay.runtime import Relay
+from ...sessions import ACTIVE
+from ...store import NewDelivery, Store
+from .base import InboundSms
 
 log = logging.getLogger(__name__)
 # A report can overtake the send's own answer (the provider reports as it accepts the text, before the dispatcher
