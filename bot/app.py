@@ -29,6 +29,7 @@ from .channels.sms.twilio import STATUS_PATH as TWILIO_STATUS_PATH
 from .channels.sms.twilio import TwilioDoor, TwilioGateway
 from .channels.webhook import WebhookChannel, WebhookDoor
 from .config import Settings
+from .consent import load_key
 from .drain import Drain, drain_middleware
 from .keys import (
     ACS_ENDPOINT,
@@ -47,6 +48,7 @@ from .keys import (
 )
 from .meetings import MeetingRegistry
 from .metrics import CountingTokens, Metrics
+from .relay.consent import CONSENT, ConsentLedger
 from .relay.ports import Channel
 from .relay.runtime import Relay
 from .store import Store
@@ -196,8 +198,16 @@ def create_app(settings: Settings) -> web.Application:
         if gateway is not None:
             channels["sms"] = SmsChannel(gateway, app[STORE], settings.sms)
         app[RELAY] = Relay(app[STORE], counted, chat, connector, channels, settings.relay, app[METRICS])
+        key = settings.sms.consent_key
+        ledger = ConsentLedger(
+            app[STORE],
+            load_key(key.get_secret_value() if key is not None else None, settings.bridge.state_dir),
+            settings.sms.consent_retention_days,
+        )
+        app[CONSENT] = ledger
+        app[RELAY].sweeps.append(ledger.prune)
         if gateway is not None:
-            app[SMS_INTAKE] = SmsIntake(app[STORE], app[RELAY], settings.sms)
+            app[SMS_INTAKE] = SmsIntake(app[STORE], app[RELAY], settings.sms, ledger)
             if gateway.name == "acs" and settings.sms.events_secret is not None:
                 app[SMS_DOOR] = AcsSmsDoor(settings.sms.events_secret.get_secret_value(), app[SMS_INTAKE])
             tw = settings.twilio

@@ -95,6 +95,8 @@ class Relay:
         self.intake = Intake(store, self.presence, settings, self, self.metrics)
         self._settings = settings
         self._chat = chat
+        self.sweeps: list[Callable[[], Awaitable[object]]] = []
+        """Housekeeping the periodic sweep runs after the inactivity check (e.g. retention pruning)."""
 
     # events from presence and intake
     def in_call(self, meeting_id: str) -> None:
@@ -129,6 +131,11 @@ class Relay:
                 continue
             if taken:
                 log.info("took %d inactive sessions out of their calls", taken)
+            for sweep in self.sweeps:
+                try:
+                    await sweep()
+                except BridgeError as exc:
+                    log.warning("periodic sweep failed: %s", exc)
 
     async def forget(self, user_id: str) -> None:
         """Forget a user: leave every call, delete their ACS identity and every stored message of theirs."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import NewDelivery, utcnow
+from .consent import ConsentStore
 from .directory import Directory
 from .outbox import OutboxStore
 from .sessions import SessionStore
@@ -10,5 +11,5 @@ from .sessions import SessionStore
 __all__ = ["NewDelivery", "Store", "utcnow"]
 
 
-class Store(Directory, SessionStore, OutboxStore):
+class Store(Directory, SessionStore, OutboxStore, ConsentStore):
     """One connection, one writer at a time; every multi-row change is one transaction."""

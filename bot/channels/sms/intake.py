@@ -6,16 +6,18 @@ import asyncio
 import fnmatch
 import logging
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from ... import commands
 from ...config import SmsSection
 from ...models import Direction, ExternalUser, Meeting
 from ...phones import InvalidNumber, mask, matches, normalize
+from ...relay.consent import ConsentLedger
 from ...relay.runtime import Relay
 from ...sessions import ACTIVE
 from ...store import NewDelivery, Store
 from .base import InboundSms
+from .consent import AskStop, SmsConsent, WordsStop, read_opt_out
 
 log = logging.getLogger(__name__)
 # A report can overtake the send's own answer (the provider reports as it accepts the text, before the dispatcher
@@ -33,23 +35,24 @@ def invited_to(meeting: Meeting, user_id: str) -> bool:
 class SmsIntake:
     """Implements SmsReceiver for both gateways; the provider's message id makes every inbound text count once."""
 
-    def __init__(self, store: Store, relay: Relay, settings: SmsSection) -> None:
+    def __init__(self, store: Store, relay: Relay, settings: SmsSection, ledger: ConsentLedger) -> None:
         self._store = store
         self._relay = relay
         self._settings = settings
+        self._consent = SmsConsent(store, ledger, settings)
         self._late_reports = 0
 
     def _text(self, key: str, **values: Any) -> str:
-        return commands.reply(key, self._settings.texts, **values)
+        return commands.reply(key, self._settings.texts, **self._settings.wording(), **values)
 
-    async def _reply(self, user: ExternalUser, text: str, meeting_id: str = "", *, always: bool = False) -> None:
+    async def _reply(self, user: ExternalUser, text: str, meeting_id: str = "", *, always: bool = False) -> str:
         body: dict[str, Any] = {"text": text}
         if always:
             body["always"] = True
-        await self._store.add_deliveries(
-            [NewDelivery(str(uuid.uuid4()), Direction.OUTBOUND, meeting_id, user.id, "notice", body)]
-        )
+        delivery = NewDelivery(str(uuid.uuid4()), Direction.OUTBOUND, meeting_id, user.id, "notice", body)
+        await self._store.add_deliveries([delivery])
         self._relay.notify(user.id)
+        return delivery.id
 
     async def _done(self, channel: str, sms: InboundSms, what: str) -> None:
         await self._store.record_inbound(channel, sms.provider_id, 200, {"handled": what}, None)
@@ -90,14 +93,25 @@ class SmsIntake:
             return
         user_id = f"sms:{number}"
         existing = await self._store.get_user(user_id)
-        user = existing or await self._store.upsert_user(user_id, "sms", f"Guest {number[-4:]}")
+        user = existing or await self._consent.restore(
+            await self._store.upsert_user(user_id, "sms", f"Guest {number[-4:]}")
+        )
+        if await self._store.note_text(user.id):
+            self._relay.notify(user.id)  # what quiet hours held goes now: the number is in a conversation again
         command = commands.parse(sms.text, opted_out=user.opted_out)
-        if isinstance(command, commands.Stop):
-            await self._stop(user)
+        heard = (
+            read_opt_out(command.text, self._settings.free_text_opt_out) if isinstance(command, commands.Chat) else None
+        )
+        if isinstance(command, commands.Stop) or isinstance(heard, WordsStop):
+            phrase = heard.phrase if isinstance(heard, WordsStop) else sms.text.strip().strip(".!?").strip().upper()
+            await self._stop(user, sms, "free_text" if heard is not None else "keyword", phrase)
             return await self._done(channel, sms, "stop")
         if isinstance(command, commands.Start):
             await self._store.update_user(user.id, opted_out=False)
-            await self._reply(user, self._text("start"))
+            text = self._text("start")
+            sent = await self._reply(user, text)
+            word = sms.text.strip().strip(".!?").strip().upper()
+            await self._consent.record(user, sms, "opt_in", "keyword", word, confirmation=text, confirmation_id=sent)
             return await self._done(channel, sms, "start")
         if user.opted_out:
             # Nothing is sent to an opted-out number; what it texts (other than START) is dropped.
@@ -107,6 +121,10 @@ class SmsIntake:
             if self._settings.unknown_policy == "reply":
                 await self._reply(user, self._text("not_allowed"))
             return await self._done(channel, sms, "not allowed")
+        if isinstance(heard, AskStop):
+            # Never relayed: a text that may mean "stop" must not reach the meeting while the number is asked.
+            await self._reply(user, self._text("opt_out_question"))
+            return await self._done(channel, sms, "opt-out question")
         if isinstance(command, commands.Help):
             await self._reply(user, self._text("help"))
         elif isinstance(command, commands.Join):
@@ -132,14 +150,23 @@ class SmsIntake:
         sessions = [s for s in await self._store.sessions(states=ACTIVE) if s.user_id == user.id]
         return sessions[-1] if sessions else None
 
-    async def _stop(self, user: ExternalUser) -> None:
+    async def _stop(
+        self, user: ExternalUser, sms: InboundSms, method: Literal["keyword", "free_text"], phrase: str
+    ) -> None:
         session = await self._active(user)
+        meeting = await self._store.get_meeting(session.meeting_id) if session is not None else None
         if session is not None:
             await self._relay.presence.leave(session, "stopped")
-        # The one confirmation goes out even though the number is now opted out; nothing else will.
-        await self._reply(user, self._text("stop"), always=True)
+        # The one confirmation goes out even though the number is now opted out; nothing else will. A provider that
+        # answers the STOP keywords itself would make it a second one, but it knows nothing of opt-outs in words.
+        confirmation = sent = None
+        if method == "free_text" or not self._settings.provider_sends_stop_reply:
+            confirmation = self._text("stop")
+            sent = await self._reply(user, confirmation, always=True)
         await self._store.update_user(user.id, opted_out=True)
-        log.info("%s opted out", mask(user.id.removeprefix("sms:")))
+        await self._consent.record(
+            user, sms, "opt_out", method, phrase, meeting=meeting, confirmation=confirmation, confirmation_id=sent
+        )
 
     async def _join(self, channel: str, sms: InboundSms, user: ExternalUser, code: str | None) -> None:
         if code is None:
@@ -150,6 +177,15 @@ class SmsIntake:
             code = invited[0].code
         meeting = await self._relay.intake.find_meeting(code)
         current = await self._active(user)
+        if meeting is not None and not await self._consent.opted_in(user):
+            if await self._relay.intake.refusal(user.id, code) is None:
+                # The first text to a number is its opt-in confirmation, recorded with the JOIN that asked for it.
+                text = self._text("opt_in", meeting=meeting.name)
+                sent = await self._reply(user, text)
+                matched = f"JOIN {meeting.code}"
+                await self._consent.record(
+                    user, sms, "opt_in", "keyword", matched, meeting=meeting, confirmation=text, confirmation_id=sent
+                )
         if meeting is not None and current is not None and current.meeting_id != meeting.id:
             # One meeting at a time on a phone: joining another leaves the first, once the other lets them in.
             if await self._relay.intake.refusal(user.id, code) is None:
