@@ -10,6 +10,7 @@ longer sentence is chat.
 from __future__ import annotations
 
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
@@ -103,12 +104,22 @@ def distance(a: str, b: str, limit: int) -> int:
     return min(previous[len(b)], limit + 1)
 
 
+_TYPO_TARGETS = [
+    (phrase, typo_allowance(phrase), _NEGATIONS.intersection(phrase.split()), Counter(phrase))
+    for phrase in TABLE
+    if typo_allowance(phrase)
+]
+
+
 def _near_typo(text: str) -> str | None:
     negations = _NEGATIONS.intersection(text.split())
+    letters = Counter(text)
     best: tuple[int, str] | None = None
-    for phrase in TABLE:
-        allowance = typo_allowance(phrase)
-        if allowance == 0 or _NEGATIONS.intersection(phrase.split()) != negations:
+    for phrase, allowance, its_negations, its_letters in _TYPO_TARGETS:
+        if abs(len(text) - len(phrase)) > allowance or its_negations != negations:
+            continue
+        # An edit changes at most one letter's count on each side: a cheap bound that rules most phrases out.
+        if max((letters - its_letters).total(), (its_letters - letters).total()) > allowance:
             continue
         edits = distance(text, phrase, allowance)
         if edits <= allowance and (best is None or (edits, phrase) < best):
@@ -124,8 +135,13 @@ def match(text: str) -> OptOut | None:
     polite = " ".join(_strip_ends(plain.split(), _COURTESY))
     if polite in TABLE:
         return OptOut("exact", polite, TABLE[polite])
+    # A filler can be part of a phrase ("i don't want any more texts"): dropped from the ends, then from anywhere.
+    ends = " ".join(_strip_ends(polite.split(), _FILLERS + _COURTESY))
     bare = " ".join(_drop_anywhere(_drop_anywhere(polite.split(), _COURTESY), _FILLERS))
-    if bare in TABLE:
-        return OptOut("near", bare, TABLE[bare])
-    phrase = _near_typo(bare)
+    for form in (ends, bare):
+        if form in TABLE:
+            return OptOut("near", form, TABLE[form])
+    # A typo can look like politeness too ("stp all" is "stop all", not "s'il te plaît, all"): looked for in every
+    # form of the text.
+    phrase = next(filter(None, map(_near_typo, dict.fromkeys((ends, polite, bare, plain)))), None)
     return OptOut("near", phrase, TABLE[phrase]) if phrase is not None else None
