@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from .address import Address
+
 
 class SessionState(StrEnum):
     REQUESTED = "requested"
@@ -133,6 +135,10 @@ class ExternalUser:
     identity_id: str | None = None
     blocked: bool = False
     opted_out: bool = False
+
+    @property
+    def address(self) -> Address:
+        return Address.parse(self.id)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from ..address import Address
 from ..config import WebhookClient
 from ..errors import PermanentError, TransientError, parse_retry_after
 from ..models import Delivery, ExternalUser, Meeting
@@ -136,7 +137,7 @@ class WebhookDoor:
                 return _reject(400, "bad_request", "text: a message needs non-empty text")
             if len(event.text.encode("utf-8")) > client.max_message_bytes:
                 return _reject(413, "too_large", f"text is longer than {client.max_message_bytes} bytes")
-        user_id = f"{channel}/{event.user.id}"
+        user_id = str(Address.webhook(name, event.user.id))
         if event.type == "forget":
             # The user asked to be forgotten: their identity, sessions and stored messages go.
             await self._forget(user_id)
@@ -172,7 +173,7 @@ def callback_payload(user: ExternalUser, meeting: Meeting | None, delivery: Deli
         "type": delivery.kind,
         "id": body.get("messageId") or delivery.id,
         "meeting": meeting.code if meeting is not None else None,
-        "user": {"id": user.id.partition("/")[2]},
+        "user": {"id": user.address.handle},
         "from": sender,
         "text": body.get("text", ""),
         "sentAt": body.get("sentAt") or (delivery.created_at or datetime.now(UTC)).isoformat(),
@@ -198,7 +199,7 @@ class WebhookChannel:
         return None
 
     async def _post(self, user: ExternalUser, meeting: Meeting | None, delivery: Delivery) -> None:
-        client_name = user.channel.partition(":")[2]
+        client_name = user.address.client
         client = self._clients.get(client_name)
         if client is None or not client.callback_url:
             raise PermanentError(f"webhook client {client_name!r} has no callback_url")

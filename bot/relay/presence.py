@@ -48,7 +48,7 @@ class _Leg:
 
 
 def channel_label(user: ExternalUser) -> str:
-    return "SMS" if user.channel == "sms" else user.channel.partition(":")[2] or user.channel
+    return user.address.label
 
 
 def speaker_name(meeting: Meeting, user: ExternalUser | None) -> str:

@@ -120,7 +120,7 @@ class SmsChannel:
 
     async def deliver(self, user: ExternalUser, meeting: Meeting | None, deliveries: list[Delivery]) -> str | None:
         head = deliveries[0]
-        number = user.id.removeprefix("sms:")
+        number = user.address.handle
         parts = self._parts(meeting, deliveries)
         if not parts:
             return None

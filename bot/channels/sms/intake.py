@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from ... import commands
+from ...address import Address
 from ...config import SmsSection
 from ...models import Direction, ExternalUser, Meeting
 from ...phones import InvalidNumber, mask, matches, normalize
@@ -88,9 +89,9 @@ class SmsIntake:
             log.info("text from an invalid number %s dropped: %s", mask(sms.from_number), exc)
             await self._done(channel, sms, "invalid number")
             return
-        user_id = f"sms:{number}"
-        existing = await self._store.get_user(user_id)
-        user = existing or await self._store.upsert_user(user_id, "sms", f"Guest {number[-4:]}")
+        address = Address.sms(number)
+        existing = await self._store.get_user(str(address))
+        user = existing or await self._store.upsert_user(str(address), address.channel, f"Guest {number[-4:]}")
         command = commands.parse(sms.text, opted_out=user.opted_out)
         if isinstance(command, commands.Stop):
             await self._stop(user)
@@ -103,7 +104,7 @@ class SmsIntake:
             # Nothing is sent to an opted-out number; what it texts (other than START) is dropped.
             return await self._done(channel, sms, "opted out")
         if matches(number, self._settings.deny) or not matches(number, self._settings.allow) or user.blocked:
-            log.info("text from %s refused by the allow or deny list", mask(number))
+            log.info("text from %s refused by the allow or deny list", address.masked)
             if self._settings.unknown_policy == "reply":
                 await self._reply(user, self._text("not_allowed"))
             return await self._done(channel, sms, "not allowed")
@@ -139,7 +140,7 @@ class SmsIntake:
         # The one confirmation goes out even though the number is now opted out; nothing else will.
         await self._reply(user, self._text("stop"), always=True)
         await self._store.update_user(user.id, opted_out=True)
-        log.info("%s opted out", mask(user.id.removeprefix("sms:")))
+        log.info("%s opted out", user.address.masked)
 
     async def _join(self, channel: str, sms: InboundSms, user: ExternalUser, code: str | None) -> None:
         if code is None:
@@ -204,7 +205,7 @@ class SmsIntake:
                 session_id=session.id,
             )
             if await self._store.add_notice_once(busy):
-                log.info("%s told the meeting is busy", mask(user.id.removeprefix("sms:")))
+                log.info("%s told the meeting is busy", user.address.masked)
                 self._relay.notify(user.id)
             await self._done(channel, sms, "busy")
         elif answer.status >= 300:
