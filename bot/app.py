@@ -210,7 +210,7 @@ def create_app(settings: Settings) -> web.Application:
                     trust_forwarded=tw.trust_forwarded,
                 )
         app[REGISTRY] = MeetingRegistry(app[STORE], graph)
-        app[DOOR] = WebhookDoor(settings.webhook_clients, app[STORE], app[RELAY].intake, app[RELAY].forget)
+        app[DOOR] = WebhookDoor(settings.webhook_clients, app[RELAY].intake)
         if settings.events.secret is not None:
             app[EVENTS_DOOR] = AcsEventsDoor(settings.events.secret.get_secret_value(), app[STORE], app[RELAY].readers)
         await app[REGISTRY].sync(settings.meetings)

@@ -42,6 +42,13 @@ class SessionStore(StoreBase):
         )
         return self._session(row) if row else None
 
+    async def current_session(self, user_id: str) -> Session | None:
+        """The user's latest active session in any meeting: a phone is in one meeting at a time."""
+        row = await self._one(
+            f"SELECT * FROM sessions WHERE user_id=? AND state IN {_ACTIVE_SQL} ORDER BY id DESC LIMIT 1", (user_id,)
+        )
+        return self._session(row) if row else None
+
     async def sessions(
         self, meeting_id: str | None = None, states: Iterable[SessionState] | None = None
     ) -> list[Session]:
