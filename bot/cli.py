@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .admin.cli import COMMANDS as ADMIN_COMMANDS
-from .admin.cli import add_parsers as add_admin_parsers
-from .admin.cli import run as run_admin
+from .admin_commands import COMMANDS as ADMIN_COMMANDS
+from .admin_commands import add_parsers as add_admin_parsers
+from .admin_commands import run as run_admin
 from .config import Settings, load_settings
 from .drain import DRAIN
 from .embedded import EmbeddedSandbox
