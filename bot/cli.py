@@ -22,11 +22,11 @@ from .drain import DRAIN
 from .embedded import EmbeddedSandbox
 from .errors import ConfigError, SchemaTooNewError
 from .relay.runtime import RELAY
-from .sandbox import Sandbox
+from .sandbox import Sandbox, SandboxInfo
 from .tools import phone, webhook_inbox, webhook_send
 
 if TYPE_CHECKING:
-    from .embedded import EmbeddedSandbox
+    from .demo import Demo
 
 DEFAULT_SANDBOX_DIR = Path(".sandbox")
 EXIT_CONFIG = 2
@@ -147,16 +147,16 @@ async def run_sandbox(host: str, port: int, state_dir: Path, limits: bool) -> in
     return 0
 
 
-def _banner(settings: Settings, base: str, embedded: EmbeddedSandbox | None) -> str:
-    info = embedded.info if embedded is not None else None
-    demo = embedded.demo if embedded is not None else None
+def _banner(
+    settings: Settings, base: str, info: SandboxInfo | None, demo: Demo | None, admin_token: str | None = None
+) -> str:
     lines = [f"bridge ready at {base}", f"  webhook door:  {base}/channels/webhook/<client>"]
     if info is not None:
         lines.append(f"  sandbox:       {info.endpoint} (control {info.control_url}, pages {info.endpoint}sandbox/ui/)")
     if settings.admin.token is not None:
         lines.append(f"  admin API:     {base}/api/v1 (described at {base}/api/v1/openapi.json)")
         # Only a token generated here is shown; a configured one is the operator's secret and they have it.
-        token = (embedded.admin_token if embedded is not None else None) or "the one in your configuration"
+        token = admin_token or "the one in your configuration"
         lines.append(f"  its token:     {token}  (try: python -m bot status)")
         lines.append(f"  console:       {base}/console (sign in with that token)")
     if demo is not None:
@@ -193,7 +193,6 @@ def _banner(settings: Settings, base: str, embedded: EmbeddedSandbox | None) -> 
 async def run_bridge(config: Path | None) -> int:
     # Imported here: the Azure and Graph SDKs take a second to import, which the admin commands need not pay.
     from .app import create_app, public_base
-    from .embedded import EmbeddedSandbox
 
     try:
         settings = load_settings(config)
@@ -225,7 +224,10 @@ async def run_bridge(config: Path | None) -> int:
         # out of the collector's sight, a full collection no longer walks it. It took 130-160 ms a time, stalling
         # every request and send under way (the inbound latency benchmark's tail).
         gc.freeze()
-        print(_banner(settings, base, embedded), flush=True)
+        if embedded is None:
+            print(_banner(settings, base, None, None), flush=True)
+        else:
+            print(_banner(settings, base, embedded.info, embedded.demo, embedded.admin_token), flush=True)
         await stop.wait()
         await _drain(app, settings.bridge.shutdown_grace_s, stop)
     finally:
