@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from .models import ExternalUser
 from .phones import mask
 
 Kind = Literal["sms", "webhook"]
@@ -35,6 +36,10 @@ class Address:
     @classmethod
     def webhook(cls, client: str, user: str) -> Address:
         return cls(WEBHOOK, user, client)
+
+    @classmethod
+    def of(cls, user: ExternalUser) -> Address:
+        return cls.parse(user.id)
 
     @classmethod
     def parse(cls, text: str) -> Address:

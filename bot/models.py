@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from .address import Address
-
 
 class SessionState(StrEnum):
     REQUESTED = "requested"
@@ -135,10 +133,6 @@ class ExternalUser:
     identity_id: str | None = None
     blocked: bool = False
     opted_out: bool = False
-
-    @property
-    def address(self) -> Address:
-        return Address.parse(self.id)
 
 
 @dataclass

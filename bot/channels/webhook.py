@@ -223,7 +223,7 @@ def callback_payload(user: ExternalUser, meeting: Meeting | None, delivery: Deli
         "type": delivery.kind,
         "id": body.get("messageId") or delivery.id,
         "meeting": meeting.code if meeting is not None else None,
-        "user": {"id": user.address.handle},
+        "user": {"id": Address.of(user).handle},
         "from": sender,
         "text": body.get("text", ""),
         "sentAt": body.get("sentAt") or (delivery.created_at or datetime.now(UTC)).isoformat(),
@@ -249,7 +249,7 @@ class WebhookChannel:
         return None
 
     async def _post(self, user: ExternalUser, meeting: Meeting | None, delivery: Delivery) -> None:
-        client_name = user.address.client
+        client_name = Address.of(user).client
         client = self._clients.get(client_name)
         if client is None or not client.callback_url:
             raise PermanentError(f"webhook client {client_name!r} has no callback_url")

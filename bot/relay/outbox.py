@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 
-from ..address import masked
+from ..address import Address, masked
 from ..config import RelaySection
 from ..errors import NotInCallError, PermanentError, ThrottledError, TransientError
 from ..formatting import merge_texts, relay_prefix, text_to_html
@@ -34,7 +34,7 @@ BACKLOG_TEXT = (
 
 def channel_of(user: ExternalUser | None) -> str:
     """The user's channel family (sms, webhook), as metrics label it."""
-    return user.address.kind if user is not None else "unknown"
+    return Address.of(user).kind if user is not None else "unknown"
 
 
 def who(user_id: str) -> str:
@@ -245,7 +245,7 @@ class OutboundDispatcher(_Workers):
         self._settings = settings
 
     def channel_for(self, user: ExternalUser) -> Channel | None:
-        return self._channels.get(user.address.kind)
+        return self._channels.get(Address.of(user).kind)
 
     async def _bound(self, user_id: str) -> None:
         """Keep the user's waiting deliveries within max_pending_per_user: newer ones fail with backlog_full, and

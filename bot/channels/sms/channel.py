@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+from ...address import Address
 from ...commands import reply
 from ...config import SmsSection
 from ...errors import ThrottledError, TransientError
@@ -120,7 +121,7 @@ class SmsChannel:
 
     async def deliver(self, user: ExternalUser, meeting: Meeting | None, deliveries: list[Delivery]) -> str | None:
         head = deliveries[0]
-        number = user.address.handle
+        number = Address.of(user).handle
         parts = self._parts(meeting, deliveries)
         if not parts:
             return None

@@ -114,9 +114,9 @@ class SmsIntake:
         if user.opted_out:
             # Nothing is sent to an opted-out number; what it texts (other than START) is dropped.
             return "opted out"
-        number = user.address.handle
+        number = Address.of(user).handle
         if matches(number, self._settings.deny) or not matches(number, self._settings.allow) or user.blocked:
-            log.info("text from %s refused by the allow or deny list", user.address.masked)
+            log.info("text from %s refused by the allow or deny list", Address.of(user).masked)
             if self._settings.unknown_policy == "reply":
                 await self._reply(user, self._text("not_allowed"))
             return "not allowed"
@@ -150,7 +150,7 @@ class SmsIntake:
         # The one confirmation goes out even though the number is now opted out; nothing else will.
         await self._reply(user, self._text("stop"), always=True)
         await self._store.update_user(user.id, opted_out=True)
-        log.info("%s opted out", user.address.masked)
+        log.info("%s opted out", Address.of(user).masked)
 
     async def _join(self, ticket: Ticket, user: ExternalUser, code: str | None) -> str | None:
         if code is None:
@@ -161,7 +161,7 @@ class SmsIntake:
             code = invited[0].code
         # One meeting at a time on a phone: joining another leaves the first, once the other lets them in.
         current = await self._store.current_session(user.id)
-        outcome = await self._relay.intake.submit(ticket, Sender(user.address, user=user), Join(code, current))
+        outcome = await self._relay.intake.submit(ticket, Sender(Address.of(user), user=user), Join(code, current))
         reply = join_reply(outcome, current)
         if reply.text == "status" and isinstance(outcome, Accepted) and current is not None:
             await self._status(user, current.meeting_id, outcome.status)
@@ -192,7 +192,7 @@ class SmsIntake:
         if session is None:
             await self._reply(user, self._text("no_session"))
             return "no session"
-        outcome = await self._relay.intake.submit(ticket, Sender(user.address, user=user), Message(session, text))
+        outcome = await self._relay.intake.submit(ticket, Sender(Address.of(user), user=user), Message(session, text))
         reply = chat_reply(outcome)
         if reply.busy:
             await self._tell_busy(user, session)
@@ -212,5 +212,5 @@ class SmsIntake:
             session_id=session.id,
         )
         if await self._store.add_notice_once(busy):
-            log.info("%s told the meeting is busy", user.address.masked)
+            log.info("%s told the meeting is busy", Address.of(user).masked)
             self._relay.notify(user.id)
