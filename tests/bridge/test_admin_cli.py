@@ -15,11 +15,10 @@ import pytest
 from bot.demo import Demo, save_demo
 from bot.models import SessionState
 from bot.sandbox import SandboxInfo
+from tests.support.admin import ANN, CODE, TOKEN, Admin, start_admin
+from tests.support.sandbox import Control
 
-from .conftest import Control
-from .test_admin_api import ANN, CODE, TOKEN, Admin, start_admin
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Cli:

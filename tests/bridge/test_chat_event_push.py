@@ -14,9 +14,8 @@ from bot.channels.acs_events import CHAT_EVENTS
 from bot.config import MeetingConfig, Settings
 from bot.models import SessionState
 from bot.sandbox import SandboxInfo
-
-from .bridge_harness import Bridge, Receiver, bridge_for, wait_for
-from .conftest import Control
+from tests.support.bridge import Bridge, Receiver, bridge_for, wait_for
+from tests.support.sandbox import Control
 
 SECRET = "event-door-secret-123"
 

@@ -1,7 +1,5 @@
 """The console: in real headless Chromium against the real bridge on the sandbox, and its sign-in and CSRF over HTTP."""
 
-# ruff: noqa: F811  (the `page` fixture is imported from .browser and taken as each test's parameter)
-
 from __future__ import annotations
 
 import asyncio
@@ -17,13 +15,11 @@ from playwright.async_api import Page, expect
 from bot.admin.console_auth import ConsoleSessions
 from bot.models import SessionState
 from bot.sandbox import SandboxInfo
+from tests.support.admin import CODE, TOKEN, Admin, start_admin
+from tests.support.bridge import wait_for
+from tests.support.sandbox import Control
 
-from .bridge_harness import wait_for
-from .browser import page  # noqa: F401
-from .conftest import Control
-from .test_admin_api import CODE, TOKEN, Admin, start_admin
-
-SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
+SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
 WAIT_MS = 15_000
 """The longest any page check waits for the page to catch up (the stream polls the store every second)."""
 

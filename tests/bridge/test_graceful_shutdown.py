@@ -26,9 +26,8 @@ from bench.processes import BridgeConfig, BridgeProcess, SandboxProcess, Sink, W
 from bot.config import MeetingConfig, Settings
 from bot.keys import DRAIN
 from bot.sandbox import SandboxInfo
-
-from .bridge_harness import bridge_for, wait_for
-from .conftest import Control
+from tests.support.bridge import bridge_for, wait_for
+from tests.support.sandbox import Control
 
 MESSAGES_PATH = "/chat/threads/*/messages"
 # Exit bound of a stop: the grace period plus this much for everything around it. Generous on purpose: the

@@ -5,29 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from bot.config import MeetingConfig
 from bot.models import SessionState
 from bot.sandbox import SandboxInfo
-
-from .bridge_harness import Bridge, bridge_for, bridge_settings, wait_for
-from .conftest import Control
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
-
-
-async def scrape(bridge: Bridge) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    async with aiohttp.ClientSession() as http, http.get(f"{bridge.base}/metrics") as resp:
-        assert resp.status == 200 and resp.content_type == "text/plain"
-        return samples(await resp.text())
+from tests.support.bridge import Bridge, bridge_for, bridge_settings, wait_for
+from tests.support.metrics import scrape
+from tests.support.sandbox import Control
 
 
 async def test_health_ready_and_metrics_move_with_traffic(control: Control, info: SandboxInfo, tmp_path: Path) -> None:

@@ -10,10 +10,9 @@ from bot.config import MeetingConfig
 from bot.models import SessionState
 from bot.relay import presence
 from bot.sandbox import SandboxInfo
-
-from .bridge_harness import Bridge, bridge_for, wait_for
-from .conftest import Control
-from .helpers import bearer
+from tests.support.acs import bearer
+from tests.support.bridge import Bridge, bridge_for, wait_for
+from tests.support.sandbox import Control
 
 CODE = "777000"
 

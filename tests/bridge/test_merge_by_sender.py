@@ -9,9 +9,8 @@ from typing import Any
 from bot.config import MeetingConfig
 from bot.models import SessionState
 from bot.sandbox import SandboxInfo
-
-from .bridge_harness import Bridge, bridge_for, wait_for
-from .conftest import Control
+from tests.support.bridge import Bridge, bridge_for, wait_for
+from tests.support.sandbox import Control
 
 CODE = "730001"
 

@@ -23,10 +23,9 @@ from bot.config import MeetingConfig, WebhookClient
 from bot.keys import METRICS
 from bot.models import Delivery, DeliveryState, Direction, IdentityMode, Session, SessionState
 from bot.sandbox import SandboxInfo
-
-from .bridge_harness import Bridge, Receiver, bridge_settings, new_secret, wait_for
-from .conftest import Control
-from .test_bridge_e2e import CODE, World
+from tests.support.bridge import Bridge, Receiver, bridge_settings, new_secret, wait_for
+from tests.support.sandbox import Control
+from tests.support.webhook import CODE, World
 
 SEND_PATH = "/chat/threads/*/messages"
 CHAT_API_VERSION = "2024-03-07"

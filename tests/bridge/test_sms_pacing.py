@@ -17,10 +17,9 @@ from bot.models import DeliveryState, Direction
 from bot.relay.pacing import Pacer
 from bot.sandbox import SandboxInfo
 from bot.store import NewDelivery, Store, utcnow
-
-from .bridge_harness import wait_for
-from .conftest import Control
-from .test_sms_e2e import sms_world
+from tests.support.bridge import wait_for
+from tests.support.sandbox import Control
+from tests.support.sms import sms_world
 
 
 async def test_a_throttled_number_still_delivers(control: Control, info: SandboxInfo, tmp_path: Path) -> None:

@@ -29,8 +29,7 @@ from bot.errors import (
     TransientError,
 )
 from bot.sandbox import SandboxInfo
-
-from .conftest import Control
+from tests.support.sandbox import Control
 
 KEY = "bridgeMessageId"
 

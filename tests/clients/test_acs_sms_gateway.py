@@ -23,7 +23,7 @@ from bot.channels.sms_acs import PATH, SMS_DELIVERY_REPORT, SMS_RECEIVED, AcsSms
 from bot.channels.sms_base import InboundSms
 from bot.errors import AuthError, PermanentError, ThrottledError, TransientError
 from bot.sandbox import SandboxInfo
-from tests.conftest import Control
+from tests.support.sandbox import Control
 
 SECRET = "s3cret-code"
 ANN = "+15551230001"

@@ -17,7 +17,7 @@ from bot.calls.sse import SseEvent, SseParser
 from bot.errors import AuthError, MeetingLookupError, NotFoundError, PermanentError, TransientError
 from bot.models import CallEvent, CallState
 from bot.sandbox import Sandbox, SandboxInfo
-from tests.conftest import Control
+from tests.support.sandbox import Control
 
 WAIT_S = 10.0
 MEETINGS = "/sandbox/v1/meetings"

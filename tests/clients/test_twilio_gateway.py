@@ -34,7 +34,7 @@ from bot.sandbox.bus import SMS_RECEIVED, SandboxEvent
 from bot.sandbox.credentials import SandboxCredentials
 from bot.sandbox.twilio_api import account_from
 from bot.sandbox.twilio_webhooks import signature
-from tests.conftest import Control
+from tests.support.sandbox import Control
 
 ANN = "+15557380001"
 BOB = "+15557380002"

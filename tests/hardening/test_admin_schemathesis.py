@@ -29,9 +29,8 @@ from schemathesis import Case
 from bot.admin.openapi import document
 from bot.config import AdminSection, MeetingConfig
 from bot.sandbox import Sandbox
-
-from .bridge_harness import Bridge, bridge_settings, client_for, new_secret
-from .conftest import Control
+from tests.support.bridge import Bridge, bridge_settings, client_for, new_secret
+from tests.support.sandbox import Control
 
 TOKEN = "operator-token-for-schemathesis-0123"
 CODE = "616161"

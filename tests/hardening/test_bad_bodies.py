@@ -35,10 +35,9 @@ from bot.channels.sms_twilio import INBOUND_PATH, STATUS_PATH, twilio_signature
 from bot.config import AdminSection, MeetingConfig, Settings
 from bot.embedded import twilio_on_sandbox
 from bot.sandbox import SandboxInfo
-
-from .bridge_harness import Bridge, bridge_settings, client_for, new_secret
-from .conftest import Control
-from .test_properties import PROFILE
+from tests.support.bridge import Bridge, bridge_settings, client_for, new_secret
+from tests.support.properties import PROFILE
+from tests.support.sandbox import Control
 
 TOKEN = "operator-token-for-bad-bodies-0123"
 CHAT_SECRET = "chat-events-secret-0123456789"

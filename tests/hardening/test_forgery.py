@@ -18,11 +18,10 @@ import hmac
 import inspect
 import json
 import re
-import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, closing
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,12 +46,12 @@ from bot.channels.webhook import sign
 from bot.commands import DEFAULT_TEXTS
 from bot.config import AdminSection, MeetingConfig, WebhookClient
 from bot.embedded import SMS_EVENT_TYPES, subscribe_sandbox_events
-from bot.models import DeliveryState, Direction, SessionState
+from bot.models import Direction, SessionState
 from bot.sandbox import SandboxInfo
-
-from .bridge_harness import Bridge, Receiver, bridge_settings, client_for, new_secret, wait_for
-from .conftest import Control
-from .test_sms_e2e import CODE, OTHER, PHONE, SmsWorld, sms_received_event, sms_world
+from tests.support.bridge import Bridge, Receiver, bridge_settings, client_for, new_secret, wait_for
+from tests.support.sandbox import Control
+from tests.support.sms import CODE, OTHER, PHONE, SmsWorld, sms_received_event, sms_world
+from tests.support.store import settled, stored
 
 TOKEN = "operator-token-7c41d09b2e"
 RETIRED_TOKEN = "operator-token-retired-5a18"
@@ -65,43 +64,6 @@ RETIRED_TWILIO_TOKEN = "0" * 32
 ANN = "webhook:app/ann"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 ORIGIN = {"WebHook-Request-Origin": "eventgrid.azure.net"}
-DRIFTING = frozenset({"cursor"})
-"""Columns that change on their own while the bridge is idle (the reader's position in the thread)."""
-
-Rows = dict[str, list[tuple[Any, ...]]]
-
-
-def stored(path: Path) -> Rows:
-    """Every row of every table of the bridge's store, read beside the running bridge."""
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        names = [
-            r[0]
-            for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_stat%'")
-        ]
-        rows: Rows = {}
-        for name in sorted(names):
-            columns = [c[1] for c in db.execute(f"PRAGMA table_info({name})") if c[1] not in DRIFTING]
-            found = db.execute(f"SELECT {', '.join(columns)} FROM {name}").fetchall()
-            rows[name] = sorted(found, key=repr)
-        return rows
-
-
-async def settled(bridge: Bridge) -> Rows:
-    """The store once the bridge is idle: nothing waiting to be sent, every text's carrier report in, no change."""
-
-    async def idle() -> Rows | None:
-        rows = await bridge.store.deliveries(limit=10_000)
-        if any(r.state in (DeliveryState.PENDING, DeliveryState.HELD) for r in rows):
-            return None
-        texts = [r for r in rows if r.user_id.startswith("sms:") and r.direction == Direction.OUTBOUND]
-        if any(r.state == DeliveryState.DELIVERED and r.report is None for r in texts):
-            return None
-        before = stored(bridge.settings.store_file)
-        await asyncio.sleep(0.05)
-        return before if stored(bridge.settings.store_file) == before else None
-
-    result: Rows = await wait_for(idle, what="the bridge to settle")
-    return result
 
 
 def marker() -> str:
@@ -934,7 +896,7 @@ EQUALITY = (ast.Eq, ast.NotEq, ast.In, ast.NotIn)
 def test_doors_compare_secrets_only_in_constant_time() -> None:
     """No door or sign-in compares a secret, token, signature or CSRF token with == or in (which stop at the first
     differing byte); they use hmac.compare_digest, as does the Standard Webhooks library the webhook door uses."""
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parents[2]
     modules = [*sorted((root / "bot" / "channels").glob("*.py")), *sorted((root / "bot" / "admin").glob("*.py"))]
     found = []
     for path in [*modules, root / "bot" / "demo.py"]:

@@ -20,9 +20,8 @@ from pydantic import SecretStr, ValidationError
 from bot.channels import acs_events, eventgrid, sms_acs, sms_twilio, webhook
 from bot.config import ConfigError, Settings, WebhookClient, env_overrides, load_settings
 from bot.errors import MAX_RETRY_AFTER_S, parse_retry_after
-
-from .bridge_harness import new_secret
-from .test_properties import ANY_TEXT, PROFILE
+from tests.support.bridge import new_secret
+from tests.support.properties import ANY_TEXT, PROFILE
 
 # Any JSON value, with the awkward corners: big and negative numbers, empty containers, keys of any text.
 JSON_SCALARS = st.one_of(

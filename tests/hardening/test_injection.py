@@ -29,11 +29,10 @@ from bot.formatting import clean_text, html_to_text
 from bot.models import IdentityMode, SessionState
 from bot.relay.presence import RELAY_SPEAKER
 from bot.sandbox import SandboxInfo
-
-from .bridge_harness import Bridge, Receiver, bridge_settings, client_for, new_secret, wait_for
-from .conftest import Control
-from .test_forgery import settled, stored
-from .test_sms_e2e import sms_world
+from tests.support.bridge import Bridge, Receiver, bridge_settings, client_for, new_secret, wait_for
+from tests.support.sandbox import Control
+from tests.support.sms import sms_world
+from tests.support.store import settled, stored
 
 TOKEN = "operator-token-injection-1"
 CODES = {IdentityMode.PER_USER: "616161", IdentityMode.RELAY: "626262"}

@@ -13,9 +13,8 @@ from bot.config import MeetingConfig
 from bot.embedded import SMS_EVENT_TYPES
 from bot.models import SessionState
 from bot.sandbox import SandboxInfo
-
-from .bridge_harness import bridge_for, new_secret, wait_for
-from .conftest import Control
+from tests.support.bridge import bridge_for, new_secret, wait_for
+from tests.support.sandbox import Control
 
 SECRET_TEXT = "the secret plans are on page 7"
 TEAMS_TEXT = "teams says the launch is friday"

@@ -29,11 +29,10 @@ from bot.models import DeliveryState, Direction, SessionState
 from bot.relay.outbox import BACKLOG_TEXT
 from bot.relay.sms import BUSY_TEXT
 from bot.sandbox import SandboxInfo
-
-from .bridge_harness import Bridge, Receiver, bridge_settings, listening_socket, new_secret, wait_for
-from .conftest import Control
-from .test_health_metrics import scrape
-from .test_sms_e2e import SmsWorld
+from tests.support.bridge import Bridge, Receiver, bridge_settings, listening_socket, new_secret, wait_for
+from tests.support.metrics import scrape
+from tests.support.sandbox import Control
+from tests.support.sms import SmsWorld
 
 FLOODED, CALM = "610001", "620002"
 

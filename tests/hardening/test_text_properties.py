@@ -6,34 +6,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import unicodedata
 from urllib.parse import quote
 
 import phonenumbers
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from bot import commands, formatting, links, phones, sms_text
 from bot.commands import Chat, Help, Join, Leave, Name, Start, Status, Stop
+from tests.support.properties import ANY_TEXT, PROFILE
 
-settings.register_profile(
-    "bridge-default", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.register_profile(
-    "thorough",
-    max_examples=2000,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-PROFILE = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE") or "bridge-default")
-"""The settings every property here runs with; `HYPOTHESIS_PROFILE=thorough pytest tests/test_properties*.py`."""
-
-# Text as phones, browsers and Teams send it, and as no one should: controls, bidi marks, astral characters,
-# lone surrogates (which arrive from JSON escapes).
-ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=()), max_size=300)
 _GSM_BASIC = "".join(sorted(sms_text.GSM7_BASIC))
 _GSM_ALL = _GSM_BASIC + "".join(sorted(sms_text.GSM7_EXTENSION))
 SMS_TEXT = st.one_of(

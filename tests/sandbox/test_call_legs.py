@@ -9,8 +9,7 @@ from azure.communication.identity import CommunicationUserIdentifier
 from azure.communication.identity.aio import CommunicationIdentityClient
 
 from bot.sandbox import SandboxInfo
-from tests.conftest import Control
-from tests.meeting_helpers import (
+from tests.support.meetings import (
     Json,
     call_events,
     chat,
@@ -22,6 +21,7 @@ from tests.meeting_helpers import (
     participant_names,
     system_names,
 )
+from tests.support.sandbox import Control
 
 CALLS = "/sandbox/v1/calls"
 MEETINGS = "/sandbox/v1/meetings"

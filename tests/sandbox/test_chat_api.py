@@ -17,9 +17,7 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, 
 
 from bot.sandbox import Sandbox, SandboxInfo
 from bot.sandbox.util import now
-
-from .conftest import Control
-from .helpers import (
+from tests.support.acs import (
     CHAT_API,
     bearer,
     chat_client,
@@ -32,6 +30,7 @@ from .helpers import (
     request,
     thread_client,
 )
+from tests.support.sandbox import Control
 
 MAX_BYTES = 28 * 1024
 

@@ -18,7 +18,7 @@ from azure.communication.sms.aio import SmsClient
 
 from bot.sandbox import SandboxInfo
 from bot.sandbox.tls import ensure_tls
-from tests.conftest import Control
+from tests.support.sandbox import Control
 
 SMS_RECEIVED = "Microsoft.Communication.SMSReceived"
 SMS_REPORT = "Microsoft.Communication.SMSDeliveryReportReceived"

@@ -11,9 +11,7 @@ import pytest
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
 
 from bot.sandbox import SandboxInfo
-
-from .conftest import Control
-from .helpers import (
+from tests.support.acs import (
     CHAT_API,
     bearer,
     error_of,
@@ -25,6 +23,7 @@ from .helpers import (
     retry_after,
     thread_client,
 )
+from tests.support.sandbox import Control
 
 SEND = "/chat/threads/*/messages"
 CONNECTION_ERRORS = (ServiceRequestError, ServiceResponseError)

@@ -26,8 +26,7 @@ from msgraph_core import GraphClientFactory
 
 from bot.sandbox import SandboxInfo
 from bot.sandbox.graph_api import parse_filter
-
-from .conftest import Control
+from tests.support.sandbox import Control
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 pytestmark = pytest.mark.usefixtures("control")

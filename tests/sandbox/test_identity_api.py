@@ -13,8 +13,15 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, 
 
 from bot.sandbox import Sandbox, SandboxInfo
 from bot.sandbox.util import now, rfc1123
-
-from .helpers import IDENTITY_API, chat_client, decode_unverified, error_of, hmac_headers, identity_client, request
+from tests.support.acs import (
+    IDENTITY_API,
+    chat_client,
+    decode_unverified,
+    error_of,
+    hmac_headers,
+    identity_client,
+    request,
+)
 
 pytestmark = pytest.mark.usefixtures("control")
 

@@ -14,8 +14,7 @@ from azure.communication.chat import (
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from bot.sandbox import SandboxInfo
-from tests.conftest import Control
-from tests.meeting_helpers import (
+from tests.support.meetings import (
     AcsUser,
     Json,
     chat,
@@ -30,6 +29,7 @@ from tests.meeting_helpers import (
     participant_names,
     texts,
 )
+from tests.support.sandbox import Control
 
 MEETINGS = "/sandbox/v1/meetings"
 

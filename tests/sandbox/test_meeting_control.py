@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from bot.sandbox import SandboxInfo
-from tests.conftest import Control
-from tests.meeting_helpers import Json, join, leave, new_user, organizer_view, system_names
+from tests.support.meetings import Json, join, leave, new_user, organizer_view, system_names
+from tests.support.sandbox import Control
 
 MEETINGS = "/sandbox/v1/meetings"
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"

@@ -19,15 +19,11 @@ from bot.config import load_settings
 from bot.demo import Demo
 from bot.sandbox import Sandbox, SandboxInfo
 from bot.sandbox.bus import SMS_RECEIVED, SandboxEvent
-from tests.conftest import Control
-from tests.meeting_helpers import AcsUser, chat, new_user
-
-from . import browser
-
-page = browser.page  # the Chromium fixture, under its own name (an import would read as unused to ruff)
+from tests.support.meetings import AcsUser, chat, new_user
+from tests.support.sandbox import Control
 
 WAIT_MS = 10_000  # every wait is bounded; the pages poll once a second
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 MOBILE = {"width": 390, "height": 844}
 PHONE = "+15550100"

@@ -12,9 +12,8 @@ from azure.core.exceptions import HttpResponseError
 
 from bot.sandbox import SandboxInfo
 from bot.sandbox.util import now
-
-from .conftest import Control
-from .helpers import CHAT_API, bearer, error_of, new_thread, new_user, request, retry_after, thread_client
+from tests.support.acs import CHAT_API, bearer, error_of, new_thread, new_user, request, retry_after, thread_client
+from tests.support.sandbox import Control
 
 
 class Room:

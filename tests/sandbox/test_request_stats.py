@@ -7,9 +7,8 @@ import ssl
 import aiohttp
 
 from bot.sandbox import Sandbox, SandboxInfo
-
-from .conftest import Control
-from .helpers import bearer, join_call, new_user, thread_client
+from tests.support.acs import bearer, join_call, new_user, thread_client
+from tests.support.sandbox import Control
 
 READS = "GET /chat/threads/{thread}/messages"
 

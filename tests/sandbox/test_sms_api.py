@@ -14,8 +14,8 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
 from bot.sandbox import SandboxInfo
 from bot.sandbox.util import now, rfc1123
-from tests.conftest import Control
-from tests.helpers import hmac_headers, request
+from tests.support.acs import hmac_headers, request
+from tests.support.sandbox import Control
 
 ANN = "+15551230001"
 BOB = "+15551230002"

@@ -17,7 +17,7 @@ from azure.communication.identity.aio import CommunicationIdentityClient
 from azure.core.exceptions import HttpResponseError
 
 from bot.sandbox import SandboxInfo
-from tests.conftest import Control
+from tests.support.sandbox import Control
 
 CHAT_API = "2024-03-07"
 EVENT_TIMEOUT_S = 5.0

@@ -32,7 +32,7 @@ from bot.errors import ConfigError
 from bot.links import parse_join_link
 from bot.models import IdentityMode
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "bridge.example.toml"
 SANDBOX = ROOT / "config" / "sandbox.toml"
 
