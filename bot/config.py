@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from aiohttp import web
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -126,6 +127,17 @@ class AcsSection(_Section):
             if "endpoint=" not in text.lower() or "accesskey=" not in text.lower():
                 raise ValueError("must read endpoint=https://...;accesskey=...")
         return value
+
+    @property
+    def endpoint(self) -> str | None:
+        """The resource's endpoint, from the connection string."""
+        if self.connection_string is None:
+            return None
+        for part in self.connection_string.get_secret_value().split(";"):
+            key, _, value = part.partition("=")
+            if key.strip().lower() == "endpoint":
+                return value.strip()
+        return None
 
 
 class GraphSection(_Section):
@@ -552,3 +564,6 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
     except ValidationError as exc:
         source = f" in {path}" if path is not None else ""
         raise ConfigError(f"{_describe(exc)}{source}") from exc
+
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from .models import Direction, SessionState
-from .relay.ports import IdentityApi
 from .store import Store, utcnow
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -73,10 +73,16 @@ class Metrics:
         return response
 
 
+class TokenIssuer(Protocol):
+    async def create_identity(self) -> str: ...
+    async def issue_token(self, identity_id: str) -> tuple[str, int]: ...
+    async def delete_identity(self, identity_id: str) -> None: ...
+
+
 class CountingTokens:
     """The identity API with every token issue counted: the relay's and the chat credentials' refreshes alike."""
 
-    def __init__(self, inner: IdentityApi, metrics: Metrics) -> None:
+    def __init__(self, inner: TokenIssuer, metrics: Metrics) -> None:
         self._inner = inner
         self._metrics = metrics
 
@@ -89,3 +95,6 @@ class CountingTokens:
 
     async def delete_identity(self, identity_id: str) -> None:
         await self._inner.delete_identity(identity_id)
+
+
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from aiohttp import web
 
-from ..consent import ConsentEntry, ConsentRecord, Standing, number_hash, number_tail, standing
+from ..consent import ConsentEntry, ConsentRecord, Standing, load_key, number_hash, number_tail, standing
 from ..phones import mask
 from ..store import Store, utcnow
 
@@ -21,13 +22,31 @@ class ConsentLedger:
     """Records outlive the user: `forget` deletes the user and their messages, never these rows (an audit asks for
     proof of consent after the person is gone, and an opt-out must stay honoured)."""
 
-    def __init__(self, store: Store, key: bytes, retention_days: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        retention_days: int,
+        *,
+        key: bytes | None = None,
+        configured_key: str | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
+        """`key` as it is, or, at `open`, the configured one or the one in state_dir (created there at first)."""
         self._store = store
         self._key = key
+        self._configured_key = configured_key
+        self._state_dir = state_dir
         self._retention = timedelta(days=retention_days)
         self._pruned_at: float | None = None
 
+    async def open(self) -> None:
+        if self._key is None:
+            assert self._configured_key is not None or self._state_dir is not None
+            self._key = load_key(self._configured_key, self._state_dir or Path("."))
+
     def hash(self, number: str) -> str:
+        if self._key is None:
+            raise RuntimeError("the consent ledger is not open yet")
         return number_hash(self._key, number)
 
     async def record(self, number: str, entry: ConsentEntry) -> ConsentRecord:

@@ -9,12 +9,12 @@ import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 
+from ..address import Address, masked
 from ..config import RelaySection
 from ..errors import NotInCallError, PermanentError, ThrottledError, TransientError
 from ..formatting import merge_texts, relay_prefix, text_to_html
 from ..metrics import Metrics
 from ..models import Delivery, DeliveryState, Direction, ExternalUser, IdentityMode, SessionState
-from ..phones import mask
 from ..store import NewDelivery, Store, utcnow
 from ..store.outbox import BACKLOG_NOTICE
 from ..tasks import TaskSet
@@ -33,13 +33,13 @@ BACKLOG_TEXT = (
 
 
 def channel_of(user: ExternalUser | None) -> str:
-    """sms, or webhook:<client> as its channel family: webhook."""
-    return user.channel.partition(":")[0] if user is not None else "unknown"
+    """The user's channel family (sms, webhook), as metrics label it."""
+    return Address.of(user).kind if user is not None else "unknown"
 
 
 def who(user_id: str) -> str:
     """A user id fit for a log line: phone numbers masked."""
-    return "sms:" + mask(user_id.removeprefix("sms:")) if user_id.startswith("sms:") else user_id
+    return masked(user_id)
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:
@@ -244,8 +244,8 @@ class OutboundDispatcher(_Workers):
         self._channels = channels
         self._settings = settings
 
-    def channel_for(self, channel: str) -> Channel | None:
-        return self._channels.get(channel.partition(":")[0])
+    def channel_for(self, user: ExternalUser) -> Channel | None:
+        return self._channels.get(Address.of(user).kind)
 
     async def _bound(self, user_id: str) -> None:
         """Keep the user's waiting deliveries within max_pending_per_user: newer ones fail with backlog_full, and
@@ -288,7 +288,7 @@ class OutboundDispatcher(_Workers):
         if head.next_attempt_at is not None and head.next_attempt_at > now:
             return (head.next_attempt_at - now).total_seconds()
         user = await self._store.get_user(key)
-        channel = self.channel_for(user.channel) if user is not None else None
+        channel = self.channel_for(user) if user is not None else None
         meeting = await self._store.get_meeting(head.meeting_id) if head.meeting_id else None
         if user is None or channel is None or (head.meeting_id and meeting is None):
             await self._store.finish([head.id], DeliveryState.FAILED, error="no user, meeting or channel for it")

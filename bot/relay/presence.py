@@ -11,6 +11,7 @@ from functools import partial
 from typing import Protocol
 
 from .. import sessions as machine
+from ..address import Address
 from ..config import RelaySection
 from ..errors import NotFoundError, PermanentError, TransientError
 from ..formatting import display_name
@@ -48,7 +49,7 @@ class _Leg:
 
 
 def channel_label(user: ExternalUser) -> str:
-    return "SMS" if user.channel == "sms" else user.channel.partition(":")[2] or user.channel
+    return Address.of(user).label
 
 
 def speaker_name(meeting: Meeting, user: ExternalUser | None) -> str:

@@ -87,7 +87,7 @@ def test_the_key_is_created_once_owner_only_and_read_back(tmp_path: Path) -> Non
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "bridge.db")
+    opened = await Store(tmp_path / "bridge.db").open()
     try:
         yield opened
     finally:
@@ -95,7 +95,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 async def test_records_survive_a_restart_and_a_forget(store: Store, tmp_path: Path) -> None:
-    ledger = ConsentLedger(store, KEY, 1461)
+    ledger = ConsentLedger(store, 1461, key=KEY)
     await store.upsert_user(f"sms:{NUMBER}", "sms", "Guest 4567")
     await ledger.record(NUMBER, JOIN)
     assert await ledger.opted_in(NUMBER)
@@ -103,16 +103,16 @@ async def test_records_survive_a_restart_and_a_forget(store: Store, tmp_path: Pa
     await store.forget_user(f"sms:{NUMBER}")
     await store.close()
 
-    reopened = await Store.open(tmp_path / "bridge.db")
+    reopened = await Store(tmp_path / "bridge.db").open()
     try:
-        again = ConsentLedger(reopened, KEY, 1461)
+        again = ConsentLedger(reopened, 1461, key=KEY)
         rows = await again.records(NUMBER)
         assert [r.entry for r in rows] == [STOP, JOIN]  # newest first
         assert not await again.opted_in(NUMBER)
         verdict = await again.standing(NUMBER)
         assert not verdict.may_text and "opted out" in verdict.reason
         # The same number under another key is a stranger: the key is what finds a number's rows.
-        assert await ConsentLedger(reopened, b"x" * 32, 1461).records(NUMBER) == []
+        assert await ConsentLedger(reopened, 1461, key=b"x" * 32).records(NUMBER) == []
         found = await reopened.consent_records(number_tail="4567", event="opt_in")
         assert [r.entry for r in found] == [JOIN]
     finally:
@@ -120,7 +120,7 @@ async def test_records_survive_a_restart_and_a_forget(store: Store, tmp_path: Pa
 
 
 async def test_pruning_keeps_each_numbers_newest(store: Store) -> None:
-    ledger = ConsentLedger(store, KEY, 30)
+    ledger = ConsentLedger(store, 30, key=KEY)
     other = "+15557654321"
     for entry in (JOIN, STOP, JOIN):
         await ledger.record(NUMBER, entry)

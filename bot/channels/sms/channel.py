@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+from ...address import Address
 from ...commands import reply
 from ...config import SmsSection
 from ...errors import ThrottledError, TransientError
@@ -127,7 +128,7 @@ class SmsChannel:
         if held is not None:
             raise held
         head = deliveries[0]
-        number = user.id.removeprefix("sms:")
+        number = Address.of(user).handle
         parts = self._parts(meeting, deliveries)
         if not parts:
             return None
