@@ -55,16 +55,20 @@ _NEGATIONS = frozenset(normalise(n) for n in NEGATIONS)
 
 
 def _strip_ends(words: list[str], extras: list[tuple[str, ...]]) -> list[str]:
-    changed = True
-    while changed and words:
-        changed = False
-        for extra in extras:
+    """The words without any of `extras` at either end; the longest is tried first each time, so "right now" goes
+    whole rather than leaving "right" behind once "now" went."""
+    longest_first = sorted(extras, key=len, reverse=True)
+    while True:
+        for extra in longest_first:
             n = len(extra)
             if len(words) > n and tuple(words[:n]) == extra:
-                words, changed = words[n:], True
-            elif len(words) > n and tuple(words[-n:]) == extra:
-                words, changed = words[:-n], True
-    return words
+                words = words[n:]
+                break
+            if len(words) > n and tuple(words[-n:]) == extra:
+                words = words[:-n]
+                break
+        else:
+            return words
 
 
 def _drop_anywhere(words: list[str], extras: list[tuple[str, ...]]) -> list[str]:

@@ -136,7 +136,7 @@ class Relay:
             for sweep in self.sweeps:
                 try:
                     await sweep()
-                except BridgeError as exc:
+                except Exception as exc:  # housekeeping that failed once must not end the inactivity sweep too
                     log.warning("periodic sweep failed: %s", exc)
 
     async def forget(self, user_id: str) -> None:

@@ -215,6 +215,7 @@ async def test_the_ledger_outlives_a_forget_and_a_restart(
     control: Control, info: SandboxInfo, tmp_path: Path, gateway: str
 ) -> None:
     async with sms_world(control, info, tmp_path, gateway, admin_token=TOKEN) as w:
+        assert w.bridge.app[CONSENT].prune in w.bridge.relay.sweeps  # retention runs with the periodic sweep
         await w.joined()
         await w.text("STOP")
         await records(w, count=2)

@@ -40,8 +40,8 @@ class QuietHours:
         """QuietHoursHold to wait, PermanentError to drop as stale, None to send now."""
         settings = self._settings
         window = settings.quiet_window
-        if window is None or not deliveries:
-            return None
+        if window is None or not deliveries or all(d.body.get("always") for d in deliveries):
+            return None  # the STOP confirmation goes at once, whatever conversation_s says
         now = utcnow()
         number = user.id.removeprefix("sms:")
         until = quiet_until(now, window, zones_for(number, settings.quiet_hours_zone))
