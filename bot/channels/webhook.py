@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from ..config import WebhookClient
-from ..errors import PermanentError, TransientError, parse_retry_after
+from ..errors import PermanentError, TransientError, from_status, parse_retry_after
 from ..models import Delivery, ExternalUser, Meeting
 from ..relay.intake import Answer, Intake
 from ..store import Store
@@ -213,8 +213,8 @@ class WebhookChannel:
             ) as resp:
                 if 200 <= resp.status < 300:
                     return
-                if resp.status == 429 or resp.status >= 500:
-                    raise TransientError(f"callback answered {resp.status}", parse_retry_after(resp.headers))
-                raise PermanentError(f"callback answered {resp.status}")
+                # A receiver's 429 is retried as a counted try: a client's endpoint may answer 429 for ever.
+                message, retry_after = f"callback answered {resp.status}", parse_retry_after(resp.headers)
+                raise from_status(resp.status, message, retry_after=retry_after, throttled=TransientError)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(f"callback unreachable: {exc.__class__.__name__}") from exc
