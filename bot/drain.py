@@ -11,6 +11,7 @@ from aiohttp.typedefs import Handler
 
 from .admin.common import PREFIX as ADMIN_PREFIX
 from .keys import DRAIN
+from .refusals import refuse
 
 # Long enough for a restart to come up; a client that honours it lands on the new process.
 RETRY_AFTER_S = 5
@@ -69,8 +70,7 @@ async def drain_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     drain = request.app[DRAIN]
     if drain.active:
-        body = {"error": "shutting_down", "reason": drain.reason}
-        return web.json_response(body, status=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+        return refuse(503, "shutting_down", drain.reason or "", retry_after=RETRY_AFTER_S)
     # Counted from here on: a request that got past the check is finished (stored and answered) before the stop.
     with drain.track():
         return await handler(request)

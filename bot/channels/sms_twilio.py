@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ..errors import AuthError, PermanentError, TransientError, from_status, parse_retry_after
 from ..phones import mask
+from ..refusals import refuse
 from .bodies import read_body
 from .sms_base import InboundSms, SmsReceiver
 
@@ -93,7 +94,7 @@ class _Refused(Exception):
         self.status, self.error, self.reason = status, error, reason
 
     def response(self) -> web.Response:
-        return web.json_response({"error": self.error, "reason": self.reason}, status=self.status)
+        return refuse(self.status, self.error, self.reason)
 
 
 def _twiml() -> web.Response:
