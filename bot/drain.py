@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .admin.common import PREFIX as ADMIN_PREFIX
+from .inflight import InFlight
 from .keys import DRAIN
 from .refusals import refuse
 
@@ -23,9 +22,7 @@ class Drain:
 
     def __init__(self) -> None:
         self.reason: str | None = None
-        self._open = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._requests = InFlight()
 
     @property
     def active(self) -> bool:
@@ -33,26 +30,19 @@ class Drain:
 
     @property
     def in_flight(self) -> int:
-        return self._open
+        return self._requests.busy
 
     def begin(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
+            self._requests.close()
 
     async def settled(self) -> None:
         """Returns once no intake request is under way; after begin() none starts, so it stays that way."""
-        await self._idle.wait()
+        await self._requests.settled()
 
-    @contextmanager
-    def track(self) -> Iterator[None]:
-        self._open += 1
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self._open -= 1
-            if self._open == 0:
-                self._idle.set()
+    def track(self) -> AbstractContextManager[None]:
+        return self._requests.track()
 
 
 def is_intake(request: web.Request) -> bool:
