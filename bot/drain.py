@@ -9,8 +9,7 @@ from aiohttp.typedefs import Handler
 
 from .admin.common import PREFIX as ADMIN_PREFIX
 from .inflight import InFlight
-from .keys import DRAIN
-from .refusals import refuse
+from .refusal import refuse
 
 # Long enough for a restart to come up; a client that honours it lands on the new process.
 RETRY_AFTER_S = 5
@@ -43,6 +42,9 @@ class Drain:
 
     def track(self) -> AbstractContextManager[None]:
         return self._requests.track()
+
+
+DRAIN: web.AppKey[Drain] = web.AppKey("drain")
 
 
 def is_intake(request: web.Request) -> bool:

@@ -13,8 +13,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from ..channels.bodies import declares_json
-from ..keys import SETTINGS
-from ..refusals import refuse
+from ..config import SETTINGS
+from ..refusal import refuse
 from .console_auth import refusal, session_of, wire_bytes
 
 PREFIX = "/api/v1"

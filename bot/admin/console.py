@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from ..keys import STORE
-from ..refusals import refuse
+from ..refusal import refuse
+from ..store import STORE
 from .console_auth import (
     CONSOLE_SESSIONS,
     COOKIE,

@@ -8,8 +8,8 @@ import logging
 
 from aiohttp import web
 
-from ..keys import STORE
-from ..refusals import refuse
+from ..refusal import refuse
+from ..store import STORE
 from .console_auth import ConsoleSession, session_of
 from .console_views import snapshot
 

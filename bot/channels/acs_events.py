@@ -8,11 +8,12 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from ..refusals import refuse
+from ..refusal import refuse
 from ..store import Store
 from .eventgrid import VALIDATION_EVENT, EventGridDoor, is_text
 
 log = logging.getLogger(__name__)
+PATH = "/channels/acs/events"
 CHAT_EVENTS = (
     "Microsoft.Communication.ChatMessageReceivedInThread",
     "Microsoft.Communication.ChatMessageEditedInThread",
@@ -68,6 +69,8 @@ def read_chat_events(events: list[Any]) -> ChatEvents:
 
 
 class AcsEventsDoor(EventGridDoor):
+    path = PATH
+
     def __init__(self, secret: str, store: Store, readers: ThreadPoke) -> None:
         super().__init__(secret)
         self._store = store

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..refusals import refuse
+from ..refusal import refuse
 from .bodies import declares_json, read_body
 
 MAX_BODY_BYTES = 1024 * 1024  # Event Grid's own limit for one delivery
@@ -50,10 +50,19 @@ def parse_events(body: bytes) -> list[Any]:
 class EventGridDoor:
     """Event Grid bodies are not signed: the secret in the subscription's URL (?code=) authenticates them."""
 
+    path: str
+    """Where the subscription delivers: the door's POST and its OPTIONS handshake."""
+
     def __init__(self, secret: str) -> None:
         if not secret:
             raise ValueError("an Event Grid door needs a secret")
         self._secret = secret.encode("utf-8")
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(self.path, self.handle), web.route("OPTIONS", self.path, self.options)]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raise NotImplementedError
 
     def authentic(self, request: web.Request) -> bool:
         given = request.query.get("code", "").encode("utf-8")

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ..errors import PermanentError, TransientError
 from ..phones import mask
-from ..refusals import refuse
+from ..refusal import refuse
 from .eventgrid import VALIDATION_EVENT, EventGridDoor, is_text
 from .sms_base import InboundSms, SmsReceiver
 
@@ -90,6 +90,8 @@ class AcsSmsDoor(EventGridDoor):
     retries or drops the whole batch on a non-2xx, so refusing would redeliver (or lose) the good events over one
     bad one that no retry can mend. A body in which nothing is readable is answered 400, which Event Grid drops.
     """
+
+    path = PATH
 
     def __init__(self, secret: str, receiver: SmsReceiver) -> None:
         super().__init__(secret)

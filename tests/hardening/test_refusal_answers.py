@@ -11,17 +11,16 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.app import EVENTS_PATH
+from bot.channels.acs_events import PATH as EVENTS_PATH
 from bot.channels.sms_acs import PATH as SMS_EVENTS_PATH
 from bot.channels.sms_twilio import INBOUND_PATH
 from bot.channels.webhook import sign
 from bot.config import AdminSection, MeetingConfig
+from bot.drain import DRAIN
 from bot.embedded import twilio_on_sandbox
-from bot.keys import DRAIN
 from bot.sandbox import SandboxInfo
-
-from ..bridge_harness import Bridge, bridge_settings, client_for, new_secret
-from ..conftest import Control
+from tests.support.bridge import Bridge, bridge_settings, client_for, new_secret
+from tests.support.sandbox import Control
 
 TOKEN = "operator-token-for-refusals-0123"
 CHAT_SECRET = "chat-events-secret-for-refusals"
