@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ..errors import PermanentError, TransientError
 from ..phones import mask
-from ..refusals import refuse
+from ..refusal import refuse
 from .eventgrid import VALIDATION_EVENT, EventGridDoor, is_text
 from .sms_base import InboundSms, SmsReceiver
 

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ..errors import AuthError, PermanentError, TransientError, from_status, parse_retry_after
 from ..phones import mask
-from ..refusals import refuse
+from ..refusal import refuse
 from .bodies import read_body
 from .sms_base import InboundSms, SmsReceiver
 

@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from ..config import WebhookClient
 from ..errors import PermanentError, TransientError, from_status, parse_retry_after
 from ..models import Delivery, ExternalUser, Meeting
-from ..refusals import refuse
+from ..refusal import refuse
 from ..relay.intake import Answer, Intake
 from ..store import Store
 from .bodies import declares_json, read_body

@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     # the pure core, and the settings every layer reads
     {"sessions", "formatting", "commands", "sms_text", "phones", "links", "config", "tasks", "backoff", "address"},
     # the ports and their implementations, the registry of meetings, the counters, the error envelope
-    {"store", "acs", "calls", "metrics", "meetings", "inflight", "refusals"},
+    {"store", "acs", "calls", "metrics", "meetings", "inflight", "refusal"},
     {"relay"},
     # the doors
     {"channels", "admin"},
