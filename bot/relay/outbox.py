@@ -7,20 +7,26 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timedelta
-from typing import Protocol
+from datetime import timedelta
 
-from ..channels.base import Channel
+from ..address import Address, masked
 from ..config import RelaySection
 from ..errors import BridgeError, PermanentError, ThrottledError, TransientError
 from ..metrics import Metrics
-from ..models import ChatMessageView, Delivery, DeliveryState, Direction, ExternalUser, Meeting, Session
-from ..phones import mask
+from ..models import (
+    Delivery,
+    DeliveryState,
+    Direction,
+    ExternalUser,
+    Meeting,
+    Session,
+)
 from ..store import NewDelivery, Store, utcnow
 from ..store.outbox import BACKLOG_NOTICE
 from ..tasks import TaskSet
 from . import plans
 from .pacing import Pacer
+from .ports import Channel, ChatApi
 from .presence import Presence, notice, speaker_name
 
 log = logging.getLogger(__name__)
@@ -31,37 +37,14 @@ BACKLOG_TEXT = (
 )
 
 
-class ChatApi(Protocol):
-    async def send(
-        self,
-        identity_id: str,
-        thread_id: str,
-        content: str,
-        *,
-        display_name: str | None = None,
-        html: bool = False,
-        metadata: Mapping[str, str] | None = None,
-    ) -> str: ...
-
-    async def find_by_metadata(
-        self, identity_id: str, thread_id: str, key: str, value: str, since: datetime | None
-    ) -> str | None: ...
-
-    async def list_since(
-        self, identity_id: str, thread_id: str, start_time: datetime | None, page_size: int = ...
-    ) -> list[ChatMessageView]: ...
-
-    async def forget(self, identity_id: str) -> None: ...
-
-
 def channel_of(user: ExternalUser | None) -> str:
-    """sms, or webhook:<client> as its channel family: webhook."""
-    return user.channel.partition(":")[0] if user is not None else "unknown"
+    """The user's channel family (sms, webhook), as metrics label it."""
+    return Address.of(user).kind if user is not None else "unknown"
 
 
 def who(user_id: str) -> str:
     """A user id fit for a log line: phone numbers masked."""
-    return "sms:" + mask(user_id.removeprefix("sms:")) if user_id.startswith("sms:") else user_id
+    return masked(user_id)
 
 
 class _Workers:
@@ -250,8 +233,8 @@ class OutboundDispatcher(_Workers):
         self._channels = channels
         self._settings = settings
 
-    def channel_for(self, channel: str) -> Channel | None:
-        return self._channels.get(channel.partition(":")[0])
+    def channel_for(self, user: ExternalUser) -> Channel | None:
+        return self._channels.get(Address.of(user).kind)
 
     async def _bound(self, user_id: str) -> None:
         """Keep the user's waiting deliveries within max_pending_per_user: newer ones fail with backlog_full, and
@@ -293,7 +276,7 @@ class OutboundDispatcher(_Workers):
         if (due := plans.due_in(head, now)) is not None:
             return due
         user = await self._store.get_user(key)
-        channel = self.channel_for(user.channel) if user is not None else None
+        channel = self.channel_for(user) if user is not None else None
         meeting = await self._store.get_meeting(head.meeting_id) if head.meeting_id else None
         if (why := plans.undeliverable(head, user, channel is not None, meeting)) is not None:
             await self._store.finish([head.id], DeliveryState.FAILED, error=why)

@@ -8,8 +8,6 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from ..calls.base import CallConnector
-from ..channels.base import Channel
 from ..config import RelaySection
 from ..errors import BridgeError
 from ..inflight import InFlight
@@ -18,9 +16,10 @@ from ..models import Direction
 from ..sessions import ACTIVE
 from ..store import Store
 from ..tasks import TaskSet
-from .identities import IdentityApi, IdentityBroker
+from .identities import IdentityBroker
 from .intake import Intake
-from .outbox import ChatApi, InboundSender, OutboundDispatcher
+from .outbox import InboundSender, OutboundDispatcher
+from .ports import CallConnector, Channel, ChatApi, IdentityApi
 from .presence import Presence
 from .reader import MeetingReaders
 

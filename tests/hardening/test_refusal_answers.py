@@ -12,8 +12,8 @@ import pytest
 from pydantic import SecretStr
 
 from bot.channels.acs_events import PATH as EVENTS_PATH
-from bot.channels.sms_acs import PATH as SMS_EVENTS_PATH
-from bot.channels.sms_twilio import INBOUND_PATH
+from bot.channels.sms.acs import PATH as SMS_EVENTS_PATH
+from bot.channels.sms.twilio import INBOUND_PATH
 from bot.channels.webhook import sign
 from bot.config import AdminSection, MeetingConfig
 from bot.drain import DRAIN
