@@ -7,7 +7,8 @@ const calls = {};
 const log = [];
 
 function errorOf(e) {
-  return { ok: false, name: e?.name ?? null, code: e?.code ?? null, subCode: e?.subCode ?? null, message: String(e?.message ?? e) };
+  const message = String(e?.message ?? e);
+  return { ok: false, name: e?.name ?? null, code: e?.code ?? null, subCode: e?.subCode ?? null, message };
 }
 
 try {
@@ -32,7 +33,9 @@ try {
       try {
         const agent = await client.createCallAgent(credential, { displayName });
         agents[key] = { client, agent };
-        agent.on("connectionStateChanged", (e) => log.push({ agent: key, newValue: e.newValue, reason: e.reason ?? null }));
+        agent.on("connectionStateChanged", (e) =>
+          log.push({ agent: key, newValue: e.newValue, reason: e.reason ?? null }),
+        );
         return { ok: true, connectionState: agent.connectionState };
       } catch (e) {
         agents[key] = { client, agent: null };
@@ -59,7 +62,9 @@ try {
     },
     call(id) {
       const c = calls[id];
-      return { state: c.state, end: c.callEndReason ?? null, threadId: c.info.threadId ?? null, muted: c.isMuted, incomingMuted: c.isIncomingAudioMuted };
+      const end = c.callEndReason ?? null;
+      const threadId = c.info.threadId ?? null;
+      return { state: c.state, end, threadId, muted: c.isMuted, incomingMuted: c.isIncomingAudioMuted };
     },
     connectionState(key) {
       return agents[key].agent.connectionState;

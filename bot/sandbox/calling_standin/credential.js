@@ -4,7 +4,9 @@
 // lifetime of a shorter token) and the SDK-shaped errors the stand-in throws.
 
 /** @typedef {import("@azure/communication-common").CommunicationTokenCredential} CommunicationTokenCredential */
-/** @typedef {import("@azure/communication-common").CommunicationTokenRefreshOptions} CommunicationTokenRefreshOptions */
+/**
+ * @typedef {import("@azure/communication-common").CommunicationTokenRefreshOptions} CommunicationTokenRefreshOptions
+ */
 /** @typedef {Awaited<ReturnType<CommunicationTokenCredential["getToken"]>>} AccessToken */
 
 const EXPIRING_SOON_MS = 10 * 60 * 1000;
@@ -18,7 +20,8 @@ export const ERRORS = /** @type {const} */ ({
   ONE_CALL_AGENT_PER_CALL_CLIENT: [
     400,
     40008,
-    "CallClient instance can support only one CallAgent or TeamsCallAgent create new CallClient instance to create new CallAgent or TeamsCallAgent",
+    "CallClient instance can support only one CallAgent or TeamsCallAgent create new CallClient instance to create " +
+      "new CallAgent or TeamsCallAgent",
   ],
   CALL_CLIENT_DISPOSED: [404, 40012, "The CallClient has been disposed. Please create a new CallClient instance."],
   CALL_AGENT_DISPOSED: [409, 40203, "Call Agent is already disposed"],

@@ -4,75 +4,41 @@
 // call legs over one WebSocket per CallAgent. A leg lives as long as that connection: when the page dies, the
 // sandbox drops its legs after a grace period, as Teams drops a vanished client. Contract: README.md here.
 
-import { AzureCommunicationTokenCredential, ERRORS, CallingCommunicationError, sdkError, tokenClaims } from "./credential.js";
+import { Call, Listeners } from "./call.js";
+import {
+  AzureCommunicationTokenCredential,
+  CallingCommunicationError,
+  ERRORS,
+  sdkError,
+  tokenClaims,
+} from "./credential.js";
 
 export { AzureCommunicationTokenCredential };
 
-/** @typedef {import("@azure/communication-calling").CallState} CallState */
-/** @typedef {import("@azure/communication-calling").CallEndReason} CallEndReason */
 /** @typedef {import("@azure/communication-calling").ConnectionState} ConnectionState */
 /** @typedef {import("@azure/communication-calling").ConnectionStateChangedEvent} ConnectionStateChangedEvent */
 /** @typedef {import("@azure/communication-calling").ConnectionStateChangedReason} ConnectionStateChangedReason */
-/** @typedef {import("@azure/communication-calling").PropertyChangedEvent} PropertyChangedEvent */
 /** @typedef {import("@azure/communication-calling").CallAgentOptions} CallAgentOptions */
 /** @typedef {import("@azure/communication-calling").CallClientOptions} CallClientOptions */
-/** @typedef {import("@azure/communication-calling").HangUpOptions} HangUpOptions */
 /** @typedef {import("@azure/communication-calling").TeamsMeetingLinkLocator} TeamsMeetingLinkLocator */
 /** @typedef {import("@azure/communication-calling").TeamsMeetingIdLocator} TeamsMeetingIdLocator */
 /** @typedef {import("@azure/communication-calling").MediaStreamType} MediaStreamType */
 /** @typedef {import("@azure/communication-common").CommunicationTokenCredential} CommunicationTokenCredential */
 /** @typedef {Awaited<ReturnType<CommunicationTokenCredential["getToken"]>>} AccessToken */
 /** @typedef {{ audioOptions?: { muted?: boolean, localAudioStreams?: LocalAudioStream[] } }} JoinOptions */
-/**
- * What the sandbox sends on an agent's connection (README.md).
- * @typedef {{ type: string, callId?: string, state?: string, threadId?: string | null,
- *   callEndReason?: { code: number, subCode: number }, code?: number, subCode?: number, message?: string,
- *   reason?: string }} ServerMessage
- */
+/** @typedef {import("./call.js").ServerMessage} ServerMessage */
 
 const AGENT_URL = new URL("agent", import.meta.url);
 AGENT_URL.protocol = AGENT_URL.protocol === "http:" ? "ws:" : "wss:";
 const MAX_DISPLAY_NAME = 256;
 // The real SDK resolved createCallAgent offline after about 14 s: this bounds the stand-in's wait the same way.
 const CONNECT_TIMEOUT_MS = 15_000;
-const HANG_UP_TIMEOUT_MS = 10_000;
 const TOKEN_CHECK_MIN_MS = 1_000;
 const TOKEN_CHECK_MAX_MS = 60_000;
 /** @type {readonly [number, number]} */
 const NETWORK_LOST = [410, 3112];
 /** @type {readonly [number, number]} */
 const NETWORK_ERROR = [490, 4525];
-
-/** @template {(...args: any[]) => void} L */
-class Listeners {
-  constructor() {
-    /** @type {Map<string, Set<L>>} */
-    this._byEvent = new Map();
-  }
-
-  /** @param {string} event @param {L} listener */
-  on(event, listener) {
-    let set = this._byEvent.get(event);
-    if (!set) this._byEvent.set(event, (set = new Set()));
-    set.add(listener);
-  }
-
-  /** @param {string} event @param {L} listener */
-  off(event, listener) {
-    this._byEvent.get(event)?.delete(listener);
-  }
-
-  /** @param {string} event @param {Parameters<L>} args */
-  emit(event, ...args) {
-    for (const listener of [...(this._byEvent.get(event) ?? [])]) {
-      try {
-        listener(...args);
-      } catch (error) {
-        console.error("stand-in Calling SDK: a listener threw", error);
-      }
-    }
-  }
-}
 
 /**
  * The meeting chat's thread id named by a long Teams join link (/l/meetup-join/<thread>/...), as the SDK reads it.
@@ -104,114 +70,6 @@ export class LocalAudioStream {
   }
 
   dispose() {}
-}
-
-class Call {
-  /**
-   * @param {CallAgent} agent
-   * @param {string | undefined} threadId
-   * @param {boolean} muted
-   */
-  constructor(agent, threadId, muted) {
-    this._agent = agent;
-    /** The sandbox uses the client's call id as the leg's id (its participant id in the roster). */
-    this.id = crypto.randomUUID();
-    /** @type {{ threadId: string | undefined }} */
-    this.info = { threadId };
-    /** @type {CallState} */
-    this._state = "None";
-    /** @type {CallEndReason | undefined} */
-    this._endReason = undefined;
-    this._muted = muted;
-    this._incomingMuted = false;
-    /** @type {Listeners<PropertyChangedEvent>} */
-    this._listeners = new Listeners();
-    /** @type {Array<() => void>} */
-    this._ended = [];
-  }
-
-  get state() {
-    return this._state;
-  }
-
-  get callEndReason() {
-    return this._endReason;
-  }
-
-  get isMuted() {
-    return this._muted;
-  }
-
-  get isIncomingAudioMuted() {
-    return this._incomingMuted;
-  }
-
-  /** @param {"stateChanged"} event @param {PropertyChangedEvent} listener */
-  on(event, listener) {
-    this._listeners.on(event, listener);
-  }
-
-  /** @param {"stateChanged"} event @param {PropertyChangedEvent} listener */
-  off(event, listener) {
-    this._listeners.off(event, listener);
-  }
-
-  /** @param {HangUpOptions} [options] Ending the meeting for everyone is not the joiner's to do; it is ignored. */
-  async hangUp(options) {
-    void options;
-    if (this._state === "Disconnected") return;
-    const ended = new Promise((resolve) => this._ended.push(() => resolve(undefined)));
-    if (!this._agent._send({ type: "hangUp", callId: this.id })) {
-      this._end(0, 0);
-      return;
-    }
-    this._setState("Disconnecting");
-    const timer = setTimeout(() => this._end(0, 0), HANG_UP_TIMEOUT_MS);
-    await ended;
-    clearTimeout(timer);
-  }
-
-  async mute() {
-    this._muted = true;
-    this._agent._send({ type: "audio", callId: this.id, muted: true });
-  }
-
-  async muteIncomingAudio() {
-    this._incomingMuted = true;
-    this._agent._send({ type: "audio", callId: this.id, incomingAudioMuted: true });
-  }
-
-  /** @param {ServerMessage} message A change of this call's leg. */
-  _update(message) {
-    if (message.threadId && !this.info.threadId) this.info.threadId = message.threadId;
-    if (message.state === "lobby" || message.state === "connected") {
-      // A hang-up under way is not undone by a late "connected".
-      if (this._state !== "Disconnecting") this._setState(message.state === "lobby" ? "InLobby" : "Connected");
-      return;
-    }
-    const reason = message.callEndReason ?? { code: 0, subCode: 0 };
-    this._end(reason.code, reason.subCode);
-  }
-
-  /** @param {CallState} state */
-  _setState(state) {
-    if (this._state === state || this._state === "Disconnected") return;
-    this._state = state;
-    this._listeners.emit("stateChanged");
-  }
-
-  /**
-   * Disconnecting comes only from a hang-up under way: the real SDK goes from Connecting (or a later state)
-   * straight to Disconnected when the call fails (seen offline: None, Connecting, Disconnected 490/4525).
-   * @param {number} code @param {number} subCode
-   */
-  _end(code, subCode) {
-    if (this._state === "Disconnected") return;
-    this._endReason = { code, subCode };
-    this._setState("Disconnected");
-    this._agent._calls.delete(this.id);
-    for (const resolve of this._ended.splice(0)) resolve();
-  }
 }
 
 class CallAgent {
@@ -273,7 +131,8 @@ class CallAgent {
     this._calls.set(call.id, call);
     queueMicrotask(() => {
       call._setState("Connecting");
-      const where = link ? { meetingLink: link } : { meetingId, passcode: "passcode" in locator ? locator.passcode : undefined };
+      const passcode = "passcode" in locator ? locator.passcode : undefined;
+      const where = link ? { meetingLink: link } : { meetingId, passcode };
       if (!this._send({ type: "join", callId: call.id, muted: call.isMuted, ...where })) call._end(...NETWORK_ERROR);
     });
     return call;
@@ -421,7 +280,9 @@ export class CallClient {
     if (this._disposed) throw sdkError(ERRORS.CALL_CLIENT_DISPOSED);
     if (this._agent && !this._agent._disposed) throw sdkError(ERRORS.ONE_CALL_AGENT_PER_CALL_CLIENT);
     const displayName = options?.displayName;
-    if (displayName !== undefined && displayName.length > MAX_DISPLAY_NAME) throw sdkError(ERRORS.DISPLAY_NAME_TOO_LONG);
+    if (displayName !== undefined && displayName.length > MAX_DISPLAY_NAME) {
+      throw sdkError(ERRORS.DISPLAY_NAME_TOO_LONG);
+    }
     const agent = new CallAgent(tokenCredential, displayName);
     this._agent = agent;
     try {
