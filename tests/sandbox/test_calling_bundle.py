@@ -11,9 +11,7 @@ from typing import Any
 import pytest
 
 from bot.sandbox import SandboxInfo
-from tests.conftest import Control
-from tests.meeting_helpers import new_user
-from tests.sandbox.calling_page import (
+from tests.support.calling_page import (
     BUNDLE,
     CHROMIUM,
     FLAGS,
@@ -23,6 +21,8 @@ from tests.sandbox.calling_page import (
     page_server,
     require_chromium,
 )
+from tests.support.meetings import new_user
+from tests.support.sandbox import Control
 
 # The trial on this kind of machine saw createCallAgent resolve Disconnected after about 14 s offline.
 OFFLINE_BOUND_S = 90.0

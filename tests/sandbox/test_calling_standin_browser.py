@@ -18,10 +18,8 @@ from azure.communication.identity import CommunicationUserIdentifier
 from playwright.async_api import Error as PlaywrightError
 
 from bot.sandbox import SandboxInfo
-from tests.conftest import Control
-from tests.helpers import identity_client
-from tests.meeting_helpers import AcsUser, new_user
-from tests.sandbox.calling_page import (
+from tests.support.acs import identity_client
+from tests.support.calling_page import (
     CHROMIUM,
     FLAGS,
     Harness,
@@ -30,6 +28,8 @@ from tests.sandbox.calling_page import (
     require_chromium,
     standin_url,
 )
+from tests.support.meetings import AcsUser, new_user
+from tests.support.sandbox import Control
 
 MEETINGS = "/sandbox/v1/meetings"
 Json = dict[str, Any]

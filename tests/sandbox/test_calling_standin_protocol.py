@@ -16,9 +16,9 @@ from azure.communication.identity import CommunicationUserIdentifier
 
 from bot.sandbox import SandboxInfo
 from bot.sandbox.calling_standin import PREFIX
-from tests.conftest import Control
-from tests.helpers import identity_client
-from tests.meeting_helpers import AcsUser, join, new_user
+from tests.support.acs import identity_client
+from tests.support.meetings import AcsUser, join, new_user
+from tests.support.sandbox import Control
 
 MEETINGS = "/sandbox/v1/meetings"
 WAIT_S = 10.0

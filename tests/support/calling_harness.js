@@ -1,4 +1,5 @@
-// The Calling SDK test page's driver: loads the SDK module named in ?sdk= and exposes window.harness to the test.
+// The Calling SDK test page's driver (tests/support/calling_page.py): loads the SDK module named in ?sdk= and
+// exposes window.harness to the test.
 // Fresh tokens come from the test through window.freshToken(key) (a Playwright binding), as the bridge's do.
 
 const sdkUrl = new URLSearchParams(location.search).get("sdk");

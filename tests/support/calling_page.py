@@ -1,8 +1,8 @@
 """A test page for Calling SDK modules (the sandbox's stand-in, the real bundle) in headless Chromium.
 
 The page is served over http://localhost by a small server of the test's own, imports the SDK module named in
-its query, and drives it through `window.harness` (harness.js). Each stateChanged and connectionStateChanged is
-logged in the page, so a test waits for a state instead of sleeping.
+its query, and drives it through `window.harness` (calling_harness.js). Each stateChanged and
+connectionStateChanged is logged in the page, so a test waits for a state instead of sleeping.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ FLAGS = [
 LOOPBACK_ONLY = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost"
 STANDIN_DIR = Path(__file__).parents[2] / "bot" / "sandbox" / "calling_standin"
 BUNDLE = Path(__file__).parents[2] / "bot" / "calls" / "browser" / "static" / "sdk" / "calling.js"
-HARNESS = Path(__file__).with_name("harness.js")
+HARNESS = Path(__file__).with_name("calling_harness.js")
 WAIT_MS = 20_000
 
 PAGE = """<!doctype html>
