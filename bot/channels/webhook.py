@@ -18,8 +18,9 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from ..address import Address
 from ..config import WebhookClient
-from ..errors import PermanentError, TransientError, parse_retry_after
+from ..errors import PermanentError, TransientError, from_status, parse_retry_after
 from ..models import Delivery, ExternalUser, Meeting
+from ..refusal import refuse
 from ..relay.intake import Action, Forget, Intake, Join, Leave, Message, Sender, Ticket
 from ..relay.outcomes import (
     Accepted,
@@ -103,7 +104,7 @@ def _json_answer(answer: Answer) -> web.Response:
 
 
 def _reject(status: int, error: str, reason: str, headers: Mapping[str, str] | None = None) -> web.Response:
-    return _json_answer(_refused(status, error, reason, headers))
+    return refuse(status, error, reason, headers=headers)
 
 
 def _invalid(client: WebhookClient, event: WebhookEvent) -> web.Response | None:
@@ -264,8 +265,8 @@ class WebhookChannel:
             ) as resp:
                 if 200 <= resp.status < 300:
                     return
-                if resp.status == 429 or resp.status >= 500:
-                    raise TransientError(f"callback answered {resp.status}", parse_retry_after(resp.headers))
-                raise PermanentError(f"callback answered {resp.status}")
+                # A receiver's 429 is retried as a counted try: a client's endpoint may answer 429 for ever.
+                message, retry_after = f"callback answered {resp.status}", parse_retry_after(resp.headers)
+                raise from_status(resp.status, message, retry_after=retry_after, throttled=TransientError)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(f"callback unreachable: {exc.__class__.__name__}") from exc

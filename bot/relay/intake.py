@@ -242,18 +242,23 @@ class Intake:
         except BacklogFull as full:
             # Refused like any other refusal: nothing stored, the id not remembered, so a retry is decided afresh.
             return self._refuse_busy(sender, meeting, full)
+        await self._taken(meeting, session, state)
+        return taken if stored else restore(kept)
+
+    async def _taken(self, meeting: Meeting, session: Session, state: DeliveryState) -> None:
         if meeting.id in self._busy:
             self._busy.discard(meeting.id)
             log.info("meeting %s accepts messages again", meeting.id)
         await self._store.touch_session(session.id)
         if state == DeliveryState.HELD:
+            # Reaching the call releases a session's held messages: if it got there after its state was read for
+            # this message, nothing else would release this one.
             fresh = await self._store.get_session(session.id)
             if fresh is not None and fresh.state == SessionState.IN_CALL:
                 await self._store.release_held(session.id)
                 state = DeliveryState.PENDING
         if state == DeliveryState.PENDING:
             self._events.queued(meeting.id)
-        return taken if stored else restore(kept)
 
     async def _user(self, sender: Sender) -> ExternalUser | None:
         return sender.user if sender.user is not None else await self._store.get_user(str(sender.address))

@@ -16,7 +16,7 @@ LAYERS: list[set[str]] = [
     # the pure core, and the settings every layer reads
     {"sessions", "formatting", "commands", "sms_text", "phones", "links", "config", "tasks", "backoff", "address"}
     | {"opt_out", "opt_out_phrases", "quiet_hours", "consent"},
-    # the ports and their implementations, the registry of meetings, the counters
+    # the ports and their implementations, the registry of meetings, the counters, the error envelope
     {"store", "acs", "calls", "metrics", "meetings", "inflight", "refusal"},
     {"relay"},
     # the doors

@@ -8,8 +8,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from ..refusal import refuse
 from ..store import Store
-from .eventgrid import VALIDATION_EVENT, EventGridDoor, is_text, reject
+from .eventgrid import VALIDATION_EVENT, EventGridDoor, is_text
 
 log = logging.getLogger(__name__)
 PATH = "/channels/acs/events"
@@ -67,7 +68,7 @@ def read_chat_events(events: list[Any]) -> ChatEvents:
     return ChatEvents(None, list(threads), len(reasons))
 
 
-class AcsEventsDoor(EventGridDoor):
+class ChatEventsDoor(EventGridDoor):
     path = PATH
 
     def __init__(self, secret: str, store: Store, readers: ThreadPoke) -> None:
@@ -84,7 +85,7 @@ class AcsEventsDoor(EventGridDoor):
         try:
             read = read_chat_events(events)
         except Malformed as exc:
-            return reject(400, "bad_request", str(exc))
+            return refuse(400, "bad_request", str(exc))
         if read.validation_code is not None:
             return web.json_response({"validationResponse": read.validation_code})
         for thread in read.threads:
