@@ -14,6 +14,7 @@ from ..quiet_hours import quiet_until, zones_for
 from ..relay.consent import CONSENT
 from ..store import STORE, utcnow
 from .common import ApiError, iso, parse_int, parse_time, read_object
+from .schemas import NUMBER_PATTERN
 
 FILTERS = ("event", "meeting", "digits", "hash", "since", "until", "limit", "format")
 DEFAULT_LIMIT, MAX_LIMIT = 1000, 100_000
@@ -55,9 +56,9 @@ async def list_consent(request: web.Request) -> web.Response:
     unknown = sorted(set(query) - set(FILTERS))
     if unknown:
         raise ApiError(400, f"{unknown[0][:40]}: not a filter of consent records")
-    if "digits" in query and not _DIGITS.match(query["digits"]):
+    if "digits" in query and not _DIGITS.fullmatch(query["digits"]):
         raise ApiError(400, f"digits: the number's last {TAIL_DIGITS} digits")
-    if "hash" in query and not _HASH.match(query["hash"]):
+    if "hash" in query and not _HASH.fullmatch(query["hash"]):
         raise ApiError(400, "hash: a number's hash as a record or a check gives it (64 hex digits)")
     meeting_id = None
     if query.get("meeting"):
@@ -91,7 +92,7 @@ async def check_consent(request: web.Request) -> web.Response:
     if unknown:
         raise ApiError(400, f"{unknown[0][:40]}: not a field of a consent check", field=unknown[0][:40])
     raw = body.get("number")
-    if not isinstance(raw, str):
+    if not isinstance(raw, str) or not re.fullmatch(NUMBER_PATTERN, raw):
         raise ApiError(400, "number: required, a phone number in E.164 (+15551234567)", field="number")
     try:
         number = normalize(raw, strict=False)

@@ -41,6 +41,8 @@ _NAME = {
 }
 _MODE = {"type": "string", "enum": [m.value for m in IdentityMode]}
 _TIME = _nullable("string", format="date-time")
+NUMBER_PATTERN = r"^\+?[0-9][0-9 ().-]{5,30}$"
+"""How a number to check may be written: digits, a leading +, the usual separators (no letters, no *, no #)."""
 
 SCHEMAS: dict[str, Schema] = {
     "Error": {
@@ -178,7 +180,7 @@ SCHEMAS: dict[str, Schema] = {
         "properties": {
             "number": {
                 "type": "string",
-                "pattern": r"^\+?[0-9][0-9 ().-]{5,30}$",
+                "pattern": NUMBER_PATTERN,
                 "description": "E.164, e.g. +15551234567 (a national form is read as a US number)",
             }
         },
