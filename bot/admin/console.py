@@ -28,7 +28,8 @@ from .console_events import STREAMS, Streams, events
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 PAGES = ("login", "dashboard", "meeting")
-_NEXT = re.compile(r"^/console(/meetings/[A-Za-z0-9._~%-]{1,200})?$")
+# Matched whole (fullmatch): `$` alone also accepts a trailing newline, which would end up in the Location header.
+_NEXT = re.compile(r"/console(/meetings/[A-Za-z0-9._~%-]{1,200})?")
 _SECURITY_HEADERS = {
     # Only our own files: no inline script, no third-party anything, no framing.
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -70,7 +71,7 @@ async def meeting_page(request: web.Request) -> web.Response:
     ref = request.match_info["id"]
     session = session_of(request)
     if session is None:
-        return _login_page(request, next_path=request.path if _NEXT.match(request.path) else "/console")
+        return _login_page(request, next_path=request.path if _NEXT.fullmatch(request.path) else "/console")
     store = request.app[STORE]
     if ref.isdigit() and await store.get_meeting(ref) is None:
         by_code = await store.meeting_by_code(ref)
@@ -95,7 +96,7 @@ async def login(request: web.Request) -> web.Response:
     if isinstance(form, web.Response):
         return form
     next_path = str(form.get("next") or "/console")
-    next_path = next_path if _NEXT.match(next_path) else "/console"
+    next_path = next_path if _NEXT.fullmatch(next_path) else "/console"
     if cross_site(request):
         return _login_page(request, error="Sign in from this console's own page.", status=403, next_path=next_path)
     token = form.get("token")
