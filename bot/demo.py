@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
+from .admin.console_auth import wire_bytes
 from .channels.webhook import verify
 from .config import MeetingConfig, Settings, WebhookClient
 
@@ -116,16 +117,21 @@ def add_demo_inbox(app: web.Application, client: WebhookClient) -> None:
         body = await request.read()
         if verify(client, body, request.headers) is not None:
             return web.json_response({"error": "bad_signature"}, status=401)
+        try:
+            item = json.loads(body)
+        except ValueError:  # signed with the demo's secret, yet not JSON
+            return web.json_response({"error": "bad_request", "reason": "the body is not JSON"}, status=400)
         inbox = app[INBOX].items
-        inbox.append(json.loads(body))
+        inbox.append(item)
         del inbox[:-200]
         return web.json_response({"ok": True})
 
     async def listing(request: web.Request) -> web.Response:
-        # Reading the inbox needs the demo client's secret as a bearer token.
+        # Reading the inbox needs the demo client's secret as a bearer token; compared as the bytes sent, since a
+        # header byte that is not UTF-8 arrives as a lone surrogate that a plain encode() refuses.
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         expected = client.secrets[0].get_secret_value()
-        if not hmac.compare_digest(token.encode(), expected.encode()):
+        if not hmac.compare_digest(wire_bytes(token), wire_bytes(expected)):
             return web.json_response(
                 {"error": "unauthorized", "reason": "send the demo secret as a Bearer token"}, status=401
             )

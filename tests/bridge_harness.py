@@ -101,9 +101,16 @@ def base_url(sock: socket.socket) -> str:
 class Bridge:
     """One bridge process's worth of app, started in this event loop on an ephemeral port (or on `sock`)."""
 
-    def __init__(self, settings: Settings, sock: socket.socket | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sock: socket.socket | None = None,
+        prepare: Callable[[web.Application], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.sock = sock
+        self.prepare = prepare
+        """Called with the app before it starts, to add what `run` adds beside create_app (the demo's inbox)."""
         self.runner: web.AppRunner | None = None
         self.base = ""
         self.http: aiohttp.ClientSession | None = None
@@ -122,7 +129,10 @@ class Bridge:
         return self.app[STORE]
 
     async def start(self) -> Bridge:
-        self.runner = web.AppRunner(create_app(self.settings), access_log=None)
+        app = create_app(self.settings)
+        if self.prepare is not None:
+            self.prepare(app)
+        self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site: web.BaseSite
         if self.sock is not None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from pydantic import SecretStr
 
 from bot.config import AdminSection, MeetingConfig, Settings
@@ -35,6 +37,24 @@ class Probe:
     def base(self) -> str:
         return self.bridge.base
 
+    async def raw(self, request: bytes) -> tuple[int, bytes]:
+        """Sends `request` as the bytes given (headers need not be UTF-8) on a fresh connection; the status and
+        the whole answer."""
+        return await raw_exchange(self.base, request)
+
+
+async def raw_exchange(base: str, request: bytes, limit_s: float = 20.0) -> tuple[int, bytes]:
+    host, _, port = base.removeprefix("http://").partition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), limit_s)
+    finally:
+        writer.close()
+    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
+    return status, answer
+
 
 @asynccontextmanager
 async def operator_bridge(
@@ -43,6 +63,7 @@ async def operator_bridge(
     tmp_path: Path,
     *,
     adjust: Callable[[Settings], Settings] | None = None,
+    prepare: Callable[[web.Application], None] | None = None,
     **meeting: Any,
 ) -> AsyncIterator[Probe]:
     sandbox_meeting = await control.meeting()
@@ -53,7 +74,7 @@ async def operator_bridge(
     config = MeetingConfig(link=sandbox_meeting["joinWebUrl"], code=CODE, name="Weekly sync", **meeting)
     settings = bridge_settings(info, tmp_path / "bridge", clients={"app": receiver.client}, meetings=[config])
     settings = settings.model_copy(update={"admin": AdminSection(token=SecretStr(TOKEN))})
-    bridge = await Bridge(adjust(settings) if adjust else settings).start()
+    bridge = await Bridge(adjust(settings) if adjust else settings, prepare=prepare).start()
     try:
         yield Probe(bridge, receiver, secret, sandbox_meeting)
     finally:
