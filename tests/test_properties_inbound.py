@@ -20,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 from bot.channels import acs_events, eventgrid, sms_acs, sms_twilio, webhook
 from bot.config import ConfigError, Settings, WebhookClient, env_overrides, load_settings
 from bot.errors import MAX_RETRY_AFTER_S, parse_retry_after
+from bot.formatting import clean_name
 
 from .bridge_harness import new_secret
 from .test_properties import ANY_TEXT, PROFILE
@@ -56,11 +57,13 @@ RAW_BODIES = st.one_of(
 
 _USER_ID = st.from_regex(r"[A-Za-z0-9_.@+-]{1,128}", fullmatch=True)
 _VISIBLE = st.text(alphabet=st.characters(exclude_categories=("Cs",)), min_size=1, max_size=256)
+_NAMES = _VISIBLE.map(clean_name).filter(bool)
+"""Names as the door stores them: cleaned (see test_webhook_names_are_stored_clean_or_refused)."""
 WEBHOOK_EVENTS = st.fixed_dictionaries(
     {"type": st.sampled_from(["message", "join", "leave", "forget"]), "user": st.fixed_dictionaries({"id": _USER_ID})},
     optional={"meeting": _VISIBLE.map(lambda t: t[:128]), "text": st.text(max_size=200)},
 ).flatmap(
-    lambda event: st.just(event) | _VISIBLE.map(lambda name: {**event, "user": {**event["user"], "displayName": name}})
+    lambda event: st.just(event) | _NAMES.map(lambda name: {**event, "user": {**event["user"], "displayName": name}})
 )
 
 
@@ -80,6 +83,18 @@ def test_webhook_bodies_raise_only_validation_error(body: bytes) -> None:
 def test_valid_webhook_events_round_trip(event: dict[str, Any]) -> None:
     parsed = webhook.WebhookEvent.model_validate_json(json.dumps(event))
     assert parsed.model_dump(by_alias=True, exclude_unset=True) == event
+
+
+@PROFILE
+@given(name=_VISIBLE)
+def test_webhook_names_are_stored_clean_or_refused(name: str) -> None:
+    event = {"type": "join", "user": {"id": "ann", "displayName": name}, "meeting": "123456"}
+    try:
+        parsed = webhook.WebhookEvent.model_validate_json(json.dumps(event))
+    except ValidationError as exc:
+        assert not clean_name(name) and exc.errors()[0]["loc"] == ("user", "displayName")
+        return
+    assert parsed.user.display_name == clean_name(name) != ""
 
 
 CLIENT = WebhookClient(secrets=[SecretStr(new_secret()), SecretStr(new_secret())])

@@ -12,11 +12,12 @@ from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from ..config import WebhookClient
 from ..errors import PermanentError, TransientError, parse_retry_after
+from ..formatting import clean_name
 from ..models import Delivery, ExternalUser, Meeting
 from ..relay.intake import Answer, Intake
 from ..store import Store
@@ -31,6 +32,17 @@ class WebhookUser(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@+-]+$")
     display_name: str | None = Field(None, alias="displayName", min_length=1, max_length=256)
+
+    @field_validator("display_name")
+    @classmethod
+    def _visible(cls, value: str | None) -> str | None:
+        # Stored as shown, cleaned as on every channel; a name of invisible characters alone would show as nothing.
+        if value is None:
+            return None
+        cleaned = clean_name(value)
+        if not cleaned:
+            raise ValueError("has nothing visible once invisible and control characters are taken out")
+        return cleaned
 
 
 class WebhookEvent(BaseModel):
@@ -124,7 +136,7 @@ class WebhookDoor:
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "body"
-            return _reject(400, "bad_request", f"{where}: {err['msg']}")
+            return _reject(400, "bad_request", f"{where}: {str(err['msg']).removeprefix('Value error, ')}")
         provider_id = request.headers["webhook-id"]
         channel = f"webhook:{name}"
         if (seen := await self._intake.replay(channel, provider_id)) is not None:
