@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from . import graph_ids
 from .errors import ConfigError
 from .formatting import validate_template
 from .links import JoinLinkError, parse_join_link
@@ -337,6 +338,16 @@ class MeetingConfig(_Section):
     def _template(cls, value: str) -> str:
         validate_template(value)
         return value
+
+    @field_validator("organizer_id")
+    @classmethod
+    def _organizer(cls, value: str | None) -> str | None:
+        return graph_ids.organizer_id(value) if value is not None else None
+
+    @field_validator("graph_meeting_id")
+    @classmethod
+    def _graph_meeting(cls, value: str | None) -> str | None:
+        return graph_ids.meeting_id(value) if value is not None else None
 
 
 class Settings(_Section):
