@@ -8,7 +8,7 @@ import json
 import secrets
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,9 @@ from bot.app import create_app
 from bot.channels.webhook import sign, verify
 from bot.config import MeetingConfig, Settings, WebhookClient, load_settings
 from bot.embedded import on_sandbox
-from bot.keys import RELAY, STORE
-from bot.relay.runtime import Relay
+from bot.relay.runtime import RELAY, Relay
 from bot.sandbox import SandboxInfo
-from bot.store import Store
+from bot.store import STORE, Store
 
 
 async def wait_for(check: Callable[[], Awaitable[Any]], limit_s: float = 20.0, what: str = "condition") -> Any:
@@ -105,12 +104,12 @@ class Bridge:
         self,
         settings: Settings,
         sock: socket.socket | None = None,
-        prepare: Callable[[web.Application], None] | None = None,
+        extra_routes: Iterable[web.RouteDef] = (),
     ) -> None:
         self.settings = settings
         self.sock = sock
-        self.prepare = prepare
-        """Called with the app before it starts, to add what `run` adds beside create_app (the demo's inbox)."""
+        self.extra_routes = list(extra_routes)
+        """What `run` adds beside the bridge's own routes (the embedded demo's inbox)."""
         self.runner: web.AppRunner | None = None
         self.base = ""
         self.http: aiohttp.ClientSession | None = None
@@ -129,10 +128,7 @@ class Bridge:
         return self.app[STORE]
 
     async def start(self) -> Bridge:
-        app = create_app(self.settings)
-        if self.prepare is not None:
-            self.prepare(app)
-        self.runner = web.AppRunner(app, access_log=None)
+        self.runner = web.AppRunner(create_app(self.settings, extra_routes=self.extra_routes), access_log=None)
         await self.runner.setup()
         site: web.BaseSite
         if self.sock is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ async def operator_bridge(
     tmp_path: Path,
     *,
     adjust: Callable[[Settings], Settings] | None = None,
-    prepare: Callable[[web.Application], None] | None = None,
+    extra_routes: Iterable[web.RouteDef] = (),
     **meeting: Any,
 ) -> AsyncIterator[Probe]:
     sandbox_meeting = await control.meeting()
@@ -74,7 +74,7 @@ async def operator_bridge(
     config = MeetingConfig(link=sandbox_meeting["joinWebUrl"], code=CODE, name="Weekly sync", **meeting)
     settings = bridge_settings(info, tmp_path / "bridge", clients={"app": receiver.client}, meetings=[config])
     settings = settings.model_copy(update={"admin": AdminSection(token=SecretStr(TOKEN))})
-    bridge = await Bridge(adjust(settings) if adjust else settings, prepare=prepare).start()
+    bridge = await Bridge(adjust(settings) if adjust else settings, extra_routes=extra_routes).start()
     try:
         yield Probe(bridge, receiver, secret, sandbox_meeting)
     finally:

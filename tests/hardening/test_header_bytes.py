@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from bot.config import Settings
-from bot.demo import DEMO_CLIENT, add_demo_inbox
+from bot.demo import DemoInbox
 from bot.sandbox import SandboxInfo
 
 from ..bridge_harness import client_for, new_secret
@@ -25,8 +25,9 @@ NOT_UTF8 = b"\xff\xfe\xc3"
 DEMO_SECRET = new_secret()
 
 
-def with_demo_inbox(app: web.Application) -> None:
-    add_demo_inbox(app, client_for(None, DEMO_SECRET))
+def demo_inbox() -> list[web.RouteDef]:
+    """The embedded demo's inbox, as `run` adds it beside the bridge's routes."""
+    return DemoInbox(client_for(None, DEMO_SECRET)).routes()
 
 
 def with_chat_events(settings: Settings) -> Settings:
@@ -72,7 +73,7 @@ def routes(probe: Probe) -> list[tuple[str, str]]:
 async def test_the_demo_inbox_refuses_a_token_that_is_not_utf8(
     control: Control, info: SandboxInfo, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with operator_bridge(control, info, tmp_path, prepare=with_demo_inbox) as probe:
+    async with operator_bridge(control, info, tmp_path, extra_routes=demo_inbox()) as probe:
         status, answer = await probe.raw(request("GET", "/demo/callbacks", b"Authorization: Bearer " + NOT_UTF8))
         assert status == 401, answer
         assert b'"unauthorized"' in answer
@@ -84,14 +85,13 @@ async def test_the_demo_inbox_refuses_a_token_that_is_not_utf8(
         status, _ = await probe.raw(request("POST", "/demo/callbacks", b"webhook-id: " + NOT_UTF8))
         assert status == 401
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
-    assert DEMO_CLIENT == "demo"
 
 
 @pytest.mark.parametrize("header", HEADERS)
 async def test_every_route_answers_header_bytes_that_are_not_utf8_with_a_4xx(
     control: Control, info: SandboxInfo, tmp_path: Path, caplog: pytest.LogCaptureFixture, header: bytes
 ) -> None:
-    async with operator_bridge(control, info, tmp_path, adjust=with_chat_events, prepare=with_demo_inbox) as probe:
+    async with operator_bridge(control, info, tmp_path, adjust=with_chat_events, extra_routes=demo_inbox()) as probe:
         served = routes(probe)
         assert ("GET", "/demo/callbacks") in served and ("POST", "/channels/webhook/app") in served
         assert ("POST", "/channels/acs/events") in served and ("POST", "/console/login") in served
