@@ -273,6 +273,10 @@ class RelaySection(_Section):
     """Inbound messages one meeting may have waiting (queued or held); beyond it senders are told the meeting
     is busy (webhook 429, one SMS notice). 150 is five minutes of a thread's 30 sends per minute even when no
     two merge: a backlog older than that is no longer a conversation."""
+    repeat_retention_days: float = Field(7.0, gt=0, le=3650)
+    """How long the provider id of each accepted message (webhook-id, SMS message id) is kept to drop repeats;
+    older records are pruned. It must outlast every sender's retries: Event Grid retries for up to 24 hours,
+    Standard Webhooks senders for a few days, Twilio does not retry inbound posts on its own."""
     max_pending_per_user: int = Field(50, gt=0)
     """Messages one external user may have waiting, inbound (beyond it: busy, as above) and outbound (beyond
     it, newer deliveries to them fail with backlog_full and they are told once). A sender's consecutive

@@ -21,7 +21,7 @@ from ..formatting import clean_name
 from ..models import Delivery, ExternalUser, Meeting
 from ..relay.intake import Answer, Intake
 from ..store import Store
-from .bodies import declares_json, read_body
+from .bodies import declares_json, id_refusal, read_body
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -122,6 +122,8 @@ class WebhookDoor:
         body = await read_body(request, MAX_BODY_BYTES)
         if body is None:
             return _reject(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+        if (too_long := id_refusal("webhook-id", request.headers.get("webhook-id", ""))) is not None:
+            return _reject(400, "bad_request", f"{too_long} (Standard Webhooks ids are short)")
         refusal = verify(client, body, request.headers)
         if refusal is not None:
             log.info("webhook client %s: signature refused (%s)", name, refusal)
