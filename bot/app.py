@@ -30,12 +30,15 @@ from .config import SETTINGS, Settings
 from .drain import DRAIN, Drain, drain_middleware
 from .meetings import REGISTRY, MeetingRegistry
 from .metrics import METRICS, CountingTokens, Metrics
+from .readiness import CachedCheck
 from .relay.runtime import RELAY, Relay
 from .relay.sms import SmsIntake
 from .store import STORE, Store
 
 log = logging.getLogger(__name__)
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
+ACS_CHECK: web.AppKey[CachedCheck] = web.AppKey("acs_check")
+"""Whether ACS answers, for /readyz: asked at most once every few seconds however often it is called."""
 CLIENT_TIMEOUT_S = 30
 
 Lifetime = Callable[[web.Application], AsyncIterator[None]]
@@ -158,7 +161,7 @@ async def _ready(request: web.Request) -> web.Response:
     channels = {"webhook": bool(settings.webhook_clients), "sms": settings.sms.gateway != "none"}
     checks = {
         "store": await app[STORE].writable(),
-        "acs": await _acs_reachable(app),
+        "acs": await app[ACS_CHECK](),
         "channels": any(channels.values()),
     }
     ready = all(checks.values())
@@ -235,6 +238,7 @@ def create_app(settings: Settings, *, extra_routes: Iterable[web.RouteDef] = ())
     app[STORE] = store
     app[RELAY] = relay
     app[REGISTRY] = registry
+    app[ACS_CHECK] = CachedCheck(lambda: _acs_reachable(app))
 
     # Cleanups run in the reverse order: the relay stops first, the HTTP session closes last.
     lifetimes = [

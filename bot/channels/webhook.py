@@ -5,6 +5,7 @@ from __future__ import annotations
 import binascii
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from .bodies import declares_json, id_refusal, read_body
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 CALLBACK_TIMEOUT_S = 10.0
+_TIMESTAMP = re.compile(r"0|[1-9][0-9]{0,11}")
 
 
 class WebhookUser(BaseModel):
@@ -82,6 +84,10 @@ def verify(client: WebhookClient, body: bytes, headers: Mapping[str, str]) -> st
     """The reason the signature is refused, or None when one of the client's secrets signed this body."""
     if not all(headers.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature")):
         return "missing webhook-id, webhook-timestamp or webhook-signature header"
+    if not _TIMESTAMP.fullmatch(headers["webhook-timestamp"]):
+        # The library parses it with float() and signs over the whole seconds: "T.99", "+T" or "0T" would pass
+        # with a signature made over "T". Only the form a sender writes is taken.
+        return "malformed webhook-timestamp header: integer seconds since the epoch expected"
     reason = "no signature matches"
     for secret in client.secrets:
         try:

@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
         "graph_ids",
         "config",
         "tasks",
+        "readiness",
         "backoff",
         "address",
     },
