@@ -236,6 +236,13 @@ class AdminSection(_Section):
     """The operators' bearer token for /api/v1 (and the console); not set: the admin API is off. On the
     embedded sandbox `run` generates one and prints it."""
 
+    failed_tokens_allowed: int = Field(5, ge=1, le=10_000)
+    """Wrong tokens one address may send (to the API and the console's sign-in together) before its attempts
+    wait: 1 s after the next wrong one, doubling with each further one up to lockout_max_s. A right token, or 15
+    minutes without a wrong one, starts the count afresh. Behind a proxy every request comes from its address."""
+    lockout_max_s: float = Field(300.0, gt=0, le=86_400)
+    """The longest wait after repeated wrong tokens; meanwhile every attempt from that address is answered 429."""
+
     _resolve = field_validator("token", mode="before")(_secret)
 
     @field_validator("token")

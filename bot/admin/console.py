@@ -21,9 +21,9 @@ from .console_auth import (
     refusal,
     session_of,
     set_cookie,
-    token_matches,
 )
 from .console_events import STREAMS, Streams, events
+from .throttle import Attempt, try_token
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -100,7 +100,13 @@ async def login(request: web.Request) -> web.Response:
     if cross_site(request):
         return _login_page(request, error="Sign in from this console's own page.", status=403, next_path=next_path)
     token = form.get("token")
-    if not isinstance(token, str) or not token_matches(request, token):
+    attempt = try_token(request, token, "console") if isinstance(token, str) else Attempt(False)
+    if attempt.retry_after:
+        wait = f"Too many wrong tokens from this address: try again in {attempt.retry_after} s."
+        page = _login_page(request, error=wait, status=429, next_path=next_path)
+        page.headers["Retry-After"] = str(attempt.retry_after)
+        return page
+    if not attempt.accepted:
         log.info("console: a sign-in with a wrong token was refused")
         return _login_page(request, error="That is not the operator token.", status=401, next_path=next_path)
     sessions = request.app[CONSOLE_SESSIONS]

@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
         "config",
         "tasks",
         "readiness",
+        "peers",
         "backoff",
         "address",
     },
