@@ -106,6 +106,25 @@ class BridgeSection(_Section):
     """On SIGTERM or SIGINT: how long requests and sends under way get to finish before the rest is cut short."""
 
 
+class HttpSection(_Section):
+    """The bridge's HTTP server: how long each stage of a request may take, and how many connections one address
+    may hold. A client too slow for them gets 408 (or, idle, a closed connection) and costs no more than its
+    socket meanwhile."""
+
+    head_timeout_s: float = Field(10.0, gt=0, le=300)
+    """From a request's first byte to the end of its head (request line and headers)."""
+    body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    """From the end of the head to the end of the body (every door's bodies are at most 1 MiB)."""
+    idle_timeout_s: float = Field(75.0, gt=0, le=3600)
+    """How long a connection may stay open with no request under way: a new one before its first byte, and one
+    kept alive between requests. Longer than a load balancer's own idle timeout (60 s for AWS's), so the balancer
+    is the one that closes and never sends on a connection the bridge is closing."""
+    max_connections_per_peer: int = Field(256, ge=0, le=1_000_000)
+    """Connections one address (an IPv6 /64) may hold open at once; a further one is answered 503 and closed.
+    0: no cap. Keep it well below the process's open-file limit (ulimit -n), so one address cannot take them all.
+    Behind a reverse proxy every connection comes from the proxy: raise it to the proxy's pool, or 0."""
+
+
 class AcsSection(_Section):
     connection_string: SecretStr | None = None
     ca_file: str | None = None
@@ -375,6 +394,7 @@ class MeetingConfig(_Section):
 
 class Settings(_Section):
     bridge: BridgeSection = Field(default_factory=BridgeSection)
+    http: HttpSection = Field(default_factory=HttpSection)
     acs: AcsSection = Field(default_factory=AcsSection)
     graph: GraphSection = Field(default_factory=GraphSection)
     sandbox: SandboxSection = Field(default_factory=SandboxSection)

@@ -23,6 +23,7 @@ from bot.config import MeetingConfig, Settings, WebhookClient, load_settings
 from bot.embedded import on_sandbox
 from bot.relay.runtime import RELAY, Relay
 from bot.sandbox import SandboxInfo
+from bot.server import BoundedRunner, BoundedSite
 from bot.store import STORE, Store
 
 
@@ -128,14 +129,10 @@ class Bridge:
         return self.app[STORE]
 
     async def start(self) -> Bridge:
-        self.runner = web.AppRunner(create_app(self.settings, extra_routes=self.extra_routes), access_log=None)
-        await self.runner.setup()
-        site: web.BaseSite
-        if self.sock is not None:
-            site = web.SockSite(self.runner, self.sock)
-        else:
-            site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
+        app = create_app(self.settings, extra_routes=self.extra_routes)
+        runner = self.runner = BoundedRunner(app, self.settings.http, access_log=None)  # served as `run` serves it
+        await runner.setup()
+        await BoundedSite(runner, "127.0.0.1", 0, sock=self.sock).start()
         self.base = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
         self.http = aiohttp.ClientSession()
         return self

@@ -107,7 +107,7 @@ def test_example_validates(example_env: dict[str, str]) -> None:
 def test_example_sets_values_equal_to_the_defaults_it_documents(example_env: dict[str, str]) -> None:
     s = load_settings(EXAMPLE, example_env)
     defaults = Settings()
-    for section in ("bridge", "sandbox", "calls", "relay"):
+    for section in ("bridge", "http", "sandbox", "calls", "relay"):
         assert getattr(s, section) == getattr(defaults, section), section
     assert s.acs.token_minutes == AcsSection().token_minutes
     client = WebhookClient.model_validate({"secrets": [WHSEC]})
