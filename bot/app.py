@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import aiohttp
@@ -175,89 +176,108 @@ async def _metrics(request: web.Request) -> web.Response:
     return metrics.exposition()
 
 
+@dataclass
+class Parts:
+    """The bridge's objects, built at once without I/O; what of them lives long is opened by `lifetimes`."""
+
+    settings: Settings
+    metrics: Metrics
+    http: aiohttp.ClientSession
+    store: Store
+    identities: IdentityService
+    chat: ChatService
+    graph: GraphMeetingResolver | None
+    gateway: SmsGateway | None
+    connector: CallConnector
+    relay: Relay
+    registry: MeetingRegistry
+
+    @classmethod
+    def build(cls, settings: Settings) -> Parts:
+        check_wiring(settings)
+        assert settings.acs.connection_string is not None and settings.acs.endpoint is not None
+        endpoint = settings.acs.endpoint
+        verify: str | bool = settings.acs.ca_file or True
+        metrics = Metrics()
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S))
+        store = Store(settings.store_file)
+        identities = IdentityService(
+            settings.acs.connection_string.get_secret_value(),
+            connection_verify=verify,
+            token_lifetime=timedelta(minutes=settings.acs.token_minutes),
+        )
+        tokens = CountingTokens(identities, metrics)
+        chat = ChatService(endpoint, tokens, connection_verify=verify)
+        gateway = _sms_gateway(settings, http)
+        connector = _connector(settings, endpoint, http)
+        channels: dict[str, Channel] = {"webhook": WebhookChannel(settings.webhook_clients, http)}
+        if gateway is not None:
+            channels["sms"] = SmsChannel(gateway, store, settings.sms)
+        relay = Relay(store, tokens, chat, connector, channels, settings.relay, metrics)
+        graph = _graph(settings)
+        registry = MeetingRegistry(store, graph)
+        return cls(settings, metrics, http, store, identities, chat, graph, gateway, connector, relay, registry)
+
+    def doors(self) -> list[web.RouteDef]:
+        """Every inbound door's routes: the webhook's always, SMS and Event Grid's where configured."""
+        settings, store, relay = self.settings, self.store, self.relay
+        routes = WebhookDoor(settings.webhook_clients, store, relay.intake, relay.forget).routes()
+        if self.gateway is not None:
+            intake = SmsIntake(store, relay, settings.sms)
+            if self.gateway.name == "acs" and settings.sms.events_secret is not None:
+                routes += AcsSmsDoor(settings.sms.events_secret.get_secret_value(), intake).routes()
+            tw = settings.twilio
+            if self.gateway.name == "twilio" and tw.auth_token is not None:
+                secret = tw.auth_token.get_secret_value()
+                door = TwilioDoor(
+                    secret, tw.public_url, intake, status_url=tw.status_url, trust_forwarded=tw.trust_forwarded
+                )
+                routes += door.routes()
+        if settings.events.secret is not None:
+            routes += AcsEventsDoor(settings.events.secret.get_secret_value(), store, relay.readers).routes()
+        return routes
+
+    def lifetimes(self) -> list[Lifetime]:
+        """One cleanup context each; aiohttp runs the cleanups in reverse: the relay stops first, HTTP closes last."""
+        lifetimes = [
+            _closing(self.http.close),
+            _running(self.store.open, self.store.close),
+            _closing(self.identities.close),
+            _closing(self.chat.close),
+            _closing(self.connector.close),
+        ]
+        if self.graph is not None:
+            lifetimes.append(_closing(self.graph.close))
+        if self.gateway is not None:
+            lifetimes.append(_closing(self.gateway.close))
+        meetings = self.settings.meetings
+        lifetimes += [
+            _running(lambda: self.registry.sync(meetings), _nothing),
+            _running(self.relay.start, self.relay.stop),
+        ]
+        return lifetimes
+
+
 def create_app(settings: Settings, *, extra_routes: Iterable[web.RouteDef] = ()) -> web.Application:
     """The bridge as an aiohttp app: every object built here, at once; every long-lived one opened and closed in a
     cleanup context of its own, so a start that fails half-way closes exactly what it had opened.
 
     `extra_routes` are added with the bridge's own (the embedded demo's inbox, say), before the router freezes.
     """
-    check_wiring(settings)
-    assert settings.acs.connection_string is not None and settings.acs.endpoint is not None
-    endpoint = settings.acs.endpoint
-    verify: str | bool = settings.acs.ca_file or True
-
-    # First, so a stopping bridge turns intake away before any door or the admin API's auth looks at it.
+    parts = Parts.build(settings)
+    # The drain first, so a stopping bridge turns intake away before any door or the admin API's auth looks at it.
     app = web.Application(client_max_size=256 * 1024, middlewares=[drain_middleware])
-    metrics = Metrics()
-    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S))
-    store = Store(settings.store_file)
-    identities = IdentityService(
-        settings.acs.connection_string.get_secret_value(),
-        connection_verify=verify,
-        token_lifetime=timedelta(minutes=settings.acs.token_minutes),
-    )
-    tokens = CountingTokens(identities, metrics)
-    chat = ChatService(endpoint, tokens, connection_verify=verify)
-    graph = _graph(settings)
-    gateway = _sms_gateway(settings, http)
-    connector = _connector(settings, endpoint, http)
-    channels: dict[str, Channel] = {"webhook": WebhookChannel(settings.webhook_clients, http)}
-    if gateway is not None:
-        channels["sms"] = SmsChannel(gateway, store, settings.sms)
-    relay = Relay(store, tokens, chat, connector, channels, settings.relay, metrics)
-    registry = MeetingRegistry(store, graph)
-
-    routes: list[web.RouteDef] = [
-        web.get("/healthz", _health),
-        web.get("/readyz", _ready),
-        web.get("/metrics", _metrics),
-    ]
-    routes += WebhookDoor(settings.webhook_clients, store, relay.intake, relay.forget).routes()
-    if gateway is not None:
-        intake = SmsIntake(store, relay, settings.sms)
-        if gateway.name == "acs" and settings.sms.events_secret is not None:
-            routes += AcsSmsDoor(settings.sms.events_secret.get_secret_value(), intake).routes()
-        tw = settings.twilio
-        if gateway.name == "twilio" and tw.auth_token is not None:
-            door = TwilioDoor(
-                tw.auth_token.get_secret_value(),
-                tw.public_url,
-                intake,
-                status_url=tw.status_url,
-                trust_forwarded=tw.trust_forwarded,
-            )
-            routes += door.routes()
-    if settings.events.secret is not None:
-        routes += AcsEventsDoor(settings.events.secret.get_secret_value(), store, relay.readers).routes()
-    app.add_routes([*routes, *extra_routes])
-
+    app.add_routes([web.get("/healthz", _health), web.get("/readyz", _ready), web.get("/metrics", _metrics)])
+    app.add_routes([*parts.doors(), *extra_routes])
     app[SETTINGS] = settings
     app[DRAIN] = Drain()
-    app[METRICS] = metrics
-    app[HTTP] = http
-    app[STORE] = store
-    app[RELAY] = relay
-    app[REGISTRY] = registry
+    app[METRICS] = parts.metrics
+    app[HTTP] = parts.http
+    app[STORE] = parts.store
+    app[RELAY] = parts.relay
+    app[REGISTRY] = parts.registry
     app[ACS_CHECK] = CachedCheck(lambda: _acs_reachable(app))
-
-    # Cleanups run in the reverse order: the relay stops first, the HTTP session closes last.
-    lifetimes = [
-        _closing(http.close),
-        _running(store.open, store.close),
-        _closing(identities.close),
-        _closing(chat.close),
-        _closing(connector.close),
-    ]
-    if graph is not None:
-        lifetimes.append(_closing(graph.close))
-    if gateway is not None:
-        lifetimes.append(_closing(gateway.close))
-    lifetimes += [
-        _running(lambda: registry.sync(settings.meetings), _nothing),
-        _running(relay.start, relay.stop),
-    ]
-    app.cleanup_ctx.extend(lifetimes)
-
+    app.cleanup_ctx.extend(parts.lifetimes())
     if settings.admin.token is not None:
         # No token, no API and no console: their routes are not even registered.
         add_admin_api(app)

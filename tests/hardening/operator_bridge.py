@@ -14,9 +14,8 @@ from pydantic import SecretStr
 
 from bot.config import AdminSection, MeetingConfig, Settings
 from bot.sandbox import SandboxInfo
-
-from ..bridge_harness import Bridge, Receiver, bridge_settings, client_for, new_secret
-from ..conftest import Control
+from tests.support.bridge import Bridge, Receiver, bridge_settings, client_for, new_secret
+from tests.support.sandbox import Control
 
 TOKEN = "operator-token-hardening-5b0e"
 CODE = "515151"

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from bot.sandbox import SandboxInfo
-
-from ..conftest import Control
-from .operator_bridge import TOKEN, Probe, operator_bridge, with_bridge
+from tests.hardening.operator_bridge import TOKEN, Probe, operator_bridge, with_bridge
+from tests.support.sandbox import Control
 
 
 async def sign_in(probe: Probe, headers: dict[str, str] | None = None, next_path: str | None = None) -> tuple[int, str]:

@@ -16,10 +16,10 @@ import pytest
 from bot.formatting import DISPLAY_NAME_LIMIT
 from bot.models import IdentityMode
 from bot.sandbox import SandboxInfo
-
-from ..conftest import Control
-from ..test_injection import CODES, Stage, open_stage
-from ..test_sms_e2e import fragment, sms_world
+from tests.bridge.test_sms_relay import fragment
+from tests.hardening.test_injection import CODES, Stage, open_stage
+from tests.support.sandbox import Control
+from tests.support.sms import sms_world
 
 ORGANIZER = "Megan Bowen"
 INVISIBLE_PADDING = [

@@ -16,9 +16,8 @@ import pytest
 from bot.acs.graph import GraphMeetingResolver
 from bot.errors import MeetingLookupError
 from bot.sandbox import SandboxInfo
-
-from ..conftest import Control
-from .operator_bridge import TOKEN, Probe, operator_bridge
+from tests.hardening.operator_bridge import TOKEN, Probe, operator_bridge
+from tests.support.sandbox import Control
 
 
 async def add(probe: Probe, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

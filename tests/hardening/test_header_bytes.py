@@ -16,10 +16,9 @@ from pydantic import SecretStr
 from bot.config import Settings
 from bot.demo import DemoInbox
 from bot.sandbox import SandboxInfo
-
-from ..bridge_harness import client_for, new_secret
-from ..conftest import Control
-from .operator_bridge import Probe, operator_bridge
+from tests.hardening.operator_bridge import Probe, operator_bridge
+from tests.support.bridge import client_for, new_secret
+from tests.support.sandbox import Control
 
 NOT_UTF8 = b"\xff\xfe\xc3"
 DEMO_SECRET = new_secret()

@@ -13,9 +13,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from bot.sandbox import SandboxInfo
-
-from ..conftest import Control
-from .operator_bridge import CODE, Probe, operator_bridge
+from tests.hardening.operator_bridge import CODE, Probe, operator_bridge
+from tests.support.sandbox import Control
 
 ACS_PROBE = "GET unmatched"
 """How the sandbox counts the bridge's readiness request to the bare ACS endpoint (no route of its own)."""

@@ -25,12 +25,11 @@ from bot.channels.sms_twilio import twilio_signature
 from bot.channels.webhook import sign
 from bot.config import Settings
 from bot.sandbox import SandboxInfo
-
-from ..bridge_harness import Bridge, wait_for
-from ..conftest import Control
-from ..test_forgery import post_form, twilio_door, twilio_text
-from ..test_sms_e2e import sms_received_event, sms_world
-from .operator_bridge import CODE, Probe, operator_bridge
+from tests.hardening.operator_bridge import CODE, Probe, operator_bridge
+from tests.hardening.test_forgery import post_form, twilio_door, twilio_text
+from tests.support.bridge import Bridge, wait_for
+from tests.support.sandbox import Control
+from tests.support.sms import sms_received_event, sms_world
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 

@@ -21,9 +21,8 @@ import pytest
 
 from bot.config import Settings
 from bot.sandbox import SandboxInfo
-
-from ..conftest import Control
-from .operator_bridge import TOKEN, Probe, operator_bridge
+from tests.hardening.operator_bridge import TOKEN, Probe, operator_bridge
+from tests.support.sandbox import Control
 
 HEAD_S, BODY_S, IDLE_S, PER_PEER = 0.5, 0.5, 2.0, 4
 LIMIT_S = 10.0

@@ -20,9 +20,8 @@ import pytest
 
 from bot.config import Settings
 from bot.sandbox import SandboxInfo
-
-from ..conftest import Control
-from .operator_bridge import TOKEN, Probe, operator_bridge
+from tests.hardening.operator_bridge import TOKEN, Probe, operator_bridge
+from tests.support.sandbox import Control
 
 WRONG = "operator-token-guess-00000"
 ALLOWED = 5

@@ -16,23 +16,10 @@ ROOT = Path(bot.__file__).parent
 LAYERS: list[set[str]] = [
     {"models", "errors"},
     # the pure core, and the settings every layer reads
-    {
-        "sessions",
-        "formatting",
-        "commands",
-        "sms_text",
-        "phones",
-        "links",
-        "graph_ids",
-        "config",
-        "tasks",
-        "readiness",
-        "peers",
-        "backoff",
-        "address",
-    },
-    # the ports and their implementations, the registry of meetings, the counters
-    {"store", "acs", "calls", "metrics", "meetings", "inflight", "refusal"},
+    {"sessions", "formatting", "commands", "sms_text", "phones", "links", "config", "tasks", "backoff", "address"}
+    | {"graph_ids", "readiness", "peers"},
+    # the ports and their implementations, the registry of meetings, the counters, the error envelope
+    {"store", "acs", "calls", "metrics", "meetings", "inflight", "refusals"},
     {"relay"},
     # the doors
     {"channels", "admin"},
