@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from .admin.console_auth import wire_bytes
 from .channels.webhook import verify
 from .config import MeetingConfig, Settings, WebhookClient
+from .refusals import refuse
 
 log = logging.getLogger(__name__)
 DEMO_FILE = "demo.json"
@@ -117,11 +118,11 @@ class DemoInbox:
     async def receive(self, request: web.Request) -> web.Response:
         body = await request.read()
         if verify(self._client, body, request.headers) is not None:
-            return web.json_response({"error": "bad_signature"}, status=401)
+            return refuse(401, "bad_signature", "no signature of the demo client's matches")
         try:
             item = json.loads(body)
         except ValueError:  # signed with the demo's secret, yet not JSON
-            return web.json_response({"error": "bad_request", "reason": "the body is not JSON"}, status=400)
+            return refuse(400, "bad_request", "the body is not JSON")
         self.items.append(item)
         del self.items[: -self.KEEP]
         return web.json_response({"ok": True})
@@ -132,7 +133,5 @@ class DemoInbox:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         expected = self._client.secrets[0].get_secret_value()
         if not hmac.compare_digest(wire_bytes(token), wire_bytes(expected)):
-            return web.json_response(
-                {"error": "unauthorized", "reason": "send the demo secret as a Bearer token"}, status=401
-            )
+            return refuse(401, "unauthorized", "send the demo secret as a Bearer token")
         return web.json_response(self.items)

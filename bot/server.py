@@ -27,6 +27,7 @@ from aiohttp.typedefs import Handler
 
 from .config import HttpSection
 from .peers import peer_key
+from .refusals import refuse
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ async def deadline_middleware(request: web.Request, handler: Handler) -> web.Str
     try:
         return await handler(request)
     except BodyTimeout as exc:
-        response = web.json_response({"error": "request_timeout", "reason": str(exc)}, status=408)
+        response = refuse(408, "request_timeout", str(exc))
         response.force_close()
         return response
     finally:
