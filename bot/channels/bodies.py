@@ -15,7 +15,9 @@ text (what HTTP libraries label a string body with, aiohttp's among them)."""
 
 
 async def read_body(request: web.Request, limit: int) -> bytes | None:
-    """The whole body, or None when it is larger than `limit` bytes (said by Content-Length or found reading)."""
+    """The whole body, or None when it is larger than `limit` bytes (said by Content-Length or found reading).
+    Bounded in time by the server (bot/server.py): a body slower than http.body_timeout_s raises BodyTimeout
+    here, which the server answers 408."""
     if request.content_length is not None and request.content_length > limit:
         return None
     body = bytearray()
