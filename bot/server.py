@@ -45,7 +45,8 @@ def _raw_answer(status: int, phrase: str, body: dict[str, str], headers: str = "
 
 
 class PeerConnections:
-    """Open connections by peer (see peer_key); a peer at the cap is warned about once until it drops below."""
+    """Open connections by peer (see peer_key). A peer at the cap is warned about once a spell: the spell ends when
+    it holds fewer than half the cap, so a peer hovering at the cap does not fill the log."""
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
@@ -66,7 +67,7 @@ class PeerConnections:
         count = self._open.pop(peer, 1) - 1
         if count > 0:
             self._open[peer] = count
-        if count < self.cap - 1:
+        if count < self.cap / 2:
             self._warned.discard(peer)
 
 
