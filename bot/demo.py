@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from .admin.console_auth import wire_bytes
 from .channels.webhook import verify
 from .config import MeetingConfig, Settings, WebhookClient
-from .refusals import refuse
+from .refusal import refuse
 
 log = logging.getLogger(__name__)
 DEMO_FILE = "demo.json"

@@ -27,7 +27,7 @@ from aiohttp.typedefs import Handler
 
 from .config import HttpSection
 from .peers import peer_key
-from .refusals import refuse
+from .refusal import refuse
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from ..channels.bodies import declares_json
 from ..config import SETTINGS
-from ..refusals import refuse
+from ..refusal import refuse
 from .console_auth import refusal, session_of
 from .throttle import try_token
 

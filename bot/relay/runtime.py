@@ -10,8 +10,6 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from ..calls.base import CallConnector
-from ..channels.base import Channel
 from ..config import RelaySection
 from ..errors import BridgeError
 from ..inflight import InFlight
@@ -20,9 +18,10 @@ from ..models import Direction
 from ..sessions import ACTIVE
 from ..store import Store, utcnow
 from ..tasks import TaskSet
-from .identities import IdentityApi, IdentityBroker
+from .identities import IdentityBroker
 from .intake import Intake
-from .outbox import ChatApi, InboundSender, OutboundDispatcher
+from .outbox import InboundSender, OutboundDispatcher
+from .ports import CallConnector, Channel, ChatApi, IdentityApi
 from .presence import Presence
 from .reader import MeetingReaders
 

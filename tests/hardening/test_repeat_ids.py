@@ -19,9 +19,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.channels.sms_acs import PATH as ACS_EVENTS_PATH
-from bot.channels.sms_twilio import INBOUND_PATH as TWILIO_PATH
-from bot.channels.sms_twilio import twilio_signature
+from bot.channels.sms.acs import PATH as ACS_EVENTS_PATH
+from bot.channels.sms.twilio import INBOUND_PATH as TWILIO_PATH
+from bot.channels.sms.twilio import twilio_signature
 from bot.channels.webhook import sign
 from bot.config import Settings
 from bot.sandbox import SandboxInfo
