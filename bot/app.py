@@ -31,12 +31,15 @@ from .config import SETTINGS, Settings
 from .drain import DRAIN, Drain, drain_middleware
 from .meetings import REGISTRY, MeetingRegistry
 from .metrics import METRICS, CountingTokens, Metrics
+from .readiness import CachedCheck
 from .relay.ports import Channel
 from .relay.runtime import RELAY, Relay
 from .store import STORE, Store
 
 log = logging.getLogger(__name__)
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
+ACS_CHECK: web.AppKey[CachedCheck] = web.AppKey("acs_check")
+"""Whether ACS answers, for /readyz: asked at most once every few seconds however often it is called."""
 CLIENT_TIMEOUT_S = 30
 
 Lifetime = Callable[[web.Application], AsyncIterator[None]]
@@ -159,7 +162,7 @@ async def _ready(request: web.Request) -> web.Response:
     channels = {"webhook": bool(settings.webhook_clients), "sms": settings.sms.gateway != "none"}
     checks = {
         "store": await app[STORE].writable(),
-        "acs": await _acs_reachable(app),
+        "acs": await app[ACS_CHECK](),
         "channels": any(channels.values()),
     }
     ready = all(checks.values())
@@ -273,6 +276,7 @@ def create_app(settings: Settings, *, extra_routes: Iterable[web.RouteDef] = ())
     app[STORE] = parts.store
     app[RELAY] = parts.relay
     app[REGISTRY] = parts.registry
+    app[ACS_CHECK] = CachedCheck(lambda: _acs_reachable(app))
     app.cleanup_ctx.extend(parts.lifetimes())
     if settings.admin.token is not None:
         # No token, no API and no console: their routes are not even registered.

@@ -23,6 +23,7 @@ from .embedded import EmbeddedSandbox
 from .errors import ConfigError, SchemaTooNewError
 from .relay.runtime import RELAY
 from .sandbox import Sandbox, SandboxInfo
+from .server import BoundedRunner, BoundedSite
 from .tools import phone, webhook_inbox, webhook_send
 
 if TYPE_CHECKING:
@@ -206,11 +207,11 @@ async def run_bridge(config: Path | None) -> int:
     if embedded is not None:
         settings = await embedded.start()
     app = create_app(settings, extra_routes=embedded.routes() if embedded is not None else ())
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=SERVER_SHUTDOWN_S)
+    runner = BoundedRunner(app, settings.http, access_log=None, shutdown_timeout=SERVER_SHUTDOWN_S)
     try:
         try:
             await runner.setup()
-            await web.TCPSite(runner, settings.bridge.host, settings.bridge.port).start()
+            await BoundedSite(runner, settings.bridge.host, settings.bridge.port).start()
         except SchemaTooNewError as exc:
             print(f"store error: {exc}", file=sys.stderr)
             return EXIT_CONFIG

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from . import graph_ids
 from .errors import ConfigError
 from .formatting import validate_template
 from .links import JoinLinkError, parse_join_link
@@ -104,6 +105,25 @@ class BridgeSection(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     shutdown_grace_s: float = Field(10.0, ge=0, le=300)
     """On SIGTERM or SIGINT: how long requests and sends under way get to finish before the rest is cut short."""
+
+
+class HttpSection(_Section):
+    """The bridge's HTTP server: how long each stage of a request may take, and how many connections one address
+    may hold. A client too slow for them gets 408 (or, idle, a closed connection) and costs no more than its
+    socket meanwhile."""
+
+    head_timeout_s: float = Field(10.0, gt=0, le=300)
+    """From a request's first byte to the end of its head (request line and headers)."""
+    body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    """From the end of the head to the end of the body (every door's bodies are at most 1 MiB)."""
+    idle_timeout_s: float = Field(75.0, gt=0, le=3600)
+    """How long a connection may stay open with no request under way: a new one before its first byte, and one
+    kept alive between requests. Longer than a load balancer's own idle timeout (60 s for AWS's), so the balancer
+    is the one that closes and never sends on a connection the bridge is closing."""
+    max_connections_per_peer: int = Field(256, ge=0, le=1_000_000)
+    """Connections one address (an IPv6 /64) may hold open at once; a further one is answered 503 and closed.
+    0: no cap. Keep it well below the process's open-file limit (ulimit -n), so one address cannot take them all.
+    Behind a reverse proxy every connection comes from the proxy: raise it to the proxy's pool, or 0."""
 
 
 class AcsSection(_Section):
@@ -236,6 +256,13 @@ class AdminSection(_Section):
     """The operators' bearer token for /api/v1 (and the console); not set: the admin API is off. On the
     embedded sandbox `run` generates one and prints it."""
 
+    failed_tokens_allowed: int = Field(5, ge=1, le=10_000)
+    """Wrong tokens one address may send (to the API and the console's sign-in together) before its attempts
+    wait: 1 s after the next wrong one, doubling with each further one up to lockout_max_s. A right token, or 15
+    minutes without a wrong one, starts the count afresh. Behind a proxy every request comes from its address."""
+    lockout_max_s: float = Field(300.0, gt=0, le=86_400)
+    """The longest wait after repeated wrong tokens; meanwhile every attempt from that address is answered 429."""
+
     _resolve = field_validator("token", mode="before")(_secret)
 
     @field_validator("token")
@@ -273,6 +300,10 @@ class RelaySection(_Section):
     """Inbound messages one meeting may have waiting (queued or held); beyond it senders are told the meeting
     is busy (webhook 429, one SMS notice). 150 is five minutes of a thread's 30 sends per minute even when no
     two merge: a backlog older than that is no longer a conversation."""
+    repeat_retention_days: float = Field(7.0, gt=0, le=3650)
+    """How long the provider id of each accepted message (webhook-id, SMS message id) is kept to drop repeats;
+    older records are pruned. It must outlast every sender's retries: Event Grid retries for up to 24 hours,
+    Standard Webhooks senders for a few days, Twilio does not retry inbound posts on its own."""
     max_pending_per_user: int = Field(50, gt=0)
     """Messages one external user may have waiting, inbound (beyond it: busy, as above) and outbound (beyond
     it, newer deliveries to them fail with backlog_full and they are told once). A sender's consecutive
@@ -361,9 +392,20 @@ class MeetingConfig(_Section):
         validate_template(value)
         return value
 
+    @field_validator("organizer_id")
+    @classmethod
+    def _organizer(cls, value: str | None) -> str | None:
+        return graph_ids.organizer_id(value) if value is not None else None
+
+    @field_validator("graph_meeting_id")
+    @classmethod
+    def _graph_meeting(cls, value: str | None) -> str | None:
+        return graph_ids.meeting_id(value) if value is not None else None
+
 
 class Settings(_Section):
     bridge: BridgeSection = Field(default_factory=BridgeSection)
+    http: HttpSection = Field(default_factory=HttpSection)
     acs: AcsSection = Field(default_factory=AcsSection)
     graph: GraphSection = Field(default_factory=GraphSection)
     sandbox: SandboxSection = Field(default_factory=SandboxSection)

@@ -108,7 +108,7 @@ def test_example_validates(example_env: dict[str, str]) -> None:
 def test_example_sets_values_equal_to_the_defaults_it_documents(example_env: dict[str, str]) -> None:
     s = load_settings(EXAMPLE, example_env)
     defaults = Settings()
-    for section in ("bridge", "sandbox", "calls", "relay"):
+    for section in ("bridge", "http", "sandbox", "calls", "relay"):
         assert getattr(s, section) == getattr(defaults, section), section
     assert s.acs.token_minutes == AcsSection().token_minutes
     client = WebhookClient.model_validate({"secrets": [WHSEC]})
@@ -371,7 +371,10 @@ INVALID = [
     (CLIENT + "rate_per_second = 0", "webhook_clients.app.rate_per_second"),
     (f'[webhook_clients."has space"]\nsecrets = ["{WHSEC}"]', "webhook_clients"),
     ("[[meetings]]\nname = 'no source'", "meetings.0"),
-    (MEETING + 'graph_meeting_id = "abc"\norganizer_id = "o"', "meetings.0"),
+    (MEETING + 'graph_meeting_id = "abc"\norganizer_id = "4b1d7c8e-2f3a-4c5d-9e6f-7a8b9c0d1e2f"', "meetings.0"),
+    ('[[meetings]]\ngraph_meeting_id = "abc"\norganizer_id = ".."', "meetings.0.organizer_id"),
+    ('[[meetings]]\ngraph_meeting_id = "abc"\norganizer_id = "megan"', "meetings.0.organizer_id"),
+    ('[[meetings]]\ngraph_meeting_id = ".."\norganizer_id = "megan@contoso.com"', "meetings.0.graph_meeting_id"),
     ('[[meetings]]\ngraph_meeting_id = "abc"', "meetings.0"),
     (MEETING + MEETING + 'code = "12"', "meetings.1.code"),
     (MEETING + 'code = "12ab56"', "meetings.0.code"),
