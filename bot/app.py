@@ -16,6 +16,7 @@ from .acs.identity import IdentityService
 from .acs.sms import AcsSmsGateway
 from .admin import add_admin_api, add_console
 from .calls.base import CallConnector
+from .calls.browser import BrowserConnector, browser_connector
 from .calls.client_reported import ClientReportedConnector
 from .calls.sandbox import SandboxCallConnector, access_key_of
 from .channels.acs_events import AcsEventsDoor
@@ -96,6 +97,8 @@ def _connector(settings: Settings, endpoint: str, session: aiohttp.ClientSession
     kind = settings.calls.connector
     if kind == "auto":
         kind = "sandbox" if settings.use_sandbox or settings.calls.sandbox_endpoint else "client_reported"
+    if kind == "browser":
+        return browser_connector(settings, endpoint)
     if kind == "sandbox":
         calls = settings.calls.sandbox_endpoint or endpoint
         secret = settings.acs.connection_string
@@ -180,6 +183,8 @@ def create_app(settings: Settings) -> web.Application:
         counted = CountingTokens(identities, app[METRICS])
         chat = ChatService(endpoint, counted, connection_verify=verify)
         connector = _connector(settings, endpoint, app[HTTP])
+        if isinstance(connector, BrowserConnector):
+            await connector.start()  # a long-lived browser: launched now, closed below after the relay stops
         graph = None
         if settings.graph.configured:
             assert settings.graph.tenant_id and settings.graph.client_id and settings.graph.client_secret

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Protocol
 
-from ..errors import PermanentError
+from ..errors import PermanentError, TransientError
 from ..models import CallEvent, CallHandle, CallState
 
 TokenSource = Callable[[], Awaitable[str]]
@@ -14,6 +14,11 @@ TokenSource = Callable[[], Awaitable[str]]
 
 async def token_of(token: str | TokenSource) -> str:
     return token if isinstance(token, str) else await token()
+
+
+class StaleTokenError(TransientError):
+    """The service refused a leg's token as invalid or expired although the bridge held it current (revoked, or a
+    clock apart): the caller drops its cached token and joins again with a newly issued one."""
 
 
 class CallConnector(Protocol):
@@ -37,20 +42,25 @@ class CallConnector(Protocol):
     bridge learns of the lobby, admission, removal and the meeting's end.
 
     ``token`` is always an ACS user access token with the ``voip`` scope. The bridge owns identities and
-    tokens; a connector only uses the token it is handed on each call. ``watch`` may be handed a ``TokenSource``
-    instead, called only when a token is needed: a watch may outlive its first token, and one that learns of its
-    call by other means (the resource-wide stream) needs none, so taking up thousands of legs after a restart
-    issues no tokens for them.
+    tokens; a connector only uses the token it is handed on each call. ``join`` and ``watch`` may be handed a
+    ``TokenSource`` instead, called only when a token is needed: a leg may outlive its first token (the browser
+    connector's page asks for a fresh one as the old one nears its expiry), and a watch that learns of its call by
+    other means (the resource-wide stream) needs none, so taking up thousands of legs after a restart issues no
+    tokens for them. A connector never writes a token anywhere: not to disk, a URL or a log.
 
     Errors come from ``bot.errors``: ``AuthError`` (token refused), ``NotFoundError`` (unknown call),
     ``PermanentError`` (wrong passcode, missing scope, meeting ended...), ``TransientError`` (the service is
-    unreachable or failing; worth retrying later). Connectors do not retry ``join`` themselves: joining twice
-    would put two legs in the call.
+    unreachable or failing; worth retrying later), ``StaleTokenError`` (a TransientError: join again with a newly
+    issued token; ``watch`` may raise it too). Connectors do not retry ``join`` themselves: joining twice would put
+    two legs in the call.
+
+    ``watch`` ends with ``CallState.DROPPED`` for a leg lost without anyone meaning it (the caller joins again),
+    and with ``FAILED`` for one that retrying cannot bring back (the event's reason says why).
     """
 
     async def join(
         self,
-        token: str,
+        token: str | TokenSource,
         *,
         meeting_link: str | None = None,
         meeting_id: str | None = None,

@@ -48,7 +48,7 @@ class ClientReportedConnector:
 
     async def join(
         self,
-        token: str,
+        token: str | TokenSource,
         *,
         meeting_link: str | None = None,
         meeting_id: str | None = None,

@@ -88,7 +88,7 @@ class SandboxCallConnector:
 
     async def join(
         self,
-        token: str,
+        token: str | TokenSource,
         *,
         meeting_link: str | None = None,
         meeting_id: str | None = None,
@@ -102,7 +102,7 @@ class SandboxCallConnector:
         else:
             body |= {"meetingId": meeting_id or "", "passcode": passcode or ""}
         try:
-            answer = await self._request("POST", CALLS_PATH, token, body)
+            answer = await self._request("POST", CALLS_PATH, await token_of(token), body)
         except NotFoundError as exc:
             # On join the only thing that can be missing is the meeting the link or id names.
             raise MeetingLookupError(str(exc)) from exc
