@@ -1,0 +1,8 @@
+// Compile-time proof that the real SDK bundle's entry has every JoinerSdk member with its type (tsc fails if not).
+// Nothing here runs: it is checked by make joiner-check and never bundled.
+import type { JoinerSdk } from "./sdk-types";
+
+type Conforms<T extends JoinerSdk> = T;
+
+/** Microsoft's SDK, as sdk-entry.js re-exports it for the bundle. */
+export type RealSdk = Conforms<typeof import("./sdk-entry.js")>;
