@@ -17,6 +17,7 @@ from .acs.sms import AcsSmsGateway
 from .admin import add_admin_api, add_console
 from .calls.base import CallConnector
 from .calls.browser import BrowserConnector, browser_connector
+from .calls.choice import connector_kind
 from .calls.client_reported import ClientReportedConnector
 from .calls.sandbox import SandboxCallConnector, access_key_of
 from .channels.acs_events import AcsEventsDoor
@@ -94,9 +95,7 @@ def public_base(settings: Settings) -> str:
 
 
 def _connector(settings: Settings, endpoint: str, session: aiohttp.ClientSession) -> CallConnector:
-    kind = settings.calls.connector
-    if kind == "auto":
-        kind = "sandbox" if settings.use_sandbox or settings.calls.sandbox_endpoint else "client_reported"
+    kind = connector_kind(settings)
     if kind == "browser":
         return browser_connector(settings, endpoint)
     if kind == "sandbox":

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from .admin.cli import COMMANDS as ADMIN_COMMANDS
 from .admin.cli import add_parsers as add_admin_parsers
 from .admin.cli import run as run_admin
+from .calls.choice import describe_connector
 from .config import Settings, load_settings
 from .embedded import SMS_EVENT_TYPES, on_sandbox, point_sandbox_twilio, subscribe_sandbox_events, twilio_on_sandbox
 from .errors import ConfigError
@@ -147,6 +148,7 @@ async def run_sandbox(host: str, port: int, state_dir: Path, limits: bool) -> in
 
 def _banner(settings: Settings, base: str, info: SandboxInfo | None, demo: Any, admin_token: str | None = None) -> str:
     lines = [f"bridge ready at {base}", f"  webhook door:  {base}/channels/webhook/<client>"]
+    lines.append(f"  calls:         {describe_connector(settings)}")
     if info is not None:
         lines.append(f"  sandbox:       {info.endpoint} (control {info.control_url}, pages {info.endpoint}sandbox/ui/)")
     if settings.admin.token is not None:

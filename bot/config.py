@@ -157,6 +157,8 @@ class BrowserSection(_Section):
     """How often every page is asked whether it still answers; a hung page is given up within this plus the
     heartbeat timeout."""
     heartbeat_timeout_s: float = Field(5.0, gt=0, le=120)
+    args: list[str] = Field(default_factory=list)
+    """More Chromium switches, after the bridge's own (a proxy, or --host-resolver-rules to keep it on loopback)."""
     user_agent: str | None = None
     """A user agent for the pages; none: Chromium's own ("HeadlessChrome", which the SDK calls unsupported but
     which worked in every trial)."""

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from ...config import BrowserSection, Settings
+from ...config import Settings
+from ..choice import STANDIN_PATH, sandbox_of, sdk_url
 from .connector import BrowserConnector
-
-STANDIN_PATH = "/sandbox/calling-sdk/standin.js"
-"""Where the sandbox serves its stand-in of the Calling SDK (bot/sandbox/calling_standin)."""
-
-
-def sdk_url(browser: BrowserSection, sandbox_endpoint: str | None) -> str | None:
-    """The SDK module the pages load; None for the real bundle the connector serves itself."""
-    if browser.sdk == "real":
-        return None
-    if browser.sdk == "auto":
-        return sandbox_endpoint.rstrip("/") + STANDIN_PATH if sandbox_endpoint else None
-    return browser.sdk
 
 
 def browser_connector(settings: Settings, endpoint: str) -> BrowserConnector:
     """The connector as configured: on the sandbox, its stand-in SDK and its CA (pinned, see trust.py)."""
-    sandbox = settings.calls.sandbox_endpoint or (endpoint if settings.use_sandbox else None)
+    sandbox = sandbox_of(settings, endpoint)
     url = sdk_url(settings.calls.browser, sandbox)
     on_sandbox = sandbox is not None and url is not None and url.startswith(sandbox.rstrip("/"))
     return BrowserConnector(
@@ -32,4 +21,4 @@ def browser_connector(settings: Settings, endpoint: str) -> BrowserConnector:
     )
 
 
-__all__ = ["BrowserConnector", "browser_connector", "sdk_url"]
+__all__ = ["STANDIN_PATH", "BrowserConnector", "browser_connector", "sdk_url"]

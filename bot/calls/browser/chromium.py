@@ -119,7 +119,7 @@ class Chromium:
             browser = await self._pw.chromium.launch(
                 executable_path=self._settings.chromium,
                 headless=True,
-                args=[*FLAGS, *pins, process.marker_switch(self._marker)],
+                args=[*FLAGS, *pins, *self._settings.args, process.marker_switch(self._marker)],
                 # The bridge's own stop hangs the legs up first; Playwright must not kill the browser on a signal.
                 handle_sigint=False,
                 handle_sigterm=False,
