@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from bot.calls.browser.states import (
     CALL_STATES,
+    END_CODES,
+    FINAL_STATE,
     Verdict,
     call_state,
     connection_lost,
@@ -136,3 +141,18 @@ def test_the_table_covers_the_sdk_states_it_names() -> None:
         "EarlyMedia",
     }
     assert set(CALL_STATES) == sdk_states - {"Disconnecting", "Disconnected"}
+
+
+def test_readme_shows_the_same_end_code_table() -> None:
+    """README's table of end codes says what the code does, row by row (the `any` rows for one example subCode)."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| ((?:\d+/(?:\d+|any)(?:, )?)+) \| (\w+) \|", readme, re.M)
+    assert len(rows) >= 8, rows
+    seen = set()
+    for codes, leg in rows:
+        for pair in codes.split(", "):
+            code, sub = pair.split("/")
+            outcome = end_reason(int(code), 12345 if sub == "any" else int(sub))
+            assert FINAL_STATE[outcome.verdict].value == leg, (pair, leg, outcome)
+            seen.add((int(code), None if sub == "any" else int(sub)))
+    assert seen == set(END_CODES)

@@ -17,20 +17,12 @@ from ...tasks import TaskSet
 from ..base import StaleTokenError, TokenSource, check_join, token_of
 from .chromium import Chromium, JoinerPage
 from .server import REAL_SDK, REAL_SDK_PATH, PageServer
-from .states import Outcome, Verdict, call_state, connection_lost, end_reason, join_error
+from .states import FINAL_STATE, Outcome, Verdict, call_state, connection_lost, end_reason, join_error
 from .trust import pin_for
 
 log = logging.getLogger(__name__)
 MAX_FINISHED_LEGS = 1000
 LEAVE_TIMEOUT_S = 10.0
-_FINAL = {
-    Verdict.LEFT: CallState.LEFT,
-    Verdict.ENDED: CallState.ENDED,
-    Verdict.REMOVED: CallState.REMOVED,
-    Verdict.DROPPED: CallState.DROPPED,
-    Verdict.NEW_TOKEN: CallState.DROPPED,
-    Verdict.FAILED: CallState.FAILED,
-}
 Item = CallEvent | BridgeError | None
 """What a watch's queue carries: a change, the error that ends the leg, or None once the connector closes."""
 
@@ -273,7 +265,7 @@ class BrowserConnector:
     def _end(self, leg: _Leg, outcome: Outcome) -> None:
         if leg.state is not None and leg.state.final:
             return
-        leg.state, leg.reason = _FINAL[outcome.verdict], outcome.reason
+        leg.state, leg.reason = FINAL_STATE[outcome.verdict], outcome.reason
         if outcome.verdict == Verdict.NEW_TOKEN:
             leg.error = StaleTokenError(outcome.reason or "the service refused the call's token")
         if outcome.verdict == Verdict.FAILED:

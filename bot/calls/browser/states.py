@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ...models import CallState
+
 
 class Verdict(StrEnum):
     """What one SDK observation means for the bridge's call leg."""
@@ -33,6 +35,16 @@ class Outcome:
     verdict: Verdict
     reason: str | None = None
 
+
+FINAL_STATE: dict[Verdict, CallState] = {
+    Verdict.LEFT: CallState.LEFT,
+    Verdict.ENDED: CallState.ENDED,
+    Verdict.REMOVED: CallState.REMOVED,
+    Verdict.DROPPED: CallState.DROPPED,
+    Verdict.NEW_TOKEN: CallState.DROPPED,
+    Verdict.FAILED: CallState.FAILED,
+}
+"""The state a leg ends in, for each verdict that ends one (the port's CallState)."""
 
 CALL_STATES: dict[str, Verdict] = {
     "None": Verdict.JOINING,
