@@ -15,9 +15,9 @@ from ...errors import BridgeError, NotFoundError, PermanentError, TransientError
 from ...models import CallEvent, CallHandle, CallState
 from ...tasks import TaskSet
 from ..base import StaleTokenError, TokenSource, check_join, token_of
+from ..states import FINAL_STATE, Outcome, Verdict, call_state, connection_lost, end_reason, join_error
 from .chromium import Chromium, JoinerPage
 from .server import REAL_SDK, REAL_SDK_PATH, PageServer
-from .states import FINAL_STATE, Outcome, Verdict, call_state, connection_lost, end_reason, join_error
 from .trust import pin_for
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@
  * voip token (the credential's tokenRefresher: no token is ever in the page's URL, storage or console) and
  * `bridgeReport(legId, report)` tells of every change of a leg. The SDK module is imported from the URL the bridge
  * names: the bundle of @azure/communication-calling or the sandbox's stand-in, which has the same API. Which states
- * and end codes mean what is decided on the bridge's side (bot/calls/browser/states.py), not here.
+ * and end codes mean what is decided on the bridge's side (bot/calls/states.py), not here.
  */
 
 /** @typedef {import('joiner-sdk').JoinerSdk} Sdk */

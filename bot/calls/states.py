@@ -1,6 +1,7 @@
 """The Calling SDK's call states and call-end codes, mapped once to what the bridge does about them (pure).
 
-README's "Call states" table is this module in prose; change both together.
+Every connector that learns a callEndReason reads it here (the browser connector from the SDK, the sandbox
+connector from the sandbox's leg snapshots). README's "Call states" table is this module in prose.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ...models import CallState
+from ..models import CallState
 
 
 class Verdict(StrEnum):

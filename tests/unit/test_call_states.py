@@ -1,4 +1,4 @@
-"""The Calling SDK's call states and end codes as the browser connector reads them (bot/calls/browser/states.py)."""
+"""The Calling SDK's call states and end codes as the browser connector reads them (bot/calls/states.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.calls.browser.states import (
+from bot.calls.states import (
     CALL_STATES,
     END_CODES,
     FINAL_STATE,
