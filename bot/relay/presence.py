@@ -99,6 +99,10 @@ class Presence:
         self._legs: dict[tuple[str, str], _Leg] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
+    @property
+    def connector(self) -> CallConnector:
+        return self._connector
+
     async def identity_for(self, user: ExternalUser, meeting: Meeting) -> str:
         if meeting.identity_mode == IdentityMode.RELAY:
             return await self._broker.for_relay(meeting)
