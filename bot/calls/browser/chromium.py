@@ -47,6 +47,8 @@ class JoinerPage:
     generation: int
     legs: set[str] = field(default_factory=set)
     lost: bool = False
+    ready: bool = False
+    """Loaded, with the SDK imported: only then does the heartbeat ask it anything."""
 
 
 class ChromiumEvents(Protocol):
@@ -164,6 +166,7 @@ class Chromium:
             self.lose(joiner, "the joiner page did not load")
             message = exc.message if isinstance(exc, PlaywrightError) else f"no answer within {timeout:g} s"
             raise TransientError(f"the joiner page could not load the Calling SDK: {message}") from exc
+        joiner.ready = True
         return joiner
 
     async def call(self, joiner: JoinerPage, expression: str, arg: Any, limit_s: float) -> Any:
@@ -225,7 +228,7 @@ class Chromium:
     async def _heartbeat(self, generation: int) -> None:
         while generation == self._generation and self._browser is not None:
             await asyncio.sleep(self._settings.heartbeat_s)
-            pages = [p for p in self._pages.values() if p.generation == generation]
+            pages = [p for p in self._pages.values() if p.generation == generation and p.ready]
             if not pages:
                 continue
             answers = await asyncio.gather(*(self._ping(p) for p in pages))

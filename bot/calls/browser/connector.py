@@ -38,6 +38,8 @@ class _Leg:
     thread_id: str | None = None
     error: BridgeError | None = None
     """Set when the leg ended with a new token needed: watch raises it instead of yielding a final state."""
+    joining: bool = True
+    """Until join returns: its page is not recycled under it, even if the leg ends meanwhile."""
     watchers: set[asyncio.Queue[Item]] = field(default_factory=set)
 
     def event(self) -> CallEvent:
@@ -129,20 +131,26 @@ class BrowserConnector:
             args["meetingLink"] = meeting_link
         else:
             args |= {"meetingId": meeting_id or "", "passcode": passcode or ""}
+        page: JoinerPage | None = None
         try:
             page = await self._page_for(leg)
             first = await self.browser.call(
                 page, "([id, args]) => joiner.join(id, args)", [leg.id, args], self._settings.join_timeout_s
             )
+            if isinstance(first, dict):
+                self._report(leg, first)
+            if leg.state is None:
+                raise TransientError("the joiner page gave no state for the call")
         except BridgeError as exc:
+            if leg.state is not None and leg.state.final:
+                # Its end was reported (or its page lost) before the page answered: that says why.
+                raise _join_failure(leg) from exc
             await self._abandon(leg, exc)
             raise
-        if isinstance(first, dict):
-            self._report(leg, first)
-        if leg.state is None:
-            error = TransientError("the joiner page gave no state for the call")
-            await self._abandon(leg, error)
-            raise error
+        finally:
+            leg.joining = False
+            if page is not None and not page.legs and not page.lost and not self._closed:
+                self._tasks.spawn(self._recycle(page), name="recycle a joiner page")
         if leg.state.final:
             raise _join_failure(leg)
         return CallHandle(leg.id, leg.state, leg.thread_id)
@@ -287,7 +295,7 @@ class BrowserConnector:
         page, leg.page = leg.page, None
         if page is not None:
             page.legs.discard(leg.id)
-            if not page.legs and not page.lost and not self._closed:
+            if not page.legs and not page.lost and not self._closed and not leg.joining:
                 self._tasks.spawn(self._recycle(page), name="recycle a joiner page")
 
     async def _abandon(self, leg: _Leg, error: BridgeError) -> None:
