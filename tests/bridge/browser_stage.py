@@ -140,7 +140,8 @@ async def browser_stage(
     secret = new_secret()
     receiver = Receiver(client_for(None, secret))
     await receiver.start()
-    receiver.client = client_for(receiver.url, secret)
+    # A crowd joins at once: more requests in a second than one app's default rate allows.
+    receiver.client = client_for(receiver.url, secret).model_copy(update={"rate_per_second": 1000.0})
     configs = [MeetingConfig(link=m["joinWebUrl"], code=code, name=f"Meeting {code}") for code, m in meetings.items()]
     settings = bridge_settings(info, state_dir, clients={"app": receiver.client}, meetings=configs)
     calls = settings.calls.model_copy(
