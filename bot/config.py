@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from aiohttp import web
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -120,6 +121,17 @@ class AcsSection(_Section):
             if "endpoint=" not in text.lower() or "accesskey=" not in text.lower():
                 raise ValueError("must read endpoint=https://...;accesskey=...")
         return value
+
+    @property
+    def endpoint(self) -> str | None:
+        """The resource's endpoint, from the connection string."""
+        if self.connection_string is None:
+            return None
+        for part in self.connection_string.get_secret_value().split(";"):
+            key, _, value = part.partition("=")
+            if key.strip().lower() == "endpoint":
+                return value.strip()
+        return None
 
 
 class GraphSection(_Section):
@@ -497,3 +509,6 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
     except ValidationError as exc:
         source = f" in {path}" if path is not None else ""
         raise ConfigError(f"{_describe(exc)}{source}") from exc
+
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")

@@ -87,6 +87,11 @@ class CallConnector(Protocol):
         """
         ...
 
+    async def start(self) -> None:
+        """Open what the connector holds for its lifetime (the browser connector launches its browser here, so a
+        missing or broken one shows when the bridge starts); called once, before the first join."""
+        ...
+
     async def close(self) -> None:
         """Release the connector's resources; watches still open end without a final state."""
         ...

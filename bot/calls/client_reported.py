@@ -106,6 +106,9 @@ class ClientReportedConnector:
         finally:
             call.watchers.discard(queue)
 
+    async def start(self) -> None:
+        """Nothing to open: calls are reported to it."""
+
     async def close(self) -> None:
         self._closed = True
         for call in self._calls.values():

@@ -76,6 +76,9 @@ class SandboxCallConnector:
             self._session = aiohttp.ClientSession()
         return self._session
 
+    async def start(self) -> None:
+        """Nothing to open: the HTTP session is made on first use."""
+
     async def close(self) -> None:
         self._closed = True
         if self._hub is not None:

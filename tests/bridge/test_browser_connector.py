@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bot.keys import METRICS
+from bot.metrics import METRICS
 from bot.models import SessionState
 from bot.sandbox import SandboxInfo
-from tests.bridge.browser_stage import Stage, browser_stage
-from tests.bridge_harness import Bridge, wait_for
+from tests.support.bridge import Bridge, wait_for
+from tests.support.browser_bridge import Stage, browser_stage
 
 S = SessionState
 LOBBY, ENDS, DROPS, UNKNOWN, CRASH, TOKENS, CROWD, HANG, REFUSED, FIFTY, RESTART = (

@@ -13,10 +13,10 @@ from bot.config import BrowserSection
 from bot.errors import NotFoundError, PermanentError
 from bot.models import CallState
 from bot.sandbox import SandboxInfo
-from tests.bridge.browser_stage import needs_chromium
-from tests.bridge_harness import wait_for
-from tests.conftest import Control
-from tests.meeting_helpers import AcsUser, new_user
+from tests.support.bridge import wait_for
+from tests.support.browser_bridge import needs_chromium
+from tests.support.meetings import AcsUser, new_user
+from tests.support.sandbox import Control
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from bot.calls.browser.server import REAL_SDK
 from bot.config import BrowserSection
 from bot.errors import TransientError
 from bot.sandbox import SandboxInfo
-from tests.conftest import Control
-from tests.meeting_helpers import new_user
+from tests.support.meetings import new_user
+from tests.support.sandbox import Control
 
 # No name resolves but localhost: the SDK's calls to Azure fail at once instead of leaving the machine.
 LOOPBACK_ONLY = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost"
