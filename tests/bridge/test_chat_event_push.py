@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -25,7 +26,9 @@ def _with_events(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def setup(control: Control, info: SandboxInfo, tmp_path: Path) -> AsyncIterator[tuple[Bridge, Receiver, dict]]:
+async def setup(
+    control: Control, info: SandboxInfo, tmp_path: Path
+) -> AsyncIterator[tuple[Bridge, Receiver, dict[str, Any]]]:
     meeting = await control.meeting()
     config = MeetingConfig(link=meeting["joinWebUrl"], code="555111")
     # Polling so slow that only a pushed event can deliver within the test's wait.
@@ -38,7 +41,7 @@ async def setup(control: Control, info: SandboxInfo, tmp_path: Path) -> AsyncIte
 
 
 async def test_pushed_chat_event_delivers_without_waiting_for_a_poll(
-    setup: tuple[Bridge, Receiver, dict], control: Control
+    setup: tuple[Bridge, Receiver, dict[str, Any]], control: Control
 ) -> None:
     bridge, receiver, ctx = setup
     meeting = ctx["meeting"]
@@ -71,13 +74,13 @@ async def test_pushed_chat_event_delivers_without_waiting_for_a_poll(
         {"from": meeting["organizerId"], "html": "<p>pushed</p>"},
     )
 
-    async def delivered() -> list:
+    async def delivered() -> list[dict[str, Any]]:
         return [r for r in receiver.of("message", "ann") if r["text"] == "pushed"]
 
     await wait_for(delivered, limit_s=15, what="pushed message")
 
 
-async def test_door_refuses_a_wrong_code_and_answers_handshakes(setup: tuple[Bridge, Receiver, dict]) -> None:
+async def test_door_refuses_a_wrong_code_and_answers_handshakes(setup: tuple[Bridge, Receiver, dict[str, Any]]) -> None:
     bridge, _, _ = setup
     url = f"{bridge.base}{EVENTS_PATH}"
     handshake = [

@@ -277,17 +277,19 @@ async def test_changes_need_the_csrf_token_and_our_own_origin(console: Admin) ->
     signed, _ = await raw_sign_in(console)
     status, text = await signed.call("GET", "/api/v1/meetings")  # reading needs only the cookie
     assert status == 200 and CODE in text
-    pause = {"json": {"paused": True}}
+    pause = {"paused": True}
     for csrf in (None, "", "wrong", signed.csrf + "x"):
-        status, text = await signed.call("PATCH", f"/api/v1/meetings/{CODE}", csrf=csrf, **pause)
+        status, text = await signed.call("PATCH", f"/api/v1/meetings/{CODE}", csrf=csrf, json=pause)
         assert status == 403 and '"forbidden"' in text, csrf
     for cross in ({"Origin": "https://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}):
-        status, text = await signed.call("PATCH", f"/api/v1/meetings/{CODE}", csrf=signed.csrf, headers=cross, **pause)
+        status, text = await signed.call(
+            "PATCH", f"/api/v1/meetings/{CODE}", csrf=signed.csrf, headers=cross, json=pause
+        )
         assert status == 403 and "cross-site" in text, cross
     stored = await console.bridge.store.meeting_by_code(CODE)
     assert stored is not None and not stored.paused
     same = {"Origin": console.bridge.base, "Sec-Fetch-Site": "same-origin"}
-    status, _ = await signed.call("PATCH", f"/api/v1/meetings/{CODE}", csrf=signed.csrf, headers=same, **pause)
+    status, _ = await signed.call("PATCH", f"/api/v1/meetings/{CODE}", csrf=signed.csrf, headers=same, json=pause)
     assert status == 200
     stored = await console.bridge.store.meeting_by_code(CODE)
     assert stored is not None and stored.paused
@@ -306,7 +308,7 @@ async def test_the_event_stream_needs_a_session_and_sends_a_snapshot(console: Ad
         console.bridge.base + "/console/events", headers={"Cookie": f"console_session={signed.cookie}"}
     ) as resp:
         assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
-        lines = []
+        lines: list[str] = []
         while not lines or not lines[-1].startswith("data: "):
             lines.append((await asyncio.wait_for(resp.content.readline(), 10)).decode().strip())
         assert "event: snapshot" in lines and f'"code":"{CODE}"' in lines[-1]

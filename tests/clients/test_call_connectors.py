@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Any
@@ -284,9 +285,31 @@ async def test_the_resource_stream_needs_the_access_key(control: Control, info: 
         await conn.close()
 
 
+def _port_methods() -> dict[str, inspect.Signature]:
+    """The methods CallConnector declares, each with its parameters after `self`."""
+    methods = {name: m for name, m in vars(CallConnector).items() if not name.startswith("_") and callable(m)}
+    return {
+        name: inspect.signature(m).replace(parameters=list(inspect.signature(m).parameters.values())[1:])
+        for name, m in methods.items()
+    }
+
+
 async def test_connectors_satisfy_the_port(info: SandboxInfo) -> None:
+    """mypy checks the list's type (`make typecheck`); the loop checks the same while the suite runs: every method
+    of the port, with its parameters, a coroutine where the port's is one."""
     connectors: list[CallConnector] = [SandboxCallConnector(info.endpoint, ca_file=None), ClientReportedConnector()]
+    port = _port_methods()
+    assert {"join", "leave", "get", "watch", "close"} <= set(port)
     for conn in connectors:
+        for name, wanted in port.items():
+            method = getattr(conn, name, None)
+            assert callable(method), (type(conn).__name__, name)
+            got = inspect.signature(method)
+            assert [(p.name, p.kind) for p in got.parameters.values()] == [
+                (p.name, p.kind) for p in wanted.parameters.values()
+            ], (type(conn).__name__, name, got, wanted)
+            if inspect.iscoroutinefunction(getattr(CallConnector, name)):
+                assert inspect.iscoroutinefunction(method), (type(conn).__name__, name)
         await conn.close()
 
 

@@ -17,20 +17,23 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from pydantic import SecretStr
-from schemathesis import Case
+from requests.structures import CaseInsensitiveDict
 
 from bot.admin.openapi import document
 from bot.config import AdminSection, MeetingConfig
 from bot.sandbox import Sandbox
 from tests.support.bridge import Bridge, bridge_settings, client_for, new_secret
 from tests.support.sandbox import Control
+
+if TYPE_CHECKING:
+    from schemathesis.specs.openapi.schemas import OpenApiCase
 
 TOKEN = "operator-token-for-schemathesis-0123"
 CODE = "616161"
@@ -122,11 +125,13 @@ schema = schemathesis.openapi.from_dict(
 class OperatorToken:
     """The operator's bearer token on every request (schemathesis also tries them without it: 401)."""
 
-    def get(self, case: Case, context: schemathesis.AuthContext) -> str:
+    def get(self, case: OpenApiCase, context: schemathesis.AuthContext) -> str:
         return TOKEN
 
-    def set(self, case: Case, data: str, context: schemathesis.AuthContext) -> None:
-        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+    def set(self, case: OpenApiCase, data: str, context: schemathesis.AuthContext) -> None:
+        headers = CaseInsensitiveDict(case.headers or {})
+        headers["Authorization"] = f"Bearer {data}"
+        case.headers = headers
 
 
 def test_served_document_is_this_one(bridge_url: str) -> None:
@@ -136,7 +141,7 @@ def test_served_document_is_this_one(bridge_url: str) -> None:
 
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-def test_admin_api_conforms_to_its_document(case: Case, bridge_url: str) -> None:
+def test_admin_api_conforms_to_its_document(case: OpenApiCase, bridge_url: str) -> None:
     case.call_and_validate(base_url=f"{bridge_url}/api/v1", timeout=30)
 
 

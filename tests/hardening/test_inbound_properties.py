@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
 from bot.channels import acs_events, eventgrid, sms_acs, sms_twilio, webhook
-from bot.config import ConfigError, Settings, WebhookClient, env_overrides, load_settings
-from bot.errors import MAX_RETRY_AFTER_S, parse_retry_after
+from bot.config import Settings, WebhookClient, env_overrides, load_settings
+from bot.errors import MAX_RETRY_AFTER_S, ConfigError, parse_retry_after
 from tests.support.bridge import new_secret
 from tests.support.properties import ANY_TEXT, PROFILE
 
@@ -54,13 +54,18 @@ RAW_BODIES = st.one_of(
 # ---------------------------------------------------------------- webhook events and signatures
 
 _USER_ID = st.from_regex(r"[A-Za-z0-9_.@+-]{1,128}", fullmatch=True)
-_VISIBLE = st.text(alphabet=st.characters(exclude_categories=("Cs",)), min_size=1, max_size=256)
+_VISIBLE = st.text(alphabet=st.characters(exclude_categories=["Cs"]), min_size=1, max_size=256)
+
+
+def _maybe_named(event: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """The event as it is, or with a display name for its user."""
+    return st.just(event) | _VISIBLE.map(lambda name: {**event, "user": {**event["user"], "displayName": name}})
+
+
 WEBHOOK_EVENTS = st.fixed_dictionaries(
     {"type": st.sampled_from(["message", "join", "leave", "forget"]), "user": st.fixed_dictionaries({"id": _USER_ID})},
     optional={"meeting": _VISIBLE.map(lambda t: t[:128]), "text": st.text(max_size=200)},
-).flatmap(
-    lambda event: st.just(event) | _VISIBLE.map(lambda name: {**event, "user": {**event["user"], "displayName": name}})
-)
+).flatmap(_maybe_named)
 
 
 @PROFILE
@@ -189,7 +194,7 @@ def test_sms_events_parse_or_raise_malformed(event: Any) -> None:
         value.encode("utf-8")
 
 
-_TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), min_size=1, max_size=80)
+_TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), min_size=1, max_size=80)
 
 
 @PROFILE
@@ -198,7 +203,7 @@ _TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), min_size=1, 
     message_id=_TEXT,
     sender=_TEXT,
     to=_TEXT,
-    text=st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=300),
+    text=st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=300),
     cloud=st.booleans(),
 )
 def test_sms_received_events_round_trip(
@@ -248,7 +253,7 @@ def test_every_readable_chat_event_names_its_thread(threads: list[str], junk: li
 
 # ---------------------------------------------------------------- Twilio forms and signatures
 
-_FORM_TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40)
+_FORM_TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40)
 
 
 @PROFILE

@@ -62,7 +62,7 @@ class Receiver:
         return found
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json() if request.can_read_body else None
+        body: Any = await request.json() if request.can_read_body else None
         hit = Hit(request.method, request.path, {k.lower(): v for k, v in request.headers.items()}, body)
         self.hits.append(hit)
         if request.method == "OPTIONS":

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from azure.communication.sms.aio import SmsClient
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, ViewportSize, expect
 
 from bot.cli import _banner
 from bot.config import load_settings
@@ -24,8 +24,8 @@ from tests.support.sandbox import Control
 
 WAIT_MS = 10_000  # every wait is bounded; the pages poll once a second
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-DESKTOP = {"width": 1280, "height": 800}
-MOBILE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+MOBILE: ViewportSize = {"width": 390, "height": 844}
 PHONE = "+15550100"
 TWILIO_NUMBER = "+18005550199"
 
@@ -34,13 +34,13 @@ def ui(info: SandboxInfo, path: str) -> str:
     return f"{info.endpoint}sandbox/ui/{path}"
 
 
-async def screenshot(page: Page, name: str, viewport: dict[str, int] = DESKTOP) -> None:
+async def screenshot(page: Page, name: str, viewport: ViewportSize = DESKTOP) -> None:
     """Write docs/screenshots/<name> when UPDATE_SCREENSHOTS=1; the page keeps the viewport it had."""
     if os.environ.get("UPDATE_SCREENSHOTS") != "1":
         return
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     before = page.viewport_size
-    await page.set_viewport_size(viewport)  # type: ignore[arg-type]
+    await page.set_viewport_size(viewport)
     await page.wait_for_timeout(300)  # let the layout settle after the resize; not a correctness wait
     await page.screenshot(path=str(SCREENSHOTS / name))
     if before is not None:

@@ -63,7 +63,7 @@ async def test_send_to_one_recipient_reaches_the_phone(control: Control, info: S
     assert len(results) == 1
     result = results[0]
     assert result.to == ANN and result.successful and result.http_status_code == 202
-    assert result.message_id.startswith("Outgoing_") and result.error_message is None
+    assert result.message_id is not None and result.message_id.startswith("Outgoing_") and result.error_message is None
     received = await inbox(control, ANN)
     assert [(m["messageId"], m["from"], m["message"], m["tag"]) for m in received] == [
         (result.message_id, info.sms_number, "Hello Ann", "welcome")
@@ -96,7 +96,7 @@ async def test_opted_out_recipient_gets_a_failure_until_start(control: Control, 
     async with sms_client(info) as client:
         blocked, ok = await client.send(info.sms_number, [ANN, BOB], "Are you there?")
         assert not blocked.successful and 400 <= blocked.http_status_code < 500 and blocked.message_id is None
-        assert "opted out" in blocked.error_message
+        assert blocked.error_message is not None and "opted out" in blocked.error_message
         assert ok.successful
         assert await inbox(control, ANN) == []
         assert (await control.ok("GET", f"/sandbox/v1/phones/{quote(ANN)}/sms"))["optedOut"] is True
@@ -124,7 +124,8 @@ async def test_a_message_that_only_mentions_stop_does_not_opt_out(control: Contr
 async def test_invalid_recipient_number_fails_only_that_recipient(control: Control, info: SandboxInfo) -> None:
     async with sms_client(info) as client:
         bad, good = await client.send(info.sms_number, ["5551234", ANN], "hi")
-    assert not bad.successful and bad.http_status_code == 400 and "phone number" in bad.error_message
+    assert not bad.successful and bad.http_status_code == 400
+    assert bad.error_message is not None and "phone number" in bad.error_message
     assert good.successful
 
 

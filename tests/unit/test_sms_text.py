@@ -193,7 +193,7 @@ def test_fit_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError):
         fit("x", 0, "split")
     with pytest.raises(ValueError):
-        fit("x", 1, "drop")  # type: ignore[arg-type]
+        fit("x", 1, "drop")  # type: ignore[arg-type]  # a policy outside the Literal: the runtime refusal is tested
 
 
 # ---------------------------------------------------------------- prefixes and bursts

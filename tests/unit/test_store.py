@@ -355,10 +355,14 @@ async def test_release_held_and_touch(store: Store) -> None:
     await store.add_deliveries([delivery("h1", state=D.HELD, session_id=session.id)])
     assert await store.release_held(session.id) == 1
     assert await store.release_held(session.id) == 0
-    before = (await store.get_session(session.id)).last_activity  # type: ignore[union-attr]
+    held = await store.get_session(session.id)
+    assert held is not None
+    before = held.last_activity
     await asyncio.sleep(0.001)
     await store.touch_session(session.id)
-    after = (await store.get_session(session.id)).last_activity  # type: ignore[union-attr]
+    touched = await store.get_session(session.id)
+    assert touched is not None
+    after = touched.last_activity
     assert before is not None and after is not None and after > before
 
 
