@@ -148,15 +148,15 @@ async def run(quick: bool, workdir: Path) -> Result:
     figures["setup_and_run_s"] = rounded(time.monotonic() - started, 1)
     big = sizes[-1]
     mem = figures.get(f"pss_mb_per_leg_{big}")
-    cpu = figures.get(f"idle_cpu_pct_per_leg_{big}")
+    per_leg_cpu = figures.get(f"idle_cpu_pct_per_leg_{big}")
     rec = figures.get(f"recovery_s_{big}")
     targets = [
         target(f"pss_mb_per_leg_{big}", f"≤ {TARGET_MB_PER_LEG} MB", mem, mem is not None and mem <= TARGET_MB_PER_LEG),
         target(
             f"idle_cpu_pct_per_leg_{big}",
             f"≤ {TARGET_CPU_PCT_PER_LEG} % of a core",
-            cpu,
-            cpu is not None and cpu <= TARGET_CPU_PCT_PER_LEG,
+            per_leg_cpu,
+            per_leg_cpu is not None and per_leg_cpu <= TARGET_CPU_PCT_PER_LEG,
         ),
         target(f"recovery_s_{big}", f"≤ {TARGET_RECOVERY_S} s", rec, rec is not None and rec <= TARGET_RECOVERY_S),
         target(f"join_p99_s_{big}", "reported", figures.get(f"join_p99_s_{big}"), True),

@@ -74,7 +74,7 @@ async def test_lobby_admission_both_ways_under_the_right_name_then_removal(stage
     assert {name for name, _ in await stage.texts(LOBBY)} == {"Ann (app)"}
 
     await stage.post(LOBBY, "<p>Welcome, Ann</p>")
-    await wait_for(lambda: _true("Welcome, Ann" in stage.messages("ann")), what="the organizer's message")
+    await stage.until_message("ann", "Welcome, Ann")
 
     await stage.control.ok("DELETE", f"{stage.path(LOBBY)}/participants/{leg['id']}")
     session = await stage.until_state("ann", LOBBY, S.LEFT)
@@ -169,7 +169,7 @@ async def test_a_crowd_of_legs_in_one_browser_across_pages(stage: Stage, code: s
     assert len([p for p in stage.connector.browser.pages if p.legs]) >= -(-size // LEGS_PER_PAGE)
     await stage.post(code, "<p>to everyone</p>")
     for user in users:
-        await wait_for(lambda u=user: _true("to everyone" in stage.messages(u)), what=f"{user} got the post")
+        await stage.until_message(user, "to everyone")
     await stage.end_meeting(code)
     await asyncio.gather(*(stage.until_state(u, code, S.ENDED) for u in users))
 
@@ -227,7 +227,7 @@ async def test_chromium_killed_mid_meeting_every_session_comes_back_nothing_lost
     for user in users:
         for when in ("before", "during", "after"):
             assert lines.count(f"{user} {when}") == 1, (user, when, lines)
-        await wait_for(lambda u=user: _true("teams after" in stage.messages(u)), what=f"{user} got the later post")
+        await stage.until_message(user, "teams after")
         got = stage.messages(user)
         assert got.count("teams before") == 1 and got.count("teams after") == 1, got
         assert len([n for n in stage.notices(user) if "back in the meeting chat" in n]) == 1, stage.notices(user)
@@ -261,7 +261,7 @@ async def test_a_graceful_restart_hangs_up_and_joins_again_telling_each_user_onc
     await wait_for(back, 60, what="both sessions back in the call after the restart")
     await stage.post(RESTART, "<p>after the restart</p>")
     for user in users:
-        await wait_for(lambda u=user: _true("after the restart" in stage.messages(u)), what=f"{user} got the post")
+        await stage.until_message(user, "after the restart")
         notices = stage.notices(user)
         assert len([n for n in notices if "You're in the meeting chat" in n]) == 1, notices
         assert len([n for n in notices if "back in the meeting chat" in n]) == 1, notices
@@ -272,7 +272,3 @@ async def test_a_graceful_restart_hangs_up_and_joins_again_telling_each_user_onc
 def _refreshes(stage: Stage) -> float:
     value = stage.bridge.app[METRICS].registry.get_sample_value("bridge_token_refreshes_total")
     return value or 0.0
-
-
-async def _true(value: bool) -> bool:
-    return value

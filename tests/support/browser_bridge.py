@@ -77,6 +77,12 @@ class Stage:
     def messages(self, user: str) -> list[str]:
         return [str(m["text"]) for m in self.receiver.of("message", user)]
 
+    async def until_message(self, user: str, text: str, limit_s: float = 30.0) -> None:
+        async def got() -> bool:
+            return text in self.messages(user)
+
+        await wait_for(got, limit_s, what=f"{user} to receive {text!r}")
+
     # the Teams side ----------------------------------------------------------------------------------------
 
     def path(self, code: str) -> str:
