@@ -3,6 +3,7 @@ joins, leaves, unknown calls, its leg limit, and a graceful close that hangs eve
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -104,3 +105,24 @@ async def test_close_hangs_every_leg_up(control: Control, info: SandboxInfo, htt
         await own.close()
     # Hung up, not vanished: the leg leaves at once instead of lingering for the grace period.
     assert not [p for p in (await _roster(control, meeting))["inCall"] if p.get("kind") == "acs"]
+
+
+async def test_a_token_reaches_the_page_only_through_its_binding(
+    connector: BrowserConnector, control: Control, info: SandboxInfo, caplog: pytest.LogCaptureFixture
+) -> None:
+    meeting = await control.meeting()
+    user = await new_user(info)
+    asked = 0
+
+    async def token() -> str:
+        nonlocal asked
+        asked += 1
+        return user.token
+
+    caplog.set_level(logging.DEBUG)
+    handle = await connector.join(token, meeting_link=meeting["joinWebUrl"], display_name="Ann")
+    urls = [p.page.url for p in connector.browser.pages]
+    await connector.leave(handle.call_id, user.token)
+    assert asked >= 1  # the page's credential asked the bridge, through the binding
+    assert urls and not [u for u in urls if user.token in u]
+    assert user.token not in caplog.text
