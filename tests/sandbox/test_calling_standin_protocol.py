@@ -346,3 +346,13 @@ async def test_a_reset_cuts_every_agent_connection(
         message = await asyncio.wait_for(a.ws.receive(), WAIT_S)
         assert message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE)
     assert (await control.ok("GET", "/sandbox/v1/call-agents"))["value"] == []
+
+
+async def test_a_page_that_leaves_before_hello_leaves_nothing_behind(
+    control: Control, info: SandboxInfo, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with connect(http, info) as ws:
+        await ws.close()
+    await asyncio.sleep(0.2)  # let the sandbox's handler finish
+    assert (await control.ok("GET", "/sandbox/v1/call-agents"))["value"] == []
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []

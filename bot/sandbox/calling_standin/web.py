@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import time
+from contextlib import suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,6 +29,7 @@ HELLO_TIMEOUT_S = 10.0
 # path that died without a FIN is noticed as a vanished client, like one whose browser was killed.
 HEARTBEAT_S = 10.0
 MAX_MESSAGE_BYTES = 64 * 1024
+WRITER_DRAIN_S = 5.0
 CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
@@ -103,7 +105,8 @@ async def _serve(registry: AgentRegistry, session: AgentSession) -> None:
         registry.close(session, goodbye=goodbye)
         session.outbox.put_nowait(None)
         if goodbye or expired:
-            await asyncio.wait_for(asyncio.shield(sending), 5.0)
+            with suppress(TimeoutError):  # a page that stopped reading is not waited for
+                await asyncio.wait_for(asyncio.shield(sending), WRITER_DRAIN_S)
             await ws.close(code=CLOSE_TOKEN_EXPIRED if expired else 1000)
         sending.cancel()
 
@@ -126,7 +129,8 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
             raise refusal_for(exc) from exc
         session = registry.open(claims, name, ws, request)
     except Refusal as refusal:
-        await ws.send_json(refusal.body)
+        with suppress(ConnectionError, RuntimeError):  # the page may have gone already
+            await ws.send_json(refusal.body)
         await ws.close(code=CLOSE_REFUSED)
         return ws
     await _serve(registry, session)
