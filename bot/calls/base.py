@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Protocol
 
-from ..errors import PermanentError, TransientError
+from ..errors import PermanentError
 from ..models import CallEvent, CallHandle, CallState
 
 TokenSource = Callable[[], Awaitable[str]]
@@ -14,11 +14,6 @@ TokenSource = Callable[[], Awaitable[str]]
 
 async def token_of(token: str | TokenSource) -> str:
     return token if isinstance(token, str) else await token()
-
-
-class StaleTokenError(TransientError):
-    """The service refused a leg's token as invalid or expired although the bridge held it current (revoked, or a
-    clock apart): the caller drops its cached token and joins again with a newly issued one."""
 
 
 class CallConnector(Protocol):

@@ -17,7 +17,7 @@ from azure.communication.chat.aio import CommunicationTokenCredential
 from azure.core.exceptions import HttpResponseError
 
 from bot.acs import ChatService, GraphMeetingResolver, IdentityService
-from bot.acs.errors import from_status, parse_retry_after
+from bot.acs.errors import parse_retry_after
 from bot.acs.identity import epoch_seconds
 from bot.errors import (
     AuthError,
@@ -409,26 +409,6 @@ def test_retry_after_headers() -> None:
     # A peer's nonsense never parks work forever nor turns into a negative or NaN wait.
     assert parse_retry_after({"Retry-After": "inf"}) is None and parse_retry_after({"Retry-After": "nan"}) is None
     assert parse_retry_after({"Retry-After": "86400000"}) == 3600.0
-
-
-@pytest.mark.parametrize(
-    ("status", "kind"),
-    [
-        (400, PermanentError),
-        (401, AuthError),
-        (403, NotInCallError),
-        (404, NotFoundError),
-        (408, TransientError),
-        (429, ThrottledError),
-        (500, TransientError),
-        (503, TransientError),
-    ],
-)
-def test_status_mapping(status: int, kind: type[Exception]) -> None:
-    error = from_status(status, "what happened", retry_after=3, forbidden=NotInCallError)
-    assert type(error) is kind and "what happened" in str(error) and str(status) in str(error)
-    if isinstance(error, TransientError):
-        assert error.retry_after == 3
 
 
 # Graph meeting lookup ---------------------------------------------------------------------------------

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...config import BrowserSection
-from ...errors import BridgeError, NotFoundError, PermanentError, TransientError
+from ...errors import BridgeError, NotFoundError, PermanentError, StaleTokenError, TransientError
 from ...models import CallEvent, CallHandle, CallState
 from ...tasks import TaskSet
-from ..base import StaleTokenError, TokenSource, check_join, token_of
+from ..base import TokenSource, check_join, token_of
 from ..states import FINAL_STATE, Outcome, Verdict, call_state, connection_lost, end_reason, join_error
 from .chromium import Chromium, JoinerPage
 from .server import REAL_SDK, REAL_SDK_PATH, PageServer
