@@ -56,6 +56,8 @@
  */
 
 const JOINING = new Set(['None', 'Connecting', 'Ringing', 'EarlyMedia', 'Disconnecting']);
+// A hang-up or dispose that does not settle (the service out of reach) must not keep a leg's end from the bridge.
+const RELEASE_TIMEOUT_MS = 5000;
 const bridge = /** @type {Bridge} */ (/** @type {unknown} */ (globalThis));
 
 /** @type {Sdk | null} */
@@ -114,6 +116,24 @@ function errorReport(error) {
 }
 
 /**
+ * Wait for a promise, but no longer than RELEASE_TIMEOUT_MS; its failure is no error here.
+ * @param {Promise<unknown>} promise
+ * @returns {Promise<void>}
+ */
+async function settled(promise) {
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let timer;
+  const late = new Promise((resolve) => {
+    timer = setTimeout(resolve, RELEASE_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([promise.catch(() => {}), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * @param {Leg} leg
  * @param {LegReport} report
  */
@@ -132,18 +152,15 @@ function tell(leg, report) {
 async function finish(leg, report) {
   if (leg.done) return leg.finished;
   leg.done = true;
-  try {
-    if (leg.call && leg.call.state !== 'Disconnected') await leg.call.hangUp({ forEveryone: false });
-  } catch {
-    // already ending
-  }
+  const call = leg.call;
+  if (call && call.state !== 'Disconnected') await settled(call.hangUp({ forEveryone: false }));
   try {
     leg.credential.dispose();
-    if (leg.agent) await leg.agent.dispose();
-    await leg.client.dispose();
   } catch {
     // nothing more to release
   }
+  if (leg.agent) await settled(leg.agent.dispose());
+  await settled(leg.client.dispose());
   if (leg.audio && silence) silence.disconnect(leg.audio);
   legs.delete(leg.id);
   tell(leg, report);
@@ -265,13 +282,7 @@ async function join(legId, args) {
 async function hangUp(legId) {
   const leg = legs.get(legId);
   if (!leg) return;
-  if (leg.call) {
-    try {
-      await leg.call.hangUp({ forEveryone: false });
-    } catch {
-      // finish() below ends it anyway
-    }
-  }
+  if (leg.call) await settled(leg.call.hangUp({ forEveryone: false }));
   // The stateChanged to Disconnected normally finishes it; a call that never got that far is finished here.
   await finish(leg, { kind: 'ended', code: 0, subCode: 0 });
 }
