@@ -6,44 +6,22 @@ import asyncio
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncGenerator, Mapping
 
 from ...config import BrowserSection
-from ...errors import BridgeError, NotFoundError, PermanentError, StaleTokenError, TransientError
+from ...errors import BridgeError, NotFoundError, PermanentError, TransientError
 from ...models import CallEvent, CallHandle, CallState
 from ...tasks import TaskSet
 from ..base import TokenSource, check_join, token_of
-from ..states import FINAL_STATE, Outcome, Verdict, call_state, connection_lost, end_reason, join_error
+from ..states import Outcome, Verdict
 from .chromium import Chromium, JoinerPage
+from .legs import Item, Leg, join_failure, read_report
 from .server import REAL_SDK, REAL_SDK_PATH, PageServer
 from .trust import pin_for
 
 log = logging.getLogger(__name__)
 MAX_FINISHED_LEGS = 1000
 LEAVE_TIMEOUT_S = 10.0
-Item = CallEvent | BridgeError | None
-"""What a watch's queue carries: a change, the error that ends the leg, or None once the connector closes."""
-
-
-@dataclass(eq=False)
-class _Leg:
-    id: str
-    token: str | TokenSource
-    page: JoinerPage | None = None
-    state: CallState | None = None
-    """None while joining; then lobby, connected, and one final state."""
-    reason: str | None = None
-    thread_id: str | None = None
-    error: BridgeError | None = None
-    """Set when the leg ended with a new token needed: watch raises it instead of yielding a final state."""
-    joining: bool = True
-    """Until join returns: its page is not recycled under it, even if the leg ends meanwhile."""
-    watchers: set[asyncio.Queue[Item]] = field(default_factory=set)
-
-    def event(self) -> CallEvent:
-        return CallEvent(self.id, self.state or CallState.LOBBY, self.reason)
 
 
 class BrowserConnector:
@@ -69,8 +47,8 @@ class BrowserConnector:
         self._trusted = trusted
         self._server = PageServer()
         self._chromium: Chromium | None = None
-        self._legs: dict[str, _Leg] = {}
-        self._finished: OrderedDict[str, _Leg] = OrderedDict()
+        self._legs: dict[str, Leg] = {}
+        self._finished: OrderedDict[str, Leg] = OrderedDict()
         self._pages_lock = asyncio.Lock()
         self._tasks = TaskSet("browser connector")
         self._closed = False
@@ -124,7 +102,7 @@ class BrowserConnector:
                 f"the bridge already holds its most call legs ({self._settings.max_legs}, calls.browser.max_legs); "
                 "try again later"
             )
-        leg = _Leg(uuid.uuid4().hex, token)
+        leg = Leg(uuid.uuid4().hex, token)
         self._legs[leg.id] = leg
         args = {"displayName": display_name}
         if meeting_link:
@@ -144,7 +122,7 @@ class BrowserConnector:
         except BridgeError as exc:
             if leg.state is not None and leg.state.final:
                 # Its end was reported (or its page lost) before the page answered: that says why.
-                raise _join_failure(leg) from exc
+                raise join_failure(leg) from exc
             await self._abandon(leg, exc)
             raise
         finally:
@@ -152,7 +130,7 @@ class BrowserConnector:
             if page is not None and not page.legs and not page.lost and not self._closed:
                 self._tasks.spawn(self._recycle(page), name="recycle a joiner page")
         if leg.state.final:
-            raise _join_failure(leg)
+            raise join_failure(leg)
         return CallHandle(leg.id, leg.state, leg.thread_id)
 
     async def leave(self, call_id: str, token: str) -> None:
@@ -243,51 +221,26 @@ class BrowserConnector:
 
     # the legs -------------------------------------------------------------------------------------------------
 
-    def _report(self, leg: _Leg, body: dict[str, Any]) -> None:
-        thread_id = body.get("threadId")
-        if isinstance(thread_id, str) and thread_id:
-            leg.thread_id = thread_id
-        kind = body.get("kind")
-        if kind == "state":
-            verdict = call_state(body.get("state"))
-            if verdict == Verdict.LOBBY:
-                self._set(leg, CallState.LOBBY)
-            elif verdict == Verdict.CONNECTED:
-                self._set(leg, CallState.CONNECTED)
-        elif kind == "ended":
-            self._end(leg, end_reason(body.get("code"), body.get("subCode")))
-        elif kind == "lost":
-            self._end(leg, connection_lost(body.get("reason")))
-        elif kind == "error":
-            self._end(leg, join_error(body.get("code"), body.get("subCode"), str(body.get("message") or "")))
+    def _report(self, leg: Leg, body: Mapping[str, object]) -> None:
+        reading = read_report(body)
+        if reading.thread_id is not None:
+            leg.thread_id = reading.thread_id
+        if reading.state is not None and leg.advance(reading.state):
+            leg.tell(leg.event())
+        if reading.end is not None:
+            self._end(leg, reading.end)
 
-    def _set(self, leg: _Leg, state: CallState) -> None:
-        # Legs only move forward (lobby, connected, final): a report that arrives late changes nothing.
-        if leg.state is not None and (leg.state.final or (leg.state == CallState.CONNECTED and not state.final)):
+    def _end(self, leg: Leg, outcome: Outcome) -> None:
+        if not leg.end(outcome):
             return
-        if leg.state == state:
-            return
-        leg.state = state
-        self._tell(leg, leg.event())
-
-    def _end(self, leg: _Leg, outcome: Outcome) -> None:
-        if leg.state is not None and leg.state.final:
-            return
-        leg.state, leg.reason = FINAL_STATE[outcome.verdict], outcome.reason
-        if outcome.verdict == Verdict.NEW_TOKEN:
-            leg.error = StaleTokenError(outcome.reason or "the service refused the call's token")
         if outcome.verdict == Verdict.FAILED:
             log.warning("call leg %s failed: %s", leg.id, outcome.reason)
         elif outcome.verdict not in (Verdict.LEFT, Verdict.ENDED, Verdict.REMOVED):
             log.info("call leg %s lost: %s", leg.id, outcome.reason)
-        self._tell(leg, leg.error or leg.event())
+        leg.tell(leg.error or leg.event())
         self._release(leg)
 
-    def _tell(self, leg: _Leg, item: Item) -> None:
-        for queue in leg.watchers:
-            queue.put_nowait(item)
-
-    def _release(self, leg: _Leg) -> None:
+    def _release(self, leg: Leg) -> None:
         self._legs.pop(leg.id, None)
         self._finished[leg.id] = leg
         while len(self._finished) > MAX_FINISHED_LEGS:
@@ -298,7 +251,7 @@ class BrowserConnector:
             if not page.legs and not page.lost and not self._closed and not leg.joining:
                 self._tasks.spawn(self._recycle(page), name="recycle a joiner page")
 
-    async def _abandon(self, leg: _Leg, error: BridgeError) -> None:
+    async def _abandon(self, leg: Leg, error: BridgeError) -> None:
         """A join that failed on the way: hang up whatever the page may still hold of it, and forget the leg."""
         page = leg.page
         if page is not None and not page.lost and not (leg.state is not None and leg.state.final):
@@ -308,7 +261,7 @@ class BrowserConnector:
                 pass  # the page is going anyway
         self._end(leg, Outcome(Verdict.DROPPED, str(error)))
 
-    async def _page_for(self, leg: _Leg) -> JoinerPage:
+    async def _page_for(self, leg: Leg) -> JoinerPage:
         """A page with room for one more leg, opening one if none has room; the leg is counted on it at once."""
         async with self._pages_lock:
             for page in self.browser.pages:
@@ -329,7 +282,7 @@ class BrowserConnector:
                 return
             await self.browser.recycle(page)
 
-    def _leg(self, call_id: str) -> _Leg:
+    def _leg(self, call_id: str) -> Leg:
         leg = self._legs.get(call_id) or self._finished.get(call_id)
         if leg is None:
             raise NotFoundError(f"Call {call_id} is not known to this connector.")
@@ -338,15 +291,3 @@ class BrowserConnector:
     def _check_open(self) -> None:
         if self._closed:
             raise PermanentError("The call connector is closed.")
-
-
-def _join_failure(leg: _Leg) -> BridgeError:
-    """Why a join ended before it reached the lobby or the call."""
-    if leg.error is not None:
-        return leg.error
-    reason = leg.reason or "the call ended as it was joined"
-    if leg.state == CallState.DROPPED:
-        return TransientError(reason)
-    if leg.state == CallState.LEFT:
-        return TransientError("the call was hung up as it was joined")
-    return PermanentError(reason)
