@@ -21,7 +21,7 @@ from .calls.browser import browser_connector
 from .calls.choice import connector_kind
 from .calls.client_reported import ClientReportedConnector
 from .calls.sandbox import SandboxCallConnector, access_key_of
-from .channels.acs_events import AcsEventsDoor
+from .channels.chat_events import ChatEventsDoor
 from .channels.sms.acs import AcsSmsDoor
 from .channels.sms.base import SmsGateway
 from .channels.sms.channel import SmsChannel
@@ -233,7 +233,7 @@ class Parts:
                 )
                 routes += door.routes()
         if settings.events.secret is not None:
-            routes += AcsEventsDoor(settings.events.secret.get_secret_value(), store, relay.readers).routes()
+            routes += ChatEventsDoor(settings.events.secret.get_secret_value(), store, relay.readers).routes()
         return routes
 
     def lifetimes(self) -> list[Lifetime]:

@@ -18,10 +18,10 @@ from ..store import Store
 from ..tasks import TaskSet
 from .identities import IdentityBroker
 from .intake import Intake
-from .outbox import InboundSender, OutboundDispatcher
 from .ports import CallConnector, Channel, ChatApi, IdentityApi
 from .presence import Presence
 from .reader import MeetingReaders
+from .workers import InboundSender, OutboundDispatcher
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 30.0
