@@ -17,6 +17,8 @@ from .acs.identity import IdentityService
 from .acs.sms import AcsSmsGateway
 from .admin import add_admin_api, add_console
 from .calls.base import CallConnector
+from .calls.browser import browser_connector
+from .calls.choice import connector_kind
 from .calls.client_reported import ClientReportedConnector
 from .calls.sandbox import SandboxCallConnector, access_key_of
 from .channels.chat_events import ChatEventsDoor
@@ -82,9 +84,9 @@ def _sms_gateway(settings: Settings, session: aiohttp.ClientSession) -> SmsGatew
 
 
 def _connector(settings: Settings, endpoint: str, session: aiohttp.ClientSession) -> CallConnector:
-    kind = settings.calls.connector
-    if kind == "auto":
-        kind = "sandbox" if settings.use_sandbox or settings.calls.sandbox_endpoint else "client_reported"
+    kind = connector_kind(settings)
+    if kind == "browser":
+        return browser_connector(settings, endpoint)
     if kind == "sandbox":
         calls = settings.calls.sandbox_endpoint or endpoint
         secret = settings.acs.connection_string
@@ -244,7 +246,7 @@ class Parts:
             _running(self.store.open, self.store.close),
             _closing(self.identities.close),
             _closing(self.chat.close),
-            _closing(self.connector.close),
+            _running(self.connector.start, self.connector.close),
         ]
         if self.graph is not None:
             lifetimes.append(_closing(self.graph.close))

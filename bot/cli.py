@@ -17,6 +17,7 @@ from aiohttp import web
 from .admin_commands import COMMANDS as ADMIN_COMMANDS
 from .admin_commands import add_parsers as add_admin_parsers
 from .admin_commands import run as run_admin
+from .calls.choice import describe_connector
 from .config import Settings, load_settings
 from .drain import DRAIN
 from .embedded import EmbeddedSandbox
@@ -152,6 +153,7 @@ def _banner(
     settings: Settings, base: str, info: SandboxInfo | None, demo: Demo | None, admin_token: str | None = None
 ) -> str:
     lines = [f"bridge ready at {base}", f"  webhook door:  {base}/channels/webhook/<client>"]
+    lines.append(f"  calls:         {describe_connector(settings)}")
     if info is not None:
         lines.append(f"  sandbox:       {info.endpoint} (control {info.control_url}, pages {info.endpoint}sandbox/ui/)")
     if settings.admin.token is not None:

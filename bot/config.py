@@ -170,11 +170,47 @@ class GraphSection(_Section):
         return bool(self.tenant_id and self.client_id and self.client_secret)
 
 
+class BrowserSection(_Section):
+    """The browser connector: Microsoft's Calling SDK in one headless Chromium per bridge process."""
+
+    chromium: str = "/usr/bin/chromium"
+    """The Chromium to run (Debian's package); Playwright drives it, no browser is downloaded."""
+    sdk: str = "auto"
+    """Which Calling SDK the joiner page loads: real (the bundled @azure/communication-calling, `make joiner`),
+    an http(s) URL of an ES module with its API, or auto: the sandbox's stand-in on the sandbox, else real."""
+    legs_per_page: int = Field(10, ge=1, le=100)
+    """Call legs (one CallClient and CallAgent each) one page holds; a page is closed once it holds none."""
+    max_legs: int = Field(100, ge=1, le=10_000)
+    """Call legs one bridge process holds at most; a join beyond it fails and its user is told why."""
+    join_timeout_s: float = Field(90.0, gt=0, le=600)
+    """How long a join may take to reach the lobby or the call (the SDK gives group call set-up 85 s)."""
+    page_timeout_s: float = Field(30.0, gt=0, le=300)
+    """How long a new page may take to load and import the SDK."""
+    heartbeat_s: float = Field(2.0, gt=0, le=60)
+    """How often every page is asked whether it still answers; a hung page is given up within this plus the
+    heartbeat timeout."""
+    heartbeat_timeout_s: float = Field(5.0, gt=0, le=120)
+    args: list[str] = Field(default_factory=list)
+    """More Chromium switches, after the bridge's own (a proxy, or --host-resolver-rules to keep it on loopback)."""
+    user_agent: str | None = None
+    """A user agent for the pages; none: Chromium's own ("HeadlessChrome", which the SDK calls unsupported but
+    which worked in every trial)."""
+
+    @field_validator("sdk")
+    @classmethod
+    def _sdk(cls, value: str) -> str:
+        if value not in ("auto", "real") and not re.match(r"^https?://[^\s/]+/\S*$", value):
+            raise ValueError("must be auto, real or an http(s) URL of the SDK module")
+        return value
+
+
 class CallsSection(_Section):
-    connector: Literal["auto", "sandbox", "client_reported"] = "auto"
-    """auto: the sandbox's call API when the bridge runs on the sandbox, else client-reported."""
+    connector: Literal["auto", "sandbox", "client_reported", "browser"] = "auto"
+    """auto: the sandbox's call API when the bridge runs on the sandbox, else client-reported; browser: the
+    Calling SDK in headless Chromium (the only way into a real Teams meeting call; calls.browser)."""
     sandbox_endpoint: str | None = None
     """Where the sandbox's call API lives when it is not the ACS endpoint."""
+    browser: BrowserSection = Field(default_factory=BrowserSection)
 
 
 class EventsSection(_Section):

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from bot.config import (
     AcsSection,
     BridgeSection,
+    BrowserSection,
     MeetingConfig,
     RelaySection,
     Settings,
@@ -122,12 +123,21 @@ def _models() -> list[type[BaseModel]]:
     for info in Settings.model_fields.values():
         candidates = [info.annotation, *typing.get_args(info.annotation)]
         found += [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
-    return found
+    return found + [m for section in found[1:] for m in _subsections(section).values()]
+
+
+def _subsections(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """A section's own tables, such as [calls.browser]."""
+    return {
+        name: info.annotation
+        for name, info in model.model_fields.items()
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+    }
 
 
 def test_the_model_list_is_complete() -> None:
-    assert {WebhookClient, MeetingConfig, BridgeSection, RelaySection} <= set(_models())
-    assert len(_models()) == len(Settings.model_fields) + 1
+    assert {WebhookClient, MeetingConfig, BridgeSection, RelaySection, BrowserSection} <= set(_models())
+    assert len(_models()) == len(Settings.model_fields) + 1 + 1  # Settings, its sections, and [calls.browser]
 
 
 @pytest.mark.parametrize("model", _models(), ids=lambda m: m.__name__)
@@ -136,6 +146,8 @@ def test_example_mentions_every_setting(model: type[BaseModel]) -> None:
     for field in model.model_fields:
         if model is Settings:
             assert re.search(rf"^\[\[?{field}[\].]", text, re.M), f"no [{field}] section in the example"
+        elif field in _subsections(model):
+            assert re.search(rf"^\[[a-z_]+\.{field}\]", text, re.M), f"no [*.{field}] table in the example"
         else:
             assert re.search(rf"^#? ?{field} = ", text, re.M), f"{model.__name__}.{field} is not in the example"
 
@@ -352,7 +364,8 @@ INVALID = [
     ('[sandbox]\nenabled = "sometimes"', "sandbox.enabled"),
     ("[sandbox]\nport = 70000", "sandbox.port"),
     ('[sandbox]\ndemo = "perhaps"', "sandbox.demo"),
-    ('[calls]\nconnector = "browser"', "calls.connector"),
+    ('[calls]\nconnector = "teams"', "calls.connector"),
+    ("[calls.browser]\nlegs_per_page = 0", "calls.browser.legs_per_page"),
     ("[relay]\npoll_active_s = 0", "relay.poll_active_s"),
     ("[relay]\npoll_idle_s = 601", "relay.poll_idle_s"),
     ("[relay]\nidle_after_s = -1", "relay.idle_after_s"),
