@@ -107,7 +107,11 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX outbox_by_user ON outbox(user_id, direction, state, seq);
     """,
-    # 4: SMS compliance: the consent ledger (every opt-in and opt-out, by keyed hash of the number, kept when a user
+    # 4: provider ids by arrival: records older than the repeat retention are pruned
+    """
+    CREATE INDEX inbox_by_received ON inbox(received_at);
+    """,
+    # 5: SMS compliance: the consent ledger (every opt-in and opt-out, by keyed hash of the number, kept when a user
     #    is forgotten), and when each user last texted (a reply within a conversation is not held by quiet hours)
     """
     CREATE TABLE consent (

@@ -15,6 +15,7 @@ LAYERS: list[set[str]] = [
     {"models", "errors"},
     # the pure core, and the settings every layer reads
     {"sessions", "formatting", "commands", "sms_text", "phones", "links", "config", "tasks", "backoff", "address"}
+    | {"graph_ids", "readiness", "peers"}
     | {"opt_out", "opt_out_phrases", "quiet_hours", "consent"},
     # the ports and their implementations, the registry of meetings, the counters, the error envelope
     {"store", "acs", "calls", "metrics", "meetings", "inflight", "refusal"},
@@ -22,7 +23,7 @@ LAYERS: list[set[str]] = [
     # the doors
     {"channels", "admin"},
     # the wiring and the command line
-    {"app", "drain", "embedded", "demo", "tools", "admin_commands", "cli", "__main__"},
+    {"app", "server", "drain", "embedded", "demo", "tools", "admin_commands", "cli", "__main__"},
 ]
 # The sandbox stands alone: it imports nothing of the bridge, and only these modules start it.
 SANDBOX = "sandbox"
