@@ -10,6 +10,7 @@ from datetime import timedelta
 import aiohttp
 from aiohttp import web
 
+from .acs.auth import AcsAuth, acs_auth
 from .acs.chat import ChatService
 from .acs.graph import GraphMeetingResolver
 from .acs.identity import IdentityService
@@ -55,22 +56,14 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/channels/acs/events"
 
 
-def acs_endpoint(connection_string: str) -> str:
-    for part in connection_string.split(";"):
-        key, _, value = part.partition("=")
-        if key.strip().lower() == "endpoint":
-            return value.strip()
-    raise ValueError("the ACS connection string has no endpoint")
-
-
 def _sms_gateway(
-    settings: Settings, connection_string: str, verify: str | bool, session: aiohttp.ClientSession
+    settings: Settings, auth: AcsAuth, verify: str | bool, session: aiohttp.ClientSession
 ) -> SmsGateway | None:
     sms = settings.sms
     if sms.gateway == "acs":
         if sms.number is None:
             raise ValueError("sms.number is required for the acs gateway")
-        return AcsSmsGateway(connection_string, sms.number, connection_verify=verify)
+        return AcsSmsGateway(auth, sms.number, connection_verify=verify)
     if sms.gateway == "twilio":
         tw = settings.twilio
         if not (tw.account_sid and tw.auth_token and sms.number):
@@ -152,10 +145,9 @@ async def _metrics(request: web.Request) -> web.Response:
 
 def create_app(settings: Settings) -> web.Application:
     """The bridge as an aiohttp app; every long-lived resource opens and closes in its own cleanup context."""
-    if settings.acs.connection_string is None:
-        raise ValueError("acs.connection_string is required (the embedded sandbox provides one)")
-    connection_string = settings.acs.connection_string.get_secret_value()
-    endpoint = acs_endpoint(connection_string)
+    if settings.acs.endpoint is None:
+        raise ValueError("an ACS resource is required (the embedded sandbox provides one)")
+    endpoint = settings.acs.endpoint
     verify: str | bool = settings.acs.ca_file or True
     app = web.Application(client_max_size=256 * 1024)
     app[SETTINGS] = settings
@@ -174,8 +166,9 @@ def create_app(settings: Settings) -> web.Application:
         await app[STORE].close()
 
     async def relay(app: web.Application) -> AsyncIterator[None]:
+        auth = acs_auth(settings.acs)
         identities = IdentityService(
-            connection_string, connection_verify=verify, token_lifetime=timedelta(minutes=settings.acs.token_minutes)
+            auth, connection_verify=verify, token_lifetime=timedelta(minutes=settings.acs.token_minutes)
         )
         counted = CountingTokens(identities, app[METRICS])
         chat = ChatService(endpoint, counted, connection_verify=verify)
@@ -192,7 +185,7 @@ def create_app(settings: Settings) -> web.Application:
                 ca_file=settings.graph.ca_file or settings.acs.ca_file,
             )
         channels: dict[str, Channel] = {"webhook": WebhookChannel(settings.webhook_clients, app[HTTP])}
-        gateway = _sms_gateway(settings, connection_string, verify, app[HTTP])
+        gateway = _sms_gateway(settings, auth, verify, app[HTTP])
         if gateway is not None:
             channels["sms"] = SmsChannel(gateway, app[STORE], settings.sms)
         app[RELAY] = Relay(app[STORE], counted, chat, connector, channels, settings.relay, app[METRICS])
@@ -222,6 +215,7 @@ def create_app(settings: Settings) -> web.Application:
             await gateway.close()
         await chat.close()
         await identities.close()
+        await auth.close()
         if graph is not None:
             await graph.close()
 

@@ -275,7 +275,11 @@ def check_config(config: Path | None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    target = "the embedded sandbox" if settings.use_sandbox else "the configured ACS resource"
+    target = (
+        "the embedded sandbox"
+        if settings.use_sandbox
+        else f"the ACS resource at {settings.acs.endpoint}, signing in with {settings.acs.sign_in}"
+    )
     print(
         f"ok: {len(settings.meetings)} meetings, {len(settings.webhook_clients)} webhook clients, running on {target}"
     )

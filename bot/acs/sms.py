@@ -22,6 +22,7 @@ from azure.core.pipeline.transport import AioHttpTransport
 from bot.errors import AuthError, BridgeError, PermanentError, ThrottledError, TransientError
 
 from ..phones import mask
+from .auth import AcsAuth
 from .errors import azure_errors
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class AcsSmsGateway:
 
     def __init__(
         self,
-        connection_string: str,
+        auth: AcsAuth | str,
         number: str,
         *,
         connection_verify: str | bool = True,
@@ -75,13 +76,16 @@ class AcsSmsGateway:
         connection_timeout: float = 10.0,
         read_timeout: float = 30.0,
     ) -> None:
-        """`session`, when given, is used and left open; otherwise the SDK opens its own."""
+        """`auth` is how to sign in (a connection string reads as its access key); `session`, when given, is used and
+        left open, otherwise the SDK opens its own. The caller owns `auth`'s credential."""
         self.number = number
         self._timeouts = {"connection_timeout": connection_timeout, "read_timeout": read_timeout}
         options: dict[str, object] = {"connection_verify": connection_verify, "retry_total": 0}
         if session is not None:
             options["transport"] = AioHttpTransport(session=session, session_owner=False)
-        self._client = SmsClient.from_connection_string(connection_string, **options)
+        if isinstance(auth, str):
+            auth = AcsAuth.from_connection_string(auth)
+        self._client = SmsClient(auth.sdk_endpoint, auth.signer, **options)
 
     async def send(self, to: str, text: str, *, key: str, first_sent: datetime) -> str:
         """Text one number; returns the ACS message id. A repeat with the same key and first_sent is not resent."""

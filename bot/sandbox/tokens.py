@@ -1,4 +1,4 @@
-"""JWT-shaped tokens the sandbox issues and verifies: ACS user access tokens and Graph app tokens."""
+"""JWT-shaped tokens the sandbox issues and verifies: ACS user access tokens and Entra ID app tokens (Graph, ACS)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from .util import now
 
 ACS_SCOPES = frozenset({"chat", "voip", "chat.join", "chat.join.limited", "voip.join"})
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
+ACS_RESOURCE_AUDIENCE = "https://communication.azure.com"
+"""The audience of Entra ID tokens for an ACS resource's own APIs (identity, SMS)."""
 _ACS_AUDIENCE = "urn:sandbox:acs"
 
 
@@ -56,19 +58,28 @@ class TokenIssuer:
         scopes = frozenset(s for s in str(claims.get("acsScope", "")).split(",") if s)
         return AcsClaims(str(claims["sub"]), scopes, int(claims.get("gen", 0)), float(claims["exp"]))
 
-    def issue_graph(self, tenant_id: str, client_id: str, lifetime_s: int = 3600) -> tuple[str, int]:
+    def issue_entra(
+        self, audience: str, tenant_id: str, app_id: str, lifetime_s: int = 3600, roles: list[str] | None = None
+    ) -> tuple[str, int]:
+        """An Entra ID app-only token for `audience`, as the client-credentials and managed identity flows give."""
         issued = int(now())
-        claims = {
-            "aud": GRAPH_AUDIENCE,
+        claims: dict[str, object] = {
+            "aud": audience,
             "iss": f"https://sts.windows.net/{tenant_id}/",
             "tid": tenant_id,
-            "appid": client_id,
-            "roles": ["OnlineMeetings.Read.All"],
+            "appid": app_id,
+            "oid": app_id,
+            "idtyp": "app",
             "iat": issued,
             "nbf": issued,
             "exp": issued + lifetime_s,
         }
+        if roles:
+            claims["roles"] = roles
         return jwt.encode(claims, self._key, algorithm="HS256"), lifetime_s
+
+    def issue_graph(self, tenant_id: str, client_id: str, lifetime_s: int = 3600) -> tuple[str, int]:
+        return self.issue_entra(GRAPH_AUDIENCE, tenant_id, client_id, lifetime_s, ["OnlineMeetings.Read.All"])
 
     def verify_graph(self, token: str, tenant_id: str) -> None:
         try:
@@ -79,6 +90,20 @@ class TokenIssuer:
             ) from exc
         if claims.get("tid") != tenant_id:
             raise SandboxError(401, "InvalidAuthenticationToken", "Token is for another tenant.", shape="graph")
+
+    def verify_resource(self, token: str, tenant_id: str) -> str:
+        """The app id of a valid Entra ID token for the ACS resource; 401 otherwise (an ACS user token too)."""
+        try:
+            claims = jwt.decode(token, self._key, algorithms=["HS256"], audience=ACS_RESOURCE_AUDIENCE)
+        except jwt.ExpiredSignatureError as exc:
+            raise unauthorized("The Entra ID access token has expired.") from exc
+        except jwt.PyJWTError as exc:
+            raise unauthorized(
+                f"The Entra ID access token is not valid for this resource (audience {ACS_RESOURCE_AUDIENCE})."
+            ) from exc
+        if str(claims.get("tid", "")).lower() != tenant_id.lower():
+            raise unauthorized("The Entra ID access token is for another tenant than this resource's.")
+        return str(claims.get("appid", ""))
 
 
 def bearer_token(authorization: str | None) -> str | None:
