@@ -1,10 +1,11 @@
-"""create_app(settings): the one place that wires the bridge's objects together and owns their lifetimes."""
+"""create_app(settings): the one place that builds the bridge's objects and ties each one's lifetime to the app."""
 
 from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import aiohttp
@@ -22,52 +23,50 @@ from .calls.sandbox import SandboxCallConnector, access_key_of
 from .channels.acs_events import AcsEventsDoor
 from .channels.base import Channel
 from .channels.sms import SmsChannel
-from .channels.sms_acs import PATH as SMS_EVENTS_PATH
 from .channels.sms_acs import AcsSmsDoor
 from .channels.sms_base import SmsGateway
-from .channels.sms_twilio import INBOUND_PATH as TWILIO_INBOUND_PATH
 from .channels.sms_twilio import STATUS_PATH as TWILIO_STATUS_PATH
 from .channels.sms_twilio import TwilioDoor, TwilioGateway
 from .channels.webhook import WebhookChannel, WebhookDoor
-from .config import Settings
-from .drain import Drain, drain_middleware
-from .keys import (
-    ACS_ENDPOINT,
-    DOOR,
-    DRAIN,
-    EVENTS_DOOR,
-    HTTP,
-    METRICS,
-    REGISTRY,
-    RELAY,
-    SETTINGS,
-    SMS_DOOR,
-    SMS_INTAKE,
-    STORE,
-    TWILIO_DOOR,
-)
-from .meetings import MeetingRegistry
-from .metrics import CountingTokens, Metrics
-from .relay.runtime import Relay
+from .config import SETTINGS, Settings
+from .drain import DRAIN, Drain, drain_middleware
+from .meetings import REGISTRY, MeetingRegistry
+from .metrics import METRICS, CountingTokens, Metrics
+from .relay.runtime import RELAY, Relay
 from .relay.sms import SmsIntake
-from .store import Store
+from .store import STORE, Store
 
 log = logging.getLogger(__name__)
-EVENTS_PATH = "/channels/acs/events"
+HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
+CLIENT_TIMEOUT_S = 30
+
+Lifetime = Callable[[web.Application], AsyncIterator[None]]
 
 
-def _sms_gateway(
-    settings: Settings, auth: AcsAuth, verify: str | bool, session: aiohttp.ClientSession
-) -> SmsGateway | None:
-    sms = settings.sms
+def public_base(settings: Settings) -> str:
+    bridge = settings.bridge
+    return (bridge.public_url or f"http://{bridge.host}:{bridge.port}").rstrip("/")
+
+
+def check_wiring(settings: Settings) -> None:
+    """What create_app needs beyond what the settings validated alone; raised before anything is opened."""
+    if settings.acs.endpoint is None:
+        raise ValueError("an ACS resource is required: acs.connection_string, or acs.endpoint with a credential")
+    sms, tw = settings.sms, settings.twilio
+    if sms.gateway == "acs" and sms.number is None:
+        raise ValueError("sms.number is required for the acs gateway")
+    if sms.gateway == "twilio" and not (tw.account_sid and tw.auth_token and sms.number):
+        raise ValueError("the twilio gateway needs twilio.account_sid, twilio.auth_token and sms.number")
+
+
+def _sms_gateway(settings: Settings, auth: AcsAuth, session: aiohttp.ClientSession) -> SmsGateway | None:
+    sms, tw = settings.sms, settings.twilio
     if sms.gateway == "acs":
-        if sms.number is None:
-            raise ValueError("sms.number is required for the acs gateway")
+        assert sms.number is not None
+        verify: str | bool = settings.acs.ca_file or True
         return AcsSmsGateway(auth, sms.number, connection_verify=verify)
     if sms.gateway == "twilio":
-        tw = settings.twilio
-        if not (tw.account_sid and tw.auth_token and sms.number):
-            raise ValueError("the twilio gateway needs twilio.account_sid, twilio.auth_token and sms.number")
+        assert tw.account_sid and tw.auth_token and sms.number
         return TwilioGateway(
             tw.account_sid,
             tw.auth_token.get_secret_value(),
@@ -78,11 +77,6 @@ def _sms_gateway(
             tw.ca_file,
         )
     return None
-
-
-def public_base(settings: Settings) -> str:
-    bridge = settings.bridge
-    return (bridge.public_url or f"http://{bridge.host}:{bridge.port}").rstrip("/")
 
 
 def _connector(settings: Settings, endpoint: str, session: aiohttp.ClientSession) -> CallConnector:
@@ -100,6 +94,42 @@ def _connector(settings: Settings, endpoint: str, session: aiohttp.ClientSession
     return ClientReportedConnector()
 
 
+def _graph(settings: Settings) -> GraphMeetingResolver | None:
+    graph = settings.graph
+    if not graph.configured:
+        return None
+    assert graph.tenant_id and graph.client_id and graph.client_secret
+    return GraphMeetingResolver(
+        graph.tenant_id,
+        graph.client_id,
+        graph.client_secret.get_secret_value(),
+        authority=graph.authority,
+        base_url=graph.base_url,
+        ca_file=graph.ca_file or settings.acs.ca_file,
+    )
+
+
+def _closing(close: Callable[[], Awaitable[None]]) -> Lifetime:
+    """A resource that is ready once built and is closed when the app stops."""
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await close()
+
+    return lifetime
+
+
+def _running(start: Callable[[], Awaitable[object]], stop: Callable[[], Awaitable[None]]) -> Lifetime:
+    """A resource opened as the app starts; its stop runs only if its start finished."""
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        await start()
+        yield
+        await stop()
+
+    return lifetime
+
+
 async def _health(request: web.Request) -> web.Response:
     """The process is alive and serving."""
     return web.json_response({"status": "ok"})
@@ -107,12 +137,13 @@ async def _health(request: web.Request) -> web.Response:
 
 async def _acs_reachable(app: web.Application) -> bool:
     settings = app[SETTINGS]
+    assert settings.acs.endpoint is not None
     ssl_ctx: ssl.SSLContext | bool = (
         ssl.create_default_context(cafile=settings.acs.ca_file) if settings.acs.ca_file else True
     )
     try:
         # Any HTTP answer means the service is there; only no answer at all is an outage.
-        async with app[HTTP].get(app[ACS_ENDPOINT], ssl=ssl_ctx, timeout=aiohttp.ClientTimeout(total=5)):
+        async with app[HTTP].get(settings.acs.endpoint, ssl=ssl_ctx, timeout=aiohttp.ClientTimeout(total=5)):
             return True
     except (aiohttp.ClientError, TimeoutError):
         return False
@@ -143,98 +174,111 @@ async def _metrics(request: web.Request) -> web.Response:
     return metrics.exposition()
 
 
-def create_app(settings: Settings) -> web.Application:
-    """The bridge as an aiohttp app; every long-lived resource opens and closes in its own cleanup context."""
-    if settings.acs.endpoint is None:
-        raise ValueError("an ACS resource is required (the embedded sandbox provides one)")
-    endpoint = settings.acs.endpoint
-    verify: str | bool = settings.acs.ca_file or True
-    app = web.Application(client_max_size=256 * 1024)
-    app[SETTINGS] = settings
-    app[DRAIN] = Drain()
-    # First, so a stopping bridge turns intake away before any door or the admin API's auth looks at it.
-    app.middlewares.append(drain_middleware)
+@dataclass
+class Parts:
+    """The bridge's objects, built at once without I/O; what of them lives long is opened by `lifetimes`."""
 
-    async def http_session(app: web.Application) -> AsyncIterator[None]:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            app[HTTP] = session
-            yield
+    settings: Settings
+    metrics: Metrics
+    http: aiohttp.ClientSession
+    store: Store
+    auth: AcsAuth
+    identities: IdentityService
+    chat: ChatService
+    graph: GraphMeetingResolver | None
+    gateway: SmsGateway | None
+    connector: CallConnector
+    relay: Relay
+    registry: MeetingRegistry
 
-    async def store(app: web.Application) -> AsyncIterator[None]:
-        app[STORE] = await Store.open(settings.store_file)
-        yield
-        await app[STORE].close()
-
-    async def relay(app: web.Application) -> AsyncIterator[None]:
+    @classmethod
+    def build(cls, settings: Settings) -> Parts:
+        check_wiring(settings)
+        assert settings.acs.endpoint is not None
+        endpoint = settings.acs.endpoint
+        verify: str | bool = settings.acs.ca_file or True
+        metrics = Metrics()
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S))
+        store = Store(settings.store_file)
+        # The access key or an Entra ID credential; shared by the identity and SMS clients (chat uses user tokens).
         auth = acs_auth(settings.acs)
         identities = IdentityService(
-            auth, connection_verify=verify, token_lifetime=timedelta(minutes=settings.acs.token_minutes)
+            auth,
+            connection_verify=verify,
+            token_lifetime=timedelta(minutes=settings.acs.token_minutes),
         )
-        counted = CountingTokens(identities, app[METRICS])
-        chat = ChatService(endpoint, counted, connection_verify=verify)
-        connector = _connector(settings, endpoint, app[HTTP])
-        graph = None
-        if settings.graph.configured:
-            assert settings.graph.tenant_id and settings.graph.client_id and settings.graph.client_secret
-            graph = GraphMeetingResolver(
-                settings.graph.tenant_id,
-                settings.graph.client_id,
-                settings.graph.client_secret.get_secret_value(),
-                authority=settings.graph.authority,
-                base_url=settings.graph.base_url,
-                ca_file=settings.graph.ca_file or settings.acs.ca_file,
-            )
-        channels: dict[str, Channel] = {"webhook": WebhookChannel(settings.webhook_clients, app[HTTP])}
-        gateway = _sms_gateway(settings, auth, verify, app[HTTP])
+        tokens = CountingTokens(identities, metrics)
+        chat = ChatService(endpoint, tokens, connection_verify=verify)
+        gateway = _sms_gateway(settings, auth, http)
+        connector = _connector(settings, endpoint, http)
+        channels: dict[str, Channel] = {"webhook": WebhookChannel(settings.webhook_clients, http)}
         if gateway is not None:
-            channels["sms"] = SmsChannel(gateway, app[STORE], settings.sms)
-        app[RELAY] = Relay(app[STORE], counted, chat, connector, channels, settings.relay, app[METRICS])
-        if gateway is not None:
-            app[SMS_INTAKE] = SmsIntake(app[STORE], app[RELAY], settings.sms)
-            if gateway.name == "acs" and settings.sms.events_secret is not None:
-                app[SMS_DOOR] = AcsSmsDoor(settings.sms.events_secret.get_secret_value(), app[SMS_INTAKE])
-            tw = settings.twilio
-            if gateway.name == "twilio" and tw.auth_token is not None:
-                app[TWILIO_DOOR] = TwilioDoor(
-                    tw.auth_token.get_secret_value(),
-                    tw.public_url,
-                    app[SMS_INTAKE],
-                    status_url=tw.status_url,
-                    trust_forwarded=tw.trust_forwarded,
-                )
-        app[REGISTRY] = MeetingRegistry(app[STORE], graph)
-        app[DOOR] = WebhookDoor(settings.webhook_clients, app[STORE], app[RELAY].intake, app[RELAY].forget)
-        if settings.events.secret is not None:
-            app[EVENTS_DOOR] = AcsEventsDoor(settings.events.secret.get_secret_value(), app[STORE], app[RELAY].readers)
-        await app[REGISTRY].sync(settings.meetings)
-        await app[RELAY].start()
-        yield
-        await app[RELAY].stop()
-        await connector.close()
-        if gateway is not None:
-            await gateway.close()
-        await chat.close()
-        await identities.close()
-        await auth.close()
-        if graph is not None:
-            await graph.close()
+            channels["sms"] = SmsChannel(gateway, store, settings.sms)
+        relay = Relay(store, tokens, chat, connector, channels, settings.relay, metrics)
+        graph = _graph(settings)
+        registry = MeetingRegistry(store, graph)
+        return cls(settings, metrics, http, store, auth, identities, chat, graph, gateway, connector, relay, registry)
 
-    app.cleanup_ctx.extend([http_session, store, relay])
-    app[METRICS] = Metrics()
-    app[ACS_ENDPOINT] = endpoint
-    app.router.add_get("/healthz", _health)
-    app.router.add_get("/readyz", _ready)
-    app.router.add_get("/metrics", _metrics)
-    app.router.add_post("/channels/webhook/{client}", _door(lambda a: a[DOOR].handle))
-    if settings.sms.gateway == "acs" and settings.sms.events_secret is not None:
-        app.router.add_post(SMS_EVENTS_PATH, _door(lambda a: a[SMS_DOOR].handle))
-        app.router.add_route("OPTIONS", SMS_EVENTS_PATH, _door(lambda a: a[SMS_DOOR].options))
-    if settings.sms.gateway == "twilio":
-        app.router.add_post(TWILIO_INBOUND_PATH, _door(lambda a: a[TWILIO_DOOR].inbound))
-        app.router.add_post(TWILIO_STATUS_PATH, _door(lambda a: a[TWILIO_DOOR].status))
-    if settings.events.secret is not None:
-        app.router.add_post(EVENTS_PATH, _door(lambda a: a[EVENTS_DOOR].handle))
-        app.router.add_route("OPTIONS", EVENTS_PATH, _door(lambda a: a[EVENTS_DOOR].options))
+    def doors(self) -> list[web.RouteDef]:
+        """Every inbound door's routes: the webhook's always, SMS and Event Grid's where configured."""
+        settings, store, relay = self.settings, self.store, self.relay
+        routes = WebhookDoor(settings.webhook_clients, store, relay.intake, relay.forget).routes()
+        if self.gateway is not None:
+            intake = SmsIntake(store, relay, settings.sms)
+            if self.gateway.name == "acs" and settings.sms.events_secret is not None:
+                routes += AcsSmsDoor(settings.sms.events_secret.get_secret_value(), intake).routes()
+            tw = settings.twilio
+            if self.gateway.name == "twilio" and tw.auth_token is not None:
+                secret = tw.auth_token.get_secret_value()
+                door = TwilioDoor(
+                    secret, tw.public_url, intake, status_url=tw.status_url, trust_forwarded=tw.trust_forwarded
+                )
+                routes += door.routes()
+        if settings.events.secret is not None:
+            routes += AcsEventsDoor(settings.events.secret.get_secret_value(), store, relay.readers).routes()
+        return routes
+
+    def lifetimes(self) -> list[Lifetime]:
+        """One cleanup context each; aiohttp runs the cleanups in reverse: the relay stops first, HTTP closes last."""
+        lifetimes = [
+            _closing(self.http.close),
+            _running(self.store.open, self.store.close),
+            _closing(self.auth.close),  # after the identity and SMS clients that use it
+            _closing(self.identities.close),
+            _closing(self.chat.close),
+            _closing(self.connector.close),
+        ]
+        if self.graph is not None:
+            lifetimes.append(_closing(self.graph.close))
+        if self.gateway is not None:
+            lifetimes.append(_closing(self.gateway.close))
+        meetings = self.settings.meetings
+        lifetimes += [
+            _running(lambda: self.registry.sync(meetings), _nothing),
+            _running(self.relay.start, self.relay.stop),
+        ]
+        return lifetimes
+
+
+def create_app(settings: Settings, *, extra_routes: Iterable[web.RouteDef] = ()) -> web.Application:
+    """The bridge as an aiohttp app: every object built here, at once; every long-lived one opened and closed in a
+    cleanup context of its own, so a start that fails half-way closes exactly what it had opened.
+
+    `extra_routes` are added with the bridge's own (the embedded demo's inbox, say), before the router freezes.
+    """
+    parts = Parts.build(settings)
+    # The drain first, so a stopping bridge turns intake away before any door or the admin API's auth looks at it.
+    app = web.Application(client_max_size=256 * 1024, middlewares=[drain_middleware])
+    app.add_routes([web.get("/healthz", _health), web.get("/readyz", _ready), web.get("/metrics", _metrics)])
+    app.add_routes([*parts.doors(), *extra_routes])
+    app[SETTINGS] = settings
+    app[DRAIN] = Drain()
+    app[METRICS] = parts.metrics
+    app[HTTP] = parts.http
+    app[STORE] = parts.store
+    app[RELAY] = parts.relay
+    app[REGISTRY] = parts.registry
+    app.cleanup_ctx.extend(parts.lifetimes())
     if settings.admin.token is not None:
         # No token, no API and no console: their routes are not even registered.
         add_admin_api(app)
@@ -242,13 +286,5 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-DoorMethod = Callable[[web.Request], Awaitable[web.Response]]
-
-
-def _door(pick: Callable[[web.Application], DoorMethod]) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """Doors are built as the app starts, after its router is frozen: a route reaches its door through the app."""
-
-    async def handler(request: web.Request) -> web.Response:
-        return await pick(request.app)(request)
-
-    return handler
+async def _nothing() -> None:
+    return None

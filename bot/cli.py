@@ -6,25 +6,27 @@ import argparse
 import asyncio
 import gc
 import logging
-import secrets
 import signal
 import sys
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from pydantic import SecretStr
 
-from .admin.cli import COMMANDS as ADMIN_COMMANDS
-from .admin.cli import add_parsers as add_admin_parsers
-from .admin.cli import run as run_admin
+from .admin_commands import COMMANDS as ADMIN_COMMANDS
+from .admin_commands import add_parsers as add_admin_parsers
+from .admin_commands import run as run_admin
 from .config import Settings, load_settings
-from .embedded import SMS_EVENT_TYPES, on_sandbox, point_sandbox_twilio, subscribe_sandbox_events, twilio_on_sandbox
-from .errors import ConfigError
-from .keys import DRAIN, RELAY
+from .drain import DRAIN
+from .embedded import EmbeddedSandbox
+from .errors import ConfigError, SchemaTooNewError
+from .relay.runtime import RELAY
 from .sandbox import Sandbox, SandboxInfo
 from .tools import phone, webhook_inbox, webhook_send
+
+if TYPE_CHECKING:
+    from .demo import Demo
 
 DEFAULT_SANDBOX_DIR = Path(".sandbox")
 EXIT_CONFIG = 2
@@ -145,7 +147,9 @@ async def run_sandbox(host: str, port: int, state_dir: Path, limits: bool) -> in
     return 0
 
 
-def _banner(settings: Settings, base: str, info: SandboxInfo | None, demo: Any, admin_token: str | None = None) -> str:
+def _banner(
+    settings: Settings, base: str, info: SandboxInfo | None, demo: Demo | None, admin_token: str | None = None
+) -> str:
     lines = [f"bridge ready at {base}", f"  webhook door:  {base}/channels/webhook/<client>"]
     if info is not None:
         lines.append(f"  sandbox:       {info.endpoint} (control {info.control_url}, pages {info.endpoint}sandbox/ui/)")
@@ -187,8 +191,8 @@ def _banner(settings: Settings, base: str, info: SandboxInfo | None, demo: Any, 
 
 
 async def run_bridge(config: Path | None) -> int:
-    from .app import EVENTS_PATH, create_app
-    from .demo import DEMO_CLIENT, add_demo_inbox, with_demo
+    # Imported here: the Azure and Graph SDKs take a second to import, which the admin commands need not pay.
+    from .app import create_app, public_base
 
     try:
         settings = load_settings(config)
@@ -197,74 +201,39 @@ async def run_bridge(config: Path | None) -> int:
         return EXIT_CONFIG
     logging.getLogger().setLevel(settings.bridge.log_level)
     stop = _Stop()
-    sandbox: Sandbox | None = None
-    info: SandboxInfo | None = None
-    demo = None
-    admin_token: str | None = None
-    base = (settings.bridge.public_url or f"http://{settings.bridge.host}:{settings.bridge.port}").rstrip("/")
-    if settings.use_sandbox:
-        sandbox_dir = settings.bridge.state_dir / "sandbox"
-        sandbox = Sandbox(port=settings.sandbox.port, state_dir=sandbox_dir)
-        info = await sandbox.start()
-        settings = await twilio_on_sandbox(on_sandbox(settings, info), info)
-        # The embedded sandbox keeps identities and meetings in memory only: a store that outlived them would
-        # point at nothing, so the bridge starts afresh with it, in a file of its own.
-        store_file = sandbox_dir / "bridge.db"
-        for leftover in (store_file, store_file.with_name("bridge.db-wal"), store_file.with_name("bridge.db-shm")):
-            leftover.unlink(missing_ok=True)
-        settings = settings.model_copy(update={"bridge": settings.bridge.model_copy(update={"store_path": store_file})})
-        if settings.admin.token is None:
-            # Operators of the sandbox get the admin API too; the demo file keeps the token for the CLI.
-            admin_token = secrets.token_urlsafe(24)
-            admin = settings.admin.model_copy(update={"token": SecretStr(admin_token)})
-            settings = settings.model_copy(update={"admin": admin})
-        if settings.sandbox.demo:
-            settings, demo = await with_demo(settings, info.control_url, info.ca_file, base, admin_token)
-        if settings.events.subscribe_sandbox and settings.events.secret is None:
-            events = settings.events.model_copy(update={"secret": SecretStr(secrets.token_urlsafe(24))})
-            settings = settings.model_copy(update={"events": events})
-    app = create_app(settings)
-    if demo is not None:
-        add_demo_inbox(app, settings.webhook_clients[DEMO_CLIENT])
+    base = public_base(settings)
+    embedded = EmbeddedSandbox(settings, base) if settings.use_sandbox else None
+    if embedded is not None:
+        settings = await embedded.start()
+    app = create_app(settings, extra_routes=embedded.routes() if embedded is not None else ())
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=SERVER_SHUTDOWN_S)
     try:
-        await runner.setup()
-        site = web.TCPSite(runner, settings.bridge.host, settings.bridge.port)
         try:
-            await site.start()
+            await runner.setup()
+            await web.TCPSite(runner, settings.bridge.host, settings.bridge.port).start()
+        except SchemaTooNewError as exc:
+            print(f"store error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         except OSError as exc:
-            print(
-                f"error: cannot listen on {settings.bridge.host}:{settings.bridge.port}: {exc.strerror}",
-                file=sys.stderr,
-            )
+            where = f"{settings.bridge.host}:{settings.bridge.port}"
+            print(f"error: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
             return 1
-        if info is not None and settings.events.subscribe_sandbox and settings.events.secret is not None:
-            from .channels.acs_events import CHAT_EVENTS
-
-            await subscribe_sandbox_events(
-                info, f"{base}{EVENTS_PATH}", settings.events.secret.get_secret_value(), CHAT_EVENTS
-            )
-        if info is not None and settings.sms.gateway == "twilio":
-            from .channels.sms_twilio import INBOUND_PATH
-
-            await point_sandbox_twilio(info, f"{base}{INBOUND_PATH}")
-        if info is not None and settings.sms.gateway == "acs" and settings.sms.events_secret is not None:
-            from .channels.sms_acs import PATH as SMS_PATH
-
-            await subscribe_sandbox_events(
-                info, f"{base}{SMS_PATH}", settings.sms.events_secret.get_secret_value(), SMS_EVENT_TYPES
-            )
+        if embedded is not None:
+            await embedded.connect()
         # What start-up made (the Azure and Graph SDKs' thousands of classes, the app) lives as long as the process:
         # out of the collector's sight, a full collection no longer walks it. It took 130-160 ms a time, stalling
         # every request and send under way (the inbound latency benchmark's tail).
         gc.freeze()
-        print(_banner(settings, base, info, demo, admin_token), flush=True)
+        if embedded is None:
+            print(_banner(settings, base, None, None), flush=True)
+        else:
+            print(_banner(settings, base, embedded.info, embedded.demo, embedded.admin_token), flush=True)
         await stop.wait()
         await _drain(app, settings.bridge.shutdown_grace_s, stop)
     finally:
         await runner.cleanup()
-        if sandbox is not None:
-            await sandbox.stop()
+        if embedded is not None:
+            await embedded.stop()
     print("stopped", flush=True)
     return 0
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from aiohttp import web
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -555,3 +556,6 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
     except ValidationError as exc:
         source = f" in {path}" if path is not None else ""
         raise ConfigError(f"{_describe(exc)}{source}") from exc
+
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")

@@ -26,14 +26,6 @@ DEMO_CLIENT = "demo"
 DEMO_CODE = "123456"
 
 
-@dataclass
-class DemoInbox:
-    items: list[dict[str, Any]]
-
-
-INBOX: web.AppKey[DemoInbox] = web.AppKey("demo_inbox")
-
-
 @dataclass(frozen=True)
 class Demo:
     meeting: dict[str, Any]
@@ -108,28 +100,33 @@ async def with_demo(
     return updated, demo
 
 
-def add_demo_inbox(app: web.Application, client: WebhookClient) -> None:
+class DemoInbox:
     """Callbacks for the demo client land here, verified like any receiver should, and can be read back."""
-    app[INBOX] = DemoInbox([])
 
-    async def receive(request: web.Request) -> web.Response:
+    PATH = "/demo/callbacks"
+    KEEP = 200
+
+    def __init__(self, client: WebhookClient) -> None:
+        self._client = client
+        self.items: list[dict[str, Any]] = []
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(self.PATH, self.receive), web.get(self.PATH, self.listing)]
+
+    async def receive(self, request: web.Request) -> web.Response:
         body = await request.read()
-        if verify(client, body, request.headers) is not None:
+        if verify(self._client, body, request.headers) is not None:
             return web.json_response({"error": "bad_signature"}, status=401)
-        inbox = app[INBOX].items
-        inbox.append(json.loads(body))
-        del inbox[:-200]
+        self.items.append(json.loads(body))
+        del self.items[: -self.KEEP]
         return web.json_response({"ok": True})
 
-    async def listing(request: web.Request) -> web.Response:
+    async def listing(self, request: web.Request) -> web.Response:
         # Reading the inbox needs the demo client's secret as a bearer token.
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        expected = client.secrets[0].get_secret_value()
+        expected = self._client.secrets[0].get_secret_value()
         if not hmac.compare_digest(token.encode(), expected.encode()):
             return web.json_response(
                 {"error": "unauthorized", "reason": "send the demo secret as a Bearer token"}, status=401
             )
-        return web.json_response(app[INBOX].items)
-
-    app.router.add_post("/demo/callbacks", receive)
-    app.router.add_get("/demo/callbacks", listing)
+        return web.json_response(self.items)

@@ -10,7 +10,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .admin.common import PREFIX as ADMIN_PREFIX
-from .keys import DRAIN
 
 # Long enough for a restart to come up; a client that honours it lands on the new process.
 RETRY_AFTER_S = 5
@@ -52,6 +51,9 @@ class Drain:
             self._open -= 1
             if self._open == 0:
                 self._idle.set()
+
+
+DRAIN: web.AppKey[Drain] = web.AppKey("drain")
 
 
 def is_intake(request: web.Request) -> bool:

@@ -50,6 +50,10 @@ class ConfigError(BridgeError):
     """The configuration is invalid; the message names the key."""
 
 
+class SchemaTooNewError(ConfigError):
+    """The store was written by a newer version of the bridge: this one would misread it, so it does not start."""
+
+
 class TransientError(BridgeError):
     """Worth retrying: 429, 5xx, a dropped connection or a timeout."""
 

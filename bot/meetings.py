@@ -6,6 +6,8 @@ import hashlib
 import logging
 from typing import Protocol
 
+from aiohttp import web
+
 from .config import MeetingConfig
 from .errors import BridgeError, MeetingLookupError
 from .links import JoinLinkError, parse_join_link
@@ -112,3 +114,6 @@ class MeetingRegistry:
             await self._store.upsert_meeting(meeting, "config")
             ready += 1
         return ready
+
+
+REGISTRY: web.AppKey[MeetingRegistry] = web.AppKey("registry")

@@ -95,3 +95,6 @@ class CountingTokens:
 
     async def delete_identity(self, identity_id: str) -> None:
         await self._inner.delete_identity(identity_id)
+
+
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

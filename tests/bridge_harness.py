@@ -21,10 +21,9 @@ from bot.app import create_app
 from bot.channels.webhook import sign, verify
 from bot.config import MeetingConfig, Settings, WebhookClient, load_settings
 from bot.embedded import on_sandbox
-from bot.keys import RELAY, STORE
-from bot.relay.runtime import Relay
+from bot.relay.runtime import RELAY, Relay
 from bot.sandbox import SandboxInfo
-from bot.store import Store
+from bot.store import STORE, Store
 
 
 async def wait_for(check: Callable[[], Awaitable[Any]], limit_s: float = 20.0, what: str = "condition") -> Any:

@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from bot.app import EVENTS_PATH
 from bot.channels.acs_events import CHAT_EVENTS
+from bot.channels.acs_events import PATH as EVENTS_PATH
 from bot.config import MeetingConfig, Settings
 from bot.models import SessionState
 from bot.sandbox import SandboxInfo

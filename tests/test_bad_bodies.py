@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from bot.admin.console_auth import COOKIE, CSRF_HEADER
-from bot.app import EVENTS_PATH
 from bot.channels import eventgrid, sms_twilio, webhook
 from bot.channels.acs_events import CHAT_EVENTS
+from bot.channels.acs_events import PATH as EVENTS_PATH
 from bot.channels.eventgrid import VALIDATION_EVENT
 from bot.channels.sms_acs import PATH as SMS_EVENTS_PATH
 from bot.channels.sms_acs import SMS_DELIVERY_REPORT, SMS_RECEIVED

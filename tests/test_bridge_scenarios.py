@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from bot.channels.webhook import sign
 from bot.config import MeetingConfig, WebhookClient
-from bot.keys import METRICS
+from bot.metrics import METRICS
 from bot.models import Delivery, DeliveryState, Direction, IdentityMode, Session, SessionState
 from bot.sandbox import SandboxInfo
 

@@ -24,7 +24,7 @@ from pydantic import SecretStr
 
 from bench.processes import BridgeConfig, BridgeProcess, SandboxProcess, Sink, WebhookSender, new_secret
 from bot.config import MeetingConfig, Settings
-from bot.keys import DRAIN
+from bot.drain import DRAIN
 from bot.sandbox import SandboxInfo
 
 from .bridge_harness import bridge_for, wait_for

@@ -89,7 +89,7 @@ def test_the_pacer_makes_room_for_a_whole_text() -> None:
 async def test_a_retry_gives_the_first_sent_time_of_the_first_try(info: SandboxInfo, tmp_path: Path) -> None:
     """The first try is recorded just before a second ends and sent just after it: its retry (the answer was lost)
     must still give ACS the same repeatabilityFirstSent, else ACS refuses it with 400 and the delivery fails."""
-    store = await Store.open(tmp_path / "bridge.db")
+    store = await Store(tmp_path / "bridge.db").open()
     gateway = AcsSmsGateway(info.connection_string, info.sms_number, connection_verify=info.ca_file)
     try:
         channel = SmsChannel(gateway, store, SmsSection(gateway="acs", number=info.sms_number))

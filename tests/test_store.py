@@ -15,6 +15,7 @@ import aiosqlite
 import pytest
 
 import bot.store.base as store_module
+from bot.errors import SchemaTooNewError
 from bot.models import DeliveryState, Direction, IdentityMode, Meeting, SessionState
 from bot.store import NewDelivery, Store, utcnow
 from bot.store.migrations import MIGRATIONS
@@ -25,7 +26,7 @@ D = DeliveryState
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    st = await Store.open(tmp_path / "state" / "bridge.db")
+    st = await Store(tmp_path / "state" / "bridge.db").open()
     try:
         yield st
     finally:
@@ -88,7 +89,7 @@ async def scalar(store: Store, sql: str, *args: Any) -> Any:
 async def test_migrations_run_once_and_the_version_is_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "deep" / "folder" / "bridge.db"
     caplog.set_level(logging.INFO, logger="bot.store")
-    first = await Store.open(path)
+    first = await Store(path).open()
     try:
         assert await scalar(first, "PRAGMA user_version") == len(MIGRATIONS)
         assert str(await scalar(first, "PRAGMA journal_mode")).lower() == "wal"
@@ -100,7 +101,7 @@ async def test_migrations_run_once_and_the_version_is_kept(tmp_path: Path, caplo
         f"store migrated to schema {n}" for n in range(1, len(MIGRATIONS) + 1)
     ]
     caplog.clear()
-    again = await Store.open(path)
+    again = await Store(path).open()
     try:
         assert await scalar(again, "PRAGMA user_version") == len(MIGRATIONS)
         assert [m.id for m in await again.list_meetings()] == ["m-1"]
@@ -112,12 +113,12 @@ async def test_migrations_run_once_and_the_version_is_kept(tmp_path: Path, caplo
 
 async def test_a_new_migration_runs_on_the_next_open_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "bridge.db"
-    await (await Store.open(path)).close()
+    await (await Store(path).open()).close()
     monkeypatch.setattr(
         store_module, "MIGRATIONS", [*MIGRATIONS, "CREATE TABLE extra (x TEXT); INSERT INTO extra VALUES ('a')"]
     )
     for _ in range(2):  # re-running migration 1 would fail (its tables exist), re-running 2 would insert twice
-        st = await Store.open(path)
+        st = await Store(path).open()
         try:
             assert await scalar(st, "PRAGMA user_version") == len(MIGRATIONS) + 1
             assert await scalar(st, "SELECT COUNT(*) FROM extra") == 1
@@ -125,14 +126,25 @@ async def test_a_new_migration_runs_on_the_next_open_only(tmp_path: Path, monkey
             await st.close()
 
 
+async def test_a_store_written_by_a_newer_bridge_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.db"
+    await (await Store(path).open()).close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    with pytest.raises(SchemaTooNewError, match=f"schema {len(MIGRATIONS) + 1}, newer than this bridge's"):
+        await Store(path).open()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) + 1
+
+
 async def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "bridge.db"
-    await (await Store.open(path)).close()
+    await (await Store(path).open()).close()
     monkeypatch.setattr(store_module, "MIGRATIONS", [*MIGRATIONS, "CREATE TABLE half (x); CREATE TABLE meetings (x)"])
     with pytest.raises(sqlite3.OperationalError):
-        await Store.open(path)
+        await Store(path).open()
     monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
-    st = await Store.open(path)
+    st = await Store(path).open()
     try:
         assert await scalar(st, "PRAGMA user_version") == len(MIGRATIONS)
         tables = await scalar(st, "SELECT COUNT(*) FROM sqlite_master WHERE name='half'")
@@ -182,7 +194,7 @@ async def test_concurrent_identical_inbound_makes_one_row(store: Store) -> None:
 
 async def test_concurrent_inbound_through_two_connections_makes_one_row(tmp_path: Path) -> None:
     path = tmp_path / "bridge.db"
-    a, b = await Store.open(path), await Store.open(path)
+    a, b = await Store(path).open(), await Store(path).open()
     try:
         await setup(a)
         calls = [

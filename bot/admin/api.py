@@ -8,8 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..keys import ACS_ENDPOINT, SETTINGS, STORE
+from ..config import SETTINGS
 from ..models import Delivery, DeliveryState, Direction, SessionState
+from ..store import STORE
 from . import meetings, people
 from .common import OPENAPI_PATH, PREFIX, STARTED, ApiError, admin_middleware, iso, not_found, parse_int, parse_time
 from .common import uptime as uptime_of
@@ -87,7 +88,7 @@ async def status(request: web.Request) -> web.Response:
     body = {
         "version": _version(),
         "uptimeSeconds": uptime_of(app),
-        "acsEndpoint": app[ACS_ENDPOINT],
+        "acsEndpoint": settings.acs.endpoint,
         "channels": {"webhook": sorted(settings.webhook_clients), "sms": settings.sms.gateway},
         "meetings": {"total": len(all_meetings), "paused": sum(m.paused for m in all_meetings)},
         "sessions": by_state,

@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from ..channels.bodies import declares_json
-from ..keys import SETTINGS
+from ..config import SETTINGS
 from .console_auth import refusal, session_of, wire_bytes
 
 PREFIX = "/api/v1"

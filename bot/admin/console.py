@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from ..keys import STORE
+from ..store import STORE
 from .console_auth import (
     CONSOLE_SESSIONS,
     COOKIE,

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from ..keys import SETTINGS
+from ..config import SETTINGS
 
 COOKIE = "console_session"
 COOKIE_PATHS = ("/console", "/api/v1")

@@ -8,7 +8,7 @@ import logging
 
 from aiohttp import web
 
-from ..keys import STORE
+from ..store import STORE
 from .console_auth import ConsoleSession, session_of
 from .console_views import snapshot
 

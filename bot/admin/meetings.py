@@ -15,10 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..config import MeetingConfig
 from ..errors import PermanentError, TransientError
 from ..formatting import validate_template
-from ..keys import REGISTRY, RELAY, STORE
+from ..meetings import REGISTRY
 from ..models import DeliveryState, Direction, IdentityMode, Meeting
+from ..relay.runtime import RELAY
 from ..sessions import ACTIVE
-from ..store import Store
+from ..store import STORE, Store
 from .common import ApiError, camel, not_found, read_object, validation_error
 from .schemas import NAME_REFUSED_CHARACTERS
 from .views import meeting_view

@@ -6,10 +6,10 @@ import logging
 
 from aiohttp import web
 
-from ..keys import RELAY, STORE
 from ..models import ExternalUser, Session, SessionState
+from ..relay.runtime import RELAY
 from ..sessions import ACTIVE, FINAL
-from ..store import Store
+from ..store import STORE, Store
 from .common import ApiError, not_found
 from .meetings import find_meeting
 from .views import session_view, user_view

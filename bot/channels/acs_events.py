@@ -12,6 +12,7 @@ from ..store import Store
 from .eventgrid import VALIDATION_EVENT, EventGridDoor, is_text, reject
 
 log = logging.getLogger(__name__)
+PATH = "/channels/acs/events"
 CHAT_EVENTS = (
     "Microsoft.Communication.ChatMessageReceivedInThread",
     "Microsoft.Communication.ChatMessageEditedInThread",
@@ -67,6 +68,8 @@ def read_chat_events(events: list[Any]) -> ChatEvents:
 
 
 class AcsEventsDoor(EventGridDoor):
+    path = PATH
+
     def __init__(self, secret: str, store: Store, readers: ThreadPoke) -> None:
         super().__init__(secret)
         self._store = store

@@ -53,10 +53,19 @@ def reject(status: int, error: str, reason: str, headers: dict[str, str] | None 
 class EventGridDoor:
     """Event Grid bodies are not signed: the secret in the subscription's URL (?code=) authenticates them."""
 
+    path: str
+    """Where the subscription delivers: the door's POST and its OPTIONS handshake."""
+
     def __init__(self, secret: str) -> None:
         if not secret:
             raise ValueError("an Event Grid door needs a secret")
         self._secret = secret.encode("utf-8")
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(self.path, self.handle), web.route("OPTIONS", self.path, self.options)]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raise NotImplementedError
 
     def authentic(self, request: web.Request) -> bool:
         given = request.query.get("code", "").encode("utf-8")

@@ -90,6 +90,8 @@ class AcsSmsDoor(EventGridDoor):
     bad one that no retry can mend. A body in which nothing is readable is answered 400, which Event Grid drops.
     """
 
+    path = PATH
+
     def __init__(self, secret: str, receiver: SmsReceiver) -> None:
         super().__init__(secret)
         self._receiver = receiver

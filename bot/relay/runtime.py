@@ -6,6 +6,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
+from aiohttp import web
+
 from ..calls.base import CallConnector
 from ..channels.base import Channel
 from ..config import RelaySection
@@ -153,3 +155,6 @@ class Relay:
         # Whatever is still running is cancelled: pending rows stay in the store, an interrupted send is looked up
         # by its bridgeId before it is sent again, and call legs are not left, so sessions resume on the next start.
         await self.tasks.close()
+
+
+RELAY: web.AppKey[Relay] = web.AppKey("relay")

@@ -16,6 +16,7 @@ from typing import Any, Self, TypeVar, cast
 
 import aiosqlite
 
+from ..errors import SchemaTooNewError
 from ..models import (
     DeliveryState,
     Direction,
@@ -67,14 +68,22 @@ class InlineConnection(aiosqlite.Connection):
 
 
 class StoreBase:
-    """One connection, one writer at a time; every multi-row change is one transaction."""
+    """One connection, one writer at a time; every multi-row change is one transaction.
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
+    Constructed without I/O, then opened (``await store.open()``): the wiring builds every object first and opens
+    each resource in its own cleanup context.
+    """
+
+    _db: aiosqlite.Connection
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self._write = asyncio.Lock()
 
-    @classmethod
-    async def open(cls, path: Path) -> Self:
+    async def open(self) -> Self:
+        """Open the database, creating it, and bring its schema up to this version's; SchemaTooNewError if a newer
+        version of the bridge wrote it."""
+        path = self.path
         path.parent.mkdir(parents=True, exist_ok=True)
         # Opened on aiosqlite's thread, then used on the loop's (InlineConnection): not the same thread.
         db = await InlineConnection(
@@ -85,13 +94,13 @@ class StoreBase:
         await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute("PRAGMA foreign_keys=ON")
         await db.execute("PRAGMA busy_timeout=5000")
-        store = cls(db)
+        self._db = db
         try:
-            await store._migrate()
+            await self._migrate()
         except BaseException:
             await db.close()
             raise
-        return store
+        return self
 
     async def close(self) -> None:
         await self._db.close()
@@ -100,6 +109,11 @@ class StoreBase:
         async with self._db.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
         version = int(row[0]) if row else 0
+        if version > len(MIGRATIONS):
+            raise SchemaTooNewError(
+                f"the store {self.path} has schema {version}, newer than this bridge's {len(MIGRATIONS)}: "
+                "run the newer version, or restore a backup made for this one"
+            )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             async with self.transaction() as db:
                 for statement in filter(str.strip, script.split(";")):

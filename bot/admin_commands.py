@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from ..demo import read_demo
-from .tables import status_lines, table, when
+from .admin.tables import status_lines, table, when
+from .demo import read_demo
 
 COMMANDS = ("meetings", "sessions", "users", "status")
 DEFAULT_URL = "http://127.0.0.1:8080"
