@@ -348,6 +348,11 @@ class RelaySection(_Section):
     """Inbound messages one meeting may have waiting (queued or held); beyond it senders are told the meeting
     is busy (webhook 429, one SMS notice). 150 is five minutes of a thread's 30 sends per minute even when no
     two merge: a backlog older than that is no longer a conversation."""
+    hold_refused_s: float = Field(600.0, gt=0)
+    """While the meeting's chat refuses the bridge's guests though their call is connected (chat_refused), how long
+    their messages are kept, to be sent once chat works again; after that they fail with that reason."""
+    probe_refused_s: float = Field(30.0, gt=0, le=600)
+    """While chat is refused, how often one read checks whether it works again."""
     max_pending_per_user: int = Field(50, gt=0)
     """Messages one external user may have waiting, inbound (beyond it: busy, as above) and outbound (beyond
     it, newer deliveries to them fail with backlog_full and they are told once). A sender's consecutive

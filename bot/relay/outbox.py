@@ -157,6 +157,10 @@ class InboundSender(_Workers):
             else:
                 await self._store.finish([head.id], DeliveryState.FAILED, error=f"session is {session.state}")
             return 0.0
+        if session.condition is not None:
+            # The meeting's chat refuses the session though it is in the call: held until it clears, or its hold ends.
+            await self._store.finish([head.id], DeliveryState.HELD)
+            return 0.0
         pacer = self._pacers.setdefault(key, Pacer(tuple(self._settings.thread_send_limits)))
         wait = pacer.delay(time.monotonic())
         if wait > 0:
@@ -219,10 +223,11 @@ class InboundSender(_Workers):
                 # (a token, a connection) can arrive well after it left, and counted from then, the send ten later
                 # arrived inside ACS's window and got a 429.
                 pacer.record(time.monotonic())
-        except NotInCallError:
-            log.info("meeting %s: identity not in the call; holding its messages", key)
+        except NotInCallError as exc:
+            log.info("meeting %s: chat refused the identity (403); holding its messages", key)
             await self._store.finish(ids, DeliveryState.HELD)
-            self._presence.recheck(session)
+            # In the call, the meeting's chat refuses guests; out of it, the leg is re-joined: held either way.
+            await self._presence.forbidden(key, session.identity_id, str(exc))
             return 0.0
         except TransientError as exc:
             attempts = head.attempts + 1

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from ..config import RelaySection
@@ -19,6 +20,7 @@ from .identities import IdentityBroker
 from .outbox import BRIDGE_ID, ChatApi, OutboundDispatcher, backoff
 
 log = logging.getLogger(__name__)
+Forbidden = Callable[[str, str, str], Awaitable[bool]]
 # Re-read a little before the cursor: a message stored just before a newer one may become visible after it.
 OVERLAP = timedelta(seconds=5)
 STORE_EVERY = 6
@@ -46,7 +48,12 @@ class MeetingReaders:
         settings: RelaySection,
         tasks: TaskSet,
         metrics: Metrics,
+        *,
+        forbidden: Forbidden | None = None,
     ) -> None:
+        """`forbidden` hears of a 403 on a thread (meeting, reader identity, reason) and says whether the meeting's
+        chat refuses guests in the call (then the reader slows to its idle pace until that clears)."""
+        self._forbidden = forbidden
         self._metrics = metrics
         self._store = store
         self._chat = chat
@@ -131,9 +138,10 @@ class MeetingReaders:
                 read_at = utcnow()
                 messages = await self._chat.list_since(reader, thread_id, cursor)
                 failures = 0
-            except NotInCallError:
+            except NotInCallError as exc:
                 quiet = STORE_EVERY  # the reader identity left: pick another from who is in the call now
-                await asyncio.sleep(self._settings.poll_active_s)
+                refused = self._forbidden is not None and await self._forbidden(meeting_id, reader, str(exc))
+                await asyncio.sleep(self._settings.poll_idle_s if refused else self._settings.poll_active_s)
                 continue
             except (TransientError, PermanentError) as exc:
                 # A permanent error belongs to this reader identity (deleted a moment ago, token refused): the next

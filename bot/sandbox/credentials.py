@@ -1,5 +1,4 @@
-"""The sandbox's long-lived secrets: access key, token signing key, Entra app, tenant and managed identity, kept in
-the state folder."""
+"""The sandbox's long-lived secrets (access key, signing key, Entra app, managed identity) in its state folder."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The host's managed identity endpoint, App Service style (IDENTITY_ENDPOINT and IDENTITY_HEADER), as azure-identity
-calls it: so DefaultAzureCredential signs in to the sandbox's ACS resource offline, as it would on Azure."""
+"""The host's managed identity endpoint, App Service style (IDENTITY_ENDPOINT, IDENTITY_HEADER), for azure-identity."""
 
 from __future__ import annotations
 

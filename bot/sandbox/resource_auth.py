@@ -1,5 +1,4 @@
-"""How the ACS resource's own APIs (identity, SMS) authenticate a caller, as the service does: a signature by the
-resource's access key (HMAC-SHA256), or an Entra ID bearer token for the resource."""
+"""How the resource's identity and SMS APIs authenticate a caller: an HMAC signature by the access key, or Entra ID."""
 
 from __future__ import annotations
 

@@ -68,6 +68,12 @@ class TeamsMixin:
         self.meetings[meeting.id] = meeting
         return meeting
 
+    guest_chat_refused: bool
+
+    def refuses_guest_chat(self, meeting: Meeting) -> bool:
+        """ACS users in this meeting's call are refused its chat (the meeting's tenant setting or the resource)."""
+        return self.guest_chat_refused or not meeting.guest_chat
+
     def meeting(self, meeting_id: str) -> Meeting:
         meeting = self.meetings.get(meeting_id)
         if meeting is None:

@@ -46,6 +46,8 @@ class World(TeamsMixin):
         self.legs: dict[str, CallLeg] = {}
         self._thread_repeatability: dict[str, str] = {}
         self._last_id_ms = 0
+        self.guest_chat_refused = False
+        """The whole resource's ACS users are refused meeting chat while their calls work (Azure/Communication#600)."""
 
     def new_message_id(self) -> str:
         """ACS message ids are epoch milliseconds; keep them unique and increasing."""
@@ -119,7 +121,8 @@ class World(TeamsMixin):
         meeting = self.meetings.get(thread.meeting_id) if thread and thread.meeting_id else None
         if meeting is not None and thread is not None:
             member = thread.participants.get(caller)
-            if member is None:
+            if member is None or (caller.startswith("8:acs:") and self.refuses_guest_chat(meeting)):
+                # Refused chat looks exactly like not being in the call: the same 403, the same body.
                 raise interop_forbidden()
             return thread, member
         thread = self.thread(thread_id)
