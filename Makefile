@@ -31,6 +31,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check bot tests bench
 	$(VENV)/bin/ruff format --check bot tests bench
 
+# mypy, strict, over bot, tests and bench ([tool.mypy] in pyproject.toml names them).
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 

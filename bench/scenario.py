@@ -31,7 +31,7 @@ import asyncio
 import json
 import math
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
@@ -96,7 +96,7 @@ def problems(result: Any) -> list[str]:
     return found
 
 
-def run_alone(run: Callable[[bool, Path], Awaitable[Any]], description: str | None, quick_help: str) -> None:
+def run_alone(run: Callable[[bool, Path], Coroutine[Any, Any, Any]], description: str | None, quick_help: str) -> None:
     """`python -m bench.scenario_<name> [--quick]`: one scenario without the suite, its result printed as JSON."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help=quick_help)

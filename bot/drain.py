@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .admin.common import PREFIX as ADMIN_PREFIX
+from .inflight import InFlight
+from .refusals import refuse
 
 # Long enough for a restart to come up; a client that honours it lands on the new process.
 RETRY_AFTER_S = 5
@@ -21,9 +21,7 @@ class Drain:
 
     def __init__(self) -> None:
         self.reason: str | None = None
-        self._open = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._requests = InFlight()
 
     @property
     def active(self) -> bool:
@@ -31,26 +29,19 @@ class Drain:
 
     @property
     def in_flight(self) -> int:
-        return self._open
+        return self._requests.busy
 
     def begin(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
+            self._requests.close()
 
     async def settled(self) -> None:
         """Returns once no intake request is under way; after begin() none starts, so it stays that way."""
-        await self._idle.wait()
+        await self._requests.settled()
 
-    @contextmanager
-    def track(self) -> Iterator[None]:
-        self._open += 1
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self._open -= 1
-            if self._open == 0:
-                self._idle.set()
+    def track(self) -> AbstractContextManager[None]:
+        return self._requests.track()
 
 
 DRAIN: web.AppKey[Drain] = web.AppKey("drain")
@@ -71,8 +62,7 @@ async def drain_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     drain = request.app[DRAIN]
     if drain.active:
-        body = {"error": "shutting_down", "reason": drain.reason}
-        return web.json_response(body, status=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+        return refuse(503, "shutting_down", drain.reason or "", retry_after=RETRY_AFTER_S)
     # Counted from here on: a request that got past the check is finished (stored and answered) before the stop.
     with drain.track():
         return await handler(request)

@@ -1,11 +1,13 @@
-"""The bridge's exception hierarchy: transient errors are retried, permanent ones end a delivery with a reason."""
+"""The bridge's errors (transient ones are retried, permanent ones end a delivery), and how HTTP answers become them."""
 
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 import time
 from collections.abc import Mapping
+from typing import Any
 
 MAX_RETRY_AFTER_S = 3600.0
 """A Retry-After beyond an hour is treated as an hour: a peer's typo must not park work for days."""
@@ -84,3 +86,47 @@ class NotFoundError(PermanentError):
 
 class MeetingLookupError(PermanentError):
     """A join link, short link or Graph meeting id could not be resolved to a meeting thread."""
+
+
+def from_status(
+    status: int,
+    message: str,
+    *,
+    retry_after: float | None = None,
+    forbidden: type[PermanentError] = AuthError,
+    not_found: type[PermanentError] = NotFoundError,
+    throttled: type[TransientError] = ThrottledError,
+) -> BridgeError:
+    """Our error, saying `message`, for a peer's answer with an error status; every client decides here.
+
+    `forbidden`, `not_found` and `throttled` say what 403, 404 and 429 mean to the caller: on a meeting thread a 403
+    is NotInCallError; a 429 is a ThrottledError (the try is not counted as one) only from a provider that paces our
+    sends, not from a peer that might answer 429 for ever."""
+    if status == 401:
+        return AuthError(message)
+    if status == 403:
+        return forbidden(message)
+    if status == 404:
+        return not_found(message)
+    if status == 429:
+        return throttled(message, retry_after)
+    if status >= 500 or status == 408:
+        return TransientError(message, retry_after)
+    return PermanentError(message)
+
+
+def body_message(text: str) -> str | None:
+    """The message of a spec-shaped, interop-shaped or Graph-shaped JSON error body; None for any other body."""
+    try:
+        body: Any = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    for key, field in (("error", "message"), ("CommunicationError", "Message")):
+        inner = body.get(key)
+        if isinstance(inner, dict) and isinstance(inner.get(field), str):
+            return str(inner[field])
+    if isinstance(body.get("error_description"), str):
+        return str(body["error_description"])
+    return None

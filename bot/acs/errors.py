@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
 
 import httpx
 from azure.core.exceptions import (
@@ -24,52 +22,13 @@ from bot.errors import (
     NotFoundError,
     NotInCallError,
     PermanentError,
-    ThrottledError,
     TransientError,
+    body_message,
+    from_status,
     parse_retry_after,
 )
 
-__all__ = ["azure_errors", "from_status", "graph_errors", "map_azure_error", "parse_retry_after"]
-
-
-def from_status(
-    status: int,
-    message: str,
-    *,
-    retry_after: float | None = None,
-    forbidden: type[PermanentError] = AuthError,
-    not_found: type[PermanentError] = NotFoundError,
-) -> BridgeError:
-    """Our error for an HTTP error status; `forbidden` and `not_found` say what 403 and 404 mean to the caller."""
-    text = f"{message} (HTTP {status})"
-    if status == 401:
-        return AuthError(text)
-    if status == 403:
-        return forbidden(text)
-    if status == 404:
-        return not_found(text)
-    if status == 429:
-        return ThrottledError(text, retry_after)
-    if status >= 500 or status == 408:
-        return TransientError(text, retry_after)
-    return PermanentError(text)
-
-
-def _body_message(text: str) -> str | None:
-    """The message of a spec-shaped, interop-shaped or Graph-shaped error body."""
-    try:
-        body: Any = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(body, dict):
-        return None
-    for key, field in (("error", "message"), ("CommunicationError", "Message")):
-        inner = body.get(key)
-        if isinstance(inner, dict) and isinstance(inner.get(field), str):
-            return str(inner[field])
-    if isinstance(body.get("error_description"), str):
-        return str(body["error_description"])
-    return None
+__all__ = ["azure_errors", "graph_errors", "map_azure_error", "parse_retry_after"]
 
 
 def _response_message(exc: HttpResponseError) -> str:
@@ -77,7 +36,7 @@ def _response_message(exc: HttpResponseError) -> str:
         return str(exc.error.message)
     if exc.response is not None:
         try:
-            found = _body_message(exc.response.text())
+            found = body_message(exc.response.text())
         except Exception:  # an unread or undecodable body must not hide the original error
             found = None
         if found:
@@ -96,9 +55,8 @@ def map_azure_error(exc: AzureError, what: str, *, forbidden: type[PermanentErro
         return AuthError(f"{what}: authentication failed: {exc.message}")
     if isinstance(exc, HttpResponseError) and status is not None:
         headers: Mapping[str, str] | None = getattr(exc.response, "headers", None)
-        return from_status(
-            status, f"{what}: {_response_message(exc)}", retry_after=parse_retry_after(headers), forbidden=forbidden
-        )
+        message = f"{what}: {_response_message(exc)} (HTTP {status})"
+        return from_status(status, message, retry_after=parse_retry_after(headers), forbidden=forbidden)
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return TransientError(f"{what}: {type(exc).__name__}: {exc.message}")
     return PermanentError(f"{what}: {type(exc).__name__}: {exc.message}")
@@ -124,6 +82,7 @@ def graph_errors(what: str, *, not_found: type[PermanentError] = NotFoundError) 
         if status is None:
             raise PermanentError(message) from exc
         retry_after = parse_retry_after(exc.response_headers)
+        message = f"{message} (HTTP {status})"
         raise from_status(status, message, retry_after=retry_after, forbidden=AuthError, not_found=not_found) from exc
     except AzureError as exc:
         raise map_azure_error(exc, what, forbidden=AuthError) from exc

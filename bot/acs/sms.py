@@ -19,7 +19,7 @@ from azure.communication.sms._generated.models import (
 from azure.communication.sms.aio import SmsClient
 from azure.core.pipeline.transport import AioHttpTransport
 
-from bot.errors import AuthError, BridgeError, PermanentError, ThrottledError, TransientError
+from bot.errors import AuthError, BridgeError, PermanentError, TransientError, from_status
 
 from ..phones import mask
 from .auth import AcsAuth
@@ -53,12 +53,8 @@ def result_of(item: SmsSendResponseItem) -> str:
             raise PermanentError(f"send SMS: accepted without a message id (HTTP {status})")
         return str(item.message_id)
     reason = f"send SMS: {item.error_message or 'refused'} (HTTP {status})"
-    if status == 429:
-        raise ThrottledError(reason)
-    if status >= 500:
-        raise TransientError(reason)
     # Opted out (403), invalid number (400), outside the 5-minute repeatability window (412): retrying won't help.
-    raise PermanentError(reason)
+    raise from_status(status, reason, forbidden=PermanentError)
 
 
 class AcsSmsGateway:

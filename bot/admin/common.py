@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from ..channels.bodies import declares_json
 from ..config import SETTINGS
+from ..refusals import refuse
 from .console_auth import refusal, session_of, wire_bytes
 
 PREFIX = "/api/v1"
@@ -34,8 +35,7 @@ class ApiError(Exception):
         self.error = error or _ERRORS.get(status, "error")
 
     def response(self, headers: Mapping[str, str] | None = None) -> web.Response:
-        body = {"error": self.error, "reason": self.reason, **self.extra}
-        return web.json_response(body, status=self.status, headers=headers)
+        return refuse(self.status, self.error, self.reason, headers=headers, extra=self.extra)
 
 
 def not_found(what: str, ref: str) -> NoReturn:

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from ..refusals import refuse
 from ..store import STORE
 from .console_auth import (
     CONSOLE_SESSIONS,
@@ -85,9 +86,9 @@ async def _form(request: web.Request) -> MultiDictProxy[Any] | web.Response:
     try:
         return await request.post()
     except web.HTTPRequestEntityTooLarge:
-        return web.json_response({"error": "too_large", "reason": "the body is larger than a form may be"}, status=413)
+        return refuse(413, "too_large", "the body is larger than a form may be")
     except (ValueError, LookupError):  # UnicodeDecodeError is a ValueError; LookupError: an unknown charset
-        return web.json_response({"error": "bad_request", "reason": "the body is not a readable form"}, status=400)
+        return refuse(400, "bad_request", "the body is not a readable form")
 
 
 async def login(request: web.Request) -> web.Response:
@@ -120,7 +121,7 @@ async def logout(request: web.Request) -> web.Response:
         csrf = form.get("csrf")
         why = refusal(request, session, csrf if isinstance(csrf, str) else None)
         if why is not None:
-            return web.json_response({"error": "forbidden", "reason": why}, status=403)
+            return refuse(403, "forbidden", why)
         request.app[CONSOLE_SESSIONS].drop(request.cookies.get(COOKIE))
         log.info("console: an operator signed out")
     response = _see_other("/console")

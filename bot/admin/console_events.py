@@ -8,6 +8,7 @@ import logging
 
 from aiohttp import web
 
+from ..refusals import refuse
 from ..store import STORE
 from .console_auth import ConsoleSession, session_of
 from .console_views import snapshot
@@ -70,14 +71,14 @@ async def events(request: web.Request) -> web.StreamResponse:
     """GET /console/events[?meeting=<id>]: `snapshot` events as JSON; `signedout` when the sign-in ends."""
     session = session_of(request)
     if session is None:
-        return web.json_response({"error": "unauthorized", "reason": "sign in at /console first"}, status=401)
+        return refuse(401, "unauthorized", "sign in at /console first")
     meeting_id = request.query.get("meeting") or None
     if meeting_id is not None and len(meeting_id) > 200:
-        return web.json_response({"error": "bad_request", "reason": "meeting: too long"}, status=400)
+        return refuse(400, "bad_request", "meeting: too long")
     streams = request.app[STREAMS]
     if not streams.admit(session):
         reason = "too many open console pages; close some and reload"
-        return web.json_response({"error": "unavailable", "reason": reason}, status=503, headers={"Retry-After": "5"})
+        return refuse(503, "unavailable", reason, retry_after=5)
     headers = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store"}
     response = web.StreamResponse(headers={**headers, "X-Accel-Buffering": "no"})
     try:

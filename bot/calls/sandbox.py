@@ -6,14 +6,22 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing, asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 import aiohttp
 
-from ..errors import AuthError, MeetingLookupError, NotFoundError, PermanentError, ThrottledError, TransientError
+from ..errors import (
+    MeetingLookupError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+    body_message,
+    from_status,
+    parse_retry_after,
+)
 from ..models import CallEvent, CallHandle, CallState
 from .base import TokenSource, check_join, parse_state, token_of
 from .hub import CallEventHub, hmac_headers
@@ -175,7 +183,7 @@ class SandboxCallConnector:
         headers = hmac_headers(self._access_key, "GET", url) | {"Accept": "text/event-stream"}
         async with self._http().get(url, headers=headers, timeout=self._stream_timeout, ssl=self._ssl) as resp:
             if resp.status != 200:
-                _raise_for(resp.status, await resp.text(), resp.headers.get("Retry-After"))
+                _raise_for(resp.status, await resp.text(), resp.headers)
             self._streams.add(resp)
             try:
                 yield resp
@@ -190,7 +198,7 @@ class SandboxCallConnector:
         try:
             async with self._http().get(url, headers=headers, timeout=self._stream_timeout, ssl=self._ssl) as resp:
                 if resp.status != 200:
-                    _raise_for(resp.status, await resp.text(), resp.headers.get("Retry-After"))
+                    _raise_for(resp.status, await resp.text(), resp.headers)
                 self._streams.add(resp)
                 try:
                     async for chunk in resp.content.iter_any():
@@ -211,7 +219,7 @@ class SandboxCallConnector:
             ) as resp:
                 text = await resp.text()
                 if resp.status >= 300:
-                    _raise_for(resp.status, text, resp.headers.get("Retry-After"))
+                    _raise_for(resp.status, text, resp.headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(f"{method} {path}: {_describe(exc)}") from exc
         try:
@@ -276,38 +284,19 @@ def _event(call_id: str, body: Any) -> CallEvent | None:
     return CallEvent(call_id, state, reason if isinstance(reason, str) else None)
 
 
-def _raise_for(status: int, text: str, retry_after: str | None) -> None:
-    message = _error_message(text) or f"HTTP {status}"
-    if status == 401:
-        raise AuthError(message)
-    if status == 404:
-        raise NotFoundError(message)
-    if status == 429:
-        raise ThrottledError(message, _seconds(retry_after))
-    if status >= 500 or status == 408:
-        raise TransientError(message, _seconds(retry_after))
+def _raise_for(status: int, text: str, headers: Mapping[str, str]) -> NoReturn:
+    message = body_message(text) or _plain(text) or f"HTTP {status}"
     # 400 bad body, 403 missing voip scope or wrong passcode, 409 meeting ended: retrying will not help.
-    raise PermanentError(message)
+    raise from_status(status, message, retry_after=parse_retry_after(headers), forbidden=PermanentError)
 
 
-def _error_message(text: str) -> str | None:
+def _plain(text: str) -> str | None:
+    """The start of an error body that is not JSON (a proxy's page, say); None for a JSON body."""
     try:
-        body = json.loads(text)
+        json.loads(text)
     except ValueError:
         return text.strip()[:200] or None
-    if isinstance(body, dict):
-        for key, field in (("error", "message"), ("CommunicationError", "Message")):
-            inner = body.get(key)
-            if isinstance(inner, dict) and isinstance(inner.get(field), str):
-                return str(inner[field])
     return None
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _describe(exc: BaseException) -> str:

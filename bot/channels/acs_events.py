@@ -8,8 +8,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from ..refusals import refuse
 from ..store import Store
-from .eventgrid import VALIDATION_EVENT, EventGridDoor, is_text, reject
+from .eventgrid import VALIDATION_EVENT, EventGridDoor, is_text
 
 log = logging.getLogger(__name__)
 PATH = "/channels/acs/events"
@@ -84,7 +85,7 @@ class AcsEventsDoor(EventGridDoor):
         try:
             read = read_chat_events(events)
         except Malformed as exc:
-            return reject(400, "bad_request", str(exc))
+            return refuse(400, "bad_request", str(exc))
         if read.validation_code is not None:
             return web.json_response({"validationResponse": read.validation_code})
         for thread in read.threads:

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..refusals import refuse
 from .bodies import declares_json, read_body
 
 MAX_BODY_BYTES = 1024 * 1024  # Event Grid's own limit for one delivery
@@ -46,10 +47,6 @@ def parse_events(body: bytes) -> list[Any]:
     return parsed if isinstance(parsed, list) else [parsed]
 
 
-def reject(status: int, error: str, reason: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": error, "reason": reason}, status=status, headers=headers)
-
-
 class EventGridDoor:
     """Event Grid bodies are not signed: the secret in the subscription's URL (?code=) authenticates them."""
 
@@ -74,20 +71,20 @@ class EventGridDoor:
     async def options(self, request: web.Request) -> web.Response:
         """The CloudEvents validation handshake: allow the origin that asked."""
         if not self.authentic(request):
-            return reject(401, "unauthorized", "missing or wrong code")
+            return refuse(401, "unauthorized", "missing or wrong code")
         origin = request.headers.get("WebHook-Request-Origin", "")
         return web.Response(status=200, headers={"WebHook-Allowed-Origin": origin or "*"})
 
     async def read_events(self, request: web.Request) -> list[Any] | web.Response:
         """The events of an authentic delivery (an Event Grid array, one CloudEvent or a batch), or the refusal."""
         if not self.authentic(request):
-            return reject(401, "unauthorized", "missing or wrong code")
+            return refuse(401, "unauthorized", "missing or wrong code")
         body = await read_body(request, MAX_BODY_BYTES)
         if body is None:
-            return reject(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+            return refuse(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
         if not declares_json(request):
-            return reject(415, "unsupported_media_type", "the body must be application/json")
+            return refuse(415, "unsupported_media_type", "the body must be application/json")
         try:
             return parse_events(body)
         except BadBody as exc:
-            return reject(400, "bad_request", str(exc))
+            return refuse(400, "bad_request", str(exc))

@@ -11,7 +11,8 @@ from aiohttp import web
 
 from ..errors import PermanentError, TransientError
 from ..phones import mask
-from .eventgrid import VALIDATION_EVENT, EventGridDoor, is_text, reject
+from ..refusals import refuse
+from .eventgrid import VALIDATION_EVENT, EventGridDoor, is_text
 from .sms_base import InboundSms, SmsReceiver
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ class AcsSmsDoor(EventGridDoor):
             if event is not None:
                 events.append(event)
         if reasons and len(reasons) == len(raw_events):
-            return reject(400, "bad_request", reasons[0])
+            return refuse(400, "bad_request", reasons[0])
         for event in events:
             if event.validation_code is not None:
                 log.info("answered an Event Grid subscription validation for ACS SMS events")
@@ -132,8 +133,8 @@ class AcsSmsDoor(EventGridDoor):
             except TransientError as exc:
                 # Event Grid retries the whole batch; what was already handed over is dropped as a repeat.
                 log.warning("ACS SMS event %s not stored yet: %s", event.id, exc)
-                headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
-                return reject(503, "unavailable", "the bridge cannot store events right now", headers)
+                wait = int(exc.retry_after) if exc.retry_after else None
+                return refuse(503, "unavailable", "the bridge cannot store events right now", retry_after=wait)
             except PermanentError as exc:
                 log.warning("ACS SMS event %s refused by the relay: %s", event.id, exc)
             self._remember(event.id)

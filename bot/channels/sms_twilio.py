@@ -15,8 +15,9 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import aiohttp
 from aiohttp import web
 
-from ..errors import AuthError, PermanentError, TransientError, parse_retry_after
+from ..errors import AuthError, PermanentError, TransientError, from_status, parse_retry_after
 from ..phones import mask
+from ..refusals import refuse
 from .bodies import read_body
 from .sms_base import InboundSms, SmsReceiver
 
@@ -93,7 +94,7 @@ class _Refused(Exception):
         self.status, self.error, self.reason = status, error, reason
 
     def response(self) -> web.Response:
-        return web.json_response({"error": self.error, "reason": self.reason}, status=self.status)
+        return refuse(self.status, self.error, self.reason)
 
 
 def _twiml() -> web.Response:
@@ -232,7 +233,7 @@ class TwilioGateway:
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT_S),
             ) as resp:
-                status, retry_after, raw = resp.status, resp.headers.get("Retry-After"), await resp.read()
+                status, headers, raw = resp.status, resp.headers, await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(f"Twilio unreachable: {type(exc).__name__}") from exc
         try:
@@ -251,14 +252,12 @@ class TwilioGateway:
         reason = (
             f"Twilio answered {status}" + (f" (error {code})" if code else "") + (f": {message}" if message else "")
         )
-        if status in (408, 429) or status >= 500:
-            raise TransientError(reason, parse_retry_after({"Retry-After": retry_after} if retry_after else None))
-        if status in (401, 403):
-            raise AuthError(reason)
-        if code == UNSUBSCRIBED_RECIPIENT:
+        # Twilio queues a number's texts itself: its 429 is a retry like a 503's, counted, not a pause of the number.
+        error = from_status(status, reason, retry_after=parse_retry_after(headers), throttled=TransientError)
+        if code == UNSUBSCRIBED_RECIPIENT and not isinstance(error, TransientError | AuthError):
             # Said in the words the ACS gateway uses, so the delivery log reads the same for both gateways.
             raise PermanentError(f"the recipient opted out (texted STOP): {reason}")
-        raise PermanentError(reason)
+        raise error
 
     async def close(self) -> None:
         """The session belongs to the caller; the gateway holds nothing else."""

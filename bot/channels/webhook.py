@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from ..config import WebhookClient
-from ..errors import PermanentError, TransientError, parse_retry_after
+from ..errors import PermanentError, TransientError, from_status, parse_retry_after
 from ..models import Delivery, ExternalUser, Meeting
+from ..refusals import refuse
 from ..relay.intake import Answer, Intake
 from ..store import Store
 from .bodies import declares_json, read_body
@@ -44,10 +45,6 @@ class WebhookEvent(BaseModel):
 
 def _json_answer(answer: Answer) -> web.Response:
     return web.json_response(answer.body, status=answer.status, headers=answer.headers or None)
-
-
-def _reject(status: int, error: str, reason: str, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": error, "reason": reason}, status=status, headers=headers)
 
 
 class _Bucket:
@@ -106,36 +103,36 @@ class WebhookDoor:
         name = request.match_info["client"]
         client = self._clients.get(name)
         if client is None:
-            return _reject(404, "unknown_client", f"no webhook client named {name!r}")
+            return refuse(404, "unknown_client", f"no webhook client named {name!r}")
         body = await read_body(request, MAX_BODY_BYTES)
         if body is None:
-            return _reject(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+            return refuse(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
         refusal = verify(client, body, request.headers)
         if refusal is not None:
             log.info("webhook client %s: signature refused (%s)", name, refusal)
-            return _reject(401, "bad_signature", refusal)
+            return refuse(401, "bad_signature", refusal)
         wait = self._buckets[name].take()
         if wait > 0:
-            return _reject(429, "rate_limited", "too many requests", {"Retry-After": str(max(1, round(wait)))})
+            return refuse(429, "rate_limited", "too many requests", retry_after=max(1, round(wait)))
         if not declares_json(request):
-            return _reject(415, "unsupported_media_type", "the body must be application/json")
+            return refuse(415, "unsupported_media_type", "the body must be application/json")
         try:
             event = WebhookEvent.model_validate_json(body)
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "body"
-            return _reject(400, "bad_request", f"{where}: {err['msg']}")
+            return refuse(400, "bad_request", f"{where}: {err['msg']}")
         provider_id = request.headers["webhook-id"]
         channel = f"webhook:{name}"
         if (seen := await self._intake.replay(channel, provider_id)) is not None:
             return _json_answer(seen)
         if event.meeting is None and event.type != "forget":
-            return _reject(400, "bad_request", f"meeting: a {event.type} needs the meeting's code")
+            return refuse(400, "bad_request", f"meeting: a {event.type} needs the meeting's code")
         if event.type == "message":
             if not event.text or not event.text.strip():
-                return _reject(400, "bad_request", "text: a message needs non-empty text")
+                return refuse(400, "bad_request", "text: a message needs non-empty text")
             if len(event.text.encode("utf-8")) > client.max_message_bytes:
-                return _reject(413, "too_large", f"text is longer than {client.max_message_bytes} bytes")
+                return refuse(413, "too_large", f"text is longer than {client.max_message_bytes} bytes")
         user_id = f"{channel}/{event.user.id}"
         if event.type == "forget":
             # The user asked to be forgotten: their identity, sessions and stored messages go.
@@ -213,8 +210,8 @@ class WebhookChannel:
             ) as resp:
                 if 200 <= resp.status < 300:
                     return
-                if resp.status == 429 or resp.status >= 500:
-                    raise TransientError(f"callback answered {resp.status}", parse_retry_after(resp.headers))
-                raise PermanentError(f"callback answered {resp.status}")
+                # A receiver's 429 is retried as a counted try: a client's endpoint may answer 429 for ever.
+                message, retry_after = f"callback answered {resp.status}", parse_retry_after(resp.headers)
+                raise from_status(resp.status, message, retry_after=retry_after, throttled=TransientError)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(f"callback unreachable: {exc.__class__.__name__}") from exc

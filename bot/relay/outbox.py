@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from ..backoff import Backoff
 from ..channels.base import Channel
 from ..config import RelaySection
 from ..errors import NotInCallError, PermanentError, ThrottledError, TransientError
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 BRIDGE_ID = "bridgeId"
 # ACS refuses a chat message over about 28 K characters ("Message size exceeded"): a merge stops short of it.
 MAX_CHAT_CHARS = 28_000
+RETRY = Backoff(base_s=0.5, cap_s=60.0)
+"""Between tries of a send or a delivery, and between failed reads of a thread."""
 BACKLOG_TEXT = (
     "Too many messages from the meeting were waiting for you, so newer ones were not delivered. "
     "The ones before this notice were kept."
@@ -64,10 +67,6 @@ def channel_of(user: ExternalUser | None) -> str:
 def who(user_id: str) -> str:
     """A user id fit for a log line: phone numbers masked."""
     return "sms:" + mask(user_id.removeprefix("sms:")) if user_id.startswith("sms:") else user_id
-
-
-def backoff(attempts: int, retry_after: float | None = None) -> float:
-    return retry_after if retry_after is not None else min(60.0, 0.5 * 2 ** max(0, attempts - 1))
 
 
 class _Workers:
@@ -234,7 +233,7 @@ class InboundSender(_Workers):
             if attempts >= self._settings.max_attempts:
                 await self._fail(ids, session.user_id, head, f"gave up after {attempts} attempts: {exc}")
                 return 0.0
-            delay = backoff(attempts, exc.retry_after)
+            delay = RETRY.delay(attempts, exc.retry_after)
             self._metrics.retries.labels(Direction.INBOUND.value).inc()
             if isinstance(exc, ThrottledError):
                 self._metrics.throttled.labels("send").inc()
@@ -352,7 +351,7 @@ class OutboundDispatcher(_Workers):
                 await self._store.finish(ids, DeliveryState.FAILED, error=f"gave up after {attempts} attempts: {exc}")
                 self._metrics.failed(Direction.OUTBOUND, len(ids))
                 return 0.0
-            delay = backoff(attempts, exc.retry_after)
+            delay = RETRY.delay(attempts, exc.retry_after)
             self._metrics.retries.labels(Direction.OUTBOUND.value).inc()
             await self._store.finish(
                 ids, DeliveryState.PENDING, error=str(exc), next_attempt_at=utcnow() + timedelta(seconds=delay)

@@ -17,7 +17,7 @@ from ..models import ChatMessageView, Direction, IdentityMode, Session, SessionS
 from ..store import NewDelivery, Store, utcnow
 from ..tasks import TaskSet
 from .identities import IdentityBroker
-from .outbox import BRIDGE_ID, ChatApi, OutboundDispatcher, backoff
+from .outbox import BRIDGE_ID, RETRY, ChatApi, OutboundDispatcher
 
 log = logging.getLogger(__name__)
 Forbidden = Callable[[str, str, str], Awaitable[bool]]
@@ -151,7 +151,7 @@ class MeetingReaders:
                     self._metrics.throttled.labels("list").inc()
                 log.warning("meeting %s: reading the thread failed: %s", meeting_id, exc)
                 quiet = STORE_EVERY
-                await asyncio.sleep(backoff(failures, exc.retry_after if isinstance(exc, TransientError) else None))
+                await asyncio.sleep(RETRY.delay(failures, exc.retry_after if isinstance(exc, TransientError) else None))
                 continue
             if messages:
                 if quiet > 1:

@@ -13,6 +13,7 @@ from ..calls.base import CallConnector
 from ..channels.base import Channel
 from ..config import RelaySection
 from ..errors import BridgeError
+from ..inflight import InFlight
 from ..metrics import Metrics
 from ..models import Direction
 from ..sessions import ACTIVE
@@ -30,49 +31,28 @@ SWEEP_EVERY_S = 30.0
 Work = Callable[[str], Awaitable[float | None]]
 
 
-class Units:
-    """The outbox's units of work under way (a send into a thread, a delivery to a user, each with its result
-    stored): once winding down, no new one starts, so a stop can let those under way finish rather than cut them."""
-
-    def __init__(self) -> None:
-        self.winding_down = False
-        self._busy = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    @property
-    def busy(self) -> int:
-        return self._busy
-
-    async def run(self, key: str, work: Work) -> float | None:
-        if self.winding_down:
-            return None  # the worker ends; what it would have done stays pending in the store for the next start
-        self._busy += 1
-        self._idle.clear()
-        try:
-            return await work(key)
-        finally:
-            self._busy -= 1
-            if self._busy == 0:
-                self._idle.set()
-
-    async def settled(self) -> None:
-        await self._idle.wait()
+async def _unit(units: InFlight, key: str, work: Work) -> float | None:
+    """One unit of the outbox's work (a send into a thread, a delivery to a user, each with its result stored),
+    counted, so a stop can let those under way finish rather than cut them; once closed, none starts."""
+    if units.closed:
+        return None  # the worker ends; what it would have done stays pending in the store for the next start
+    with units.track():
+        return await work(key)
 
 
 # The outbox's own workers, each call of work() (one unit) counted: the outbox itself needs to know nothing of stops.
 class _Sender(InboundSender):
-    units: Units
+    units: InFlight
 
     async def work(self, key: str) -> float | None:
-        return await self.units.run(key, super().work)
+        return await _unit(self.units, key, super().work)
 
 
 class _Dispatcher(OutboundDispatcher):
-    units: Units
+    units: InFlight
 
     async def work(self, key: str) -> float | None:
-        return await self.units.run(key, super().work)
+        return await _unit(self.units, key, super().work)
 
 
 class Relay:
@@ -89,7 +69,7 @@ class Relay:
         self.store = store
         self.metrics = metrics or Metrics()
         self.tasks = TaskSet("relay")
-        self.units = Units()
+        self.units = InFlight()
         self.broker = IdentityBroker(store, identity_api)
         self.presence = Presence(store, self.broker, connector, self, settings, self.tasks)
         self.dispatcher = _Dispatcher(store, channels, settings, self.tasks, self.metrics)
@@ -170,8 +150,7 @@ class Relay:
 
     def wind_down(self) -> int:
         """Start no new send or delivery; the number under way, which `units.settled()` waits for."""
-        self.units.winding_down = True
-        return self.units.busy
+        return self.units.close()
 
     async def stop(self) -> None:
         # Whatever is still running is cancelled: pending rows stay in the store, an interrupted send is looked up

@@ -11,8 +11,8 @@ import pytest
 from bot.config import MeetingConfig, Settings
 from bot.models import SessionState
 from bot.sandbox import SandboxInfo
-from tests.bridge_harness import bridge_for, wait_for
-from tests.conftest import Control
+from tests.support.bridge import bridge_for, wait_for
+from tests.support.sandbox import Control
 
 
 def on_entra(settings: Settings) -> Settings:

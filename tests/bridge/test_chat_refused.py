@@ -15,8 +15,8 @@ from pydantic import SecretStr
 from bot.config import AdminSection, MeetingConfig, Settings
 from bot.models import DeliveryState, Direction, SessionState
 from bot.sandbox import SandboxInfo
-from tests.bridge_harness import Bridge, Receiver, bridge_for, wait_for
-from tests.conftest import Control
+from tests.support.bridge import Bridge, Receiver, bridge_for, wait_for
+from tests.support.sandbox import Control
 
 CODE = "616161"
 TOKEN = "operator-token-for-tests"

@@ -1,7 +1,5 @@
 """The console's banner and the `status` command while a meeting's chat refuses the bridge's guests in the call."""
 
-# ruff: noqa: F811  (the `page` fixture is imported from tests.browser and taken as each test's parameter)
-
 from __future__ import annotations
 
 import asyncio
@@ -15,11 +13,10 @@ from playwright.async_api import Page, expect
 
 from bot.admin.tables import status_lines
 from bot.sandbox import SandboxInfo
-from tests.bridge_harness import wait_for
-from tests.browser import page  # noqa: F401
-from tests.conftest import Control
-from tests.test_admin_api import CODE, TOKEN, Admin, start_admin
-from tests.test_console import WAIT_MS, sign_in
+from tests.bridge.test_console import WAIT_MS, sign_in
+from tests.support.admin import CODE, TOKEN, Admin, start_admin
+from tests.support.bridge import wait_for
+from tests.support.sandbox import Control
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ from bot.config import load_settings
 from bot.relay.runtime import RELAY
 from bot.sandbox import SandboxInfo
 from bot.store.migrations import MIGRATIONS
-
-from ..bridge_harness import bridge_settings
+from tests.support.bridge import bridge_settings
 
 # Any endpoint: nothing is reached before the store refuses to open.
 UNREACHED = "endpoint=https://127.0.0.1:9/;accesskey=" + "A" * 44

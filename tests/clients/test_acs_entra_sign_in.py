@@ -16,8 +16,8 @@ from bot.acs.sms import AcsSmsGateway
 from bot.config import AcsSection
 from bot.errors import AuthError
 from bot.sandbox import SandboxInfo
-from tests.conftest import Control
-from tests.helpers import decode_unverified
+from tests.support.acs import decode_unverified
+from tests.support.sandbox import Control
 
 pytestmark = pytest.mark.usefixtures("control")
 PHONE = "+15551239001"

@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from bot.sandbox import SandboxInfo
-from tests.conftest import Control
-from tests.helpers import IDENTITY_API, error_of, hmac_headers, request
+from tests.support.acs import IDENTITY_API, error_of, hmac_headers, request
+from tests.support.sandbox import Control
 
 pytestmark = pytest.mark.usefixtures("control")
 IDENTITIES = f"/identities?api-version={IDENTITY_API}"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bot.sandbox import SandboxInfo
-from tests.conftest import Control
-from tests.meeting_helpers import chat, expect_forbidden, get_call, join, new_user, texts
+from tests.support.meetings import chat, expect_forbidden, get_call, join, new_user, texts
+from tests.support.sandbox import Control
 
 
 @pytest.mark.parametrize("scope", ["meeting", "resource"])

@@ -17,8 +17,8 @@ LAYERS: list[set[str]] = [
     {"models", "errors"},
     # the pure core, and the settings every layer reads
     {"sessions", "formatting", "commands", "sms_text", "phones", "links", "config", "tasks", "backoff", "address"},
-    # the ports and their implementations, the registry of meetings, the counters
-    {"store", "acs", "calls", "metrics", "meetings", "inflight", "refusal"},
+    # the ports and their implementations, the registry of meetings, the counters, the error envelope
+    {"store", "acs", "calls", "metrics", "meetings", "inflight", "refusals"},
     {"relay"},
     # the doors
     {"channels", "admin"},
