@@ -17,6 +17,7 @@ from . import (
     pages,
     sms_api,
     stats,
+    teams_user_api,
     twilio_api,
 )
 from .errors import error_middleware
@@ -47,6 +48,7 @@ def create_sandbox_app(world: World, info: dict[str, Any], *, limits_enabled: bo
         graph_api,
         managed_identity,
         sms_api,
+        teams_user_api,
         twilio_api,
         eventgrid,
         pages,

@@ -36,7 +36,13 @@ class TeamsMixin:
     if TYPE_CHECKING:
 
         def _system_message(
-            self, thread: Thread, kind: str, initiator: str | None, participants: list[Participant]
+            self,
+            thread: Thread,
+            kind: str,
+            initiator: str | None,
+            participants: list[Participant],
+            *,
+            events: bool = True,
         ) -> Message: ...
 
     # Teams meetings ---------------------------------------------------------------------------------
