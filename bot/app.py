@@ -79,7 +79,7 @@ def _sms_gateway(settings: Settings, auth: AcsAuth, session: aiohttp.ClientSessi
     return None
 
 
-def _connector(settings: Settings, endpoint: str, session: aiohttp.ClientSession) -> CallConnector:
+def call_connector(settings: Settings, endpoint: str, session: aiohttp.ClientSession) -> CallConnector:
     kind = settings.calls.connector
     if kind == "auto":
         kind = "sandbox" if settings.use_sandbox or settings.calls.sandbox_endpoint else "client_reported"
@@ -210,7 +210,7 @@ class Parts:
         tokens = CountingTokens(identities, metrics)
         chat = ChatService(endpoint, tokens, connection_verify=verify)
         gateway = _sms_gateway(settings, auth, http)
-        connector = _connector(settings, endpoint, http)
+        connector = call_connector(settings, endpoint, http)
         channels: dict[str, Channel] = {"webhook": WebhookChannel(settings.webhook_clients, http)}
         if gateway is not None:
             channels["sms"] = SmsChannel(gateway, store, settings.sms)
