@@ -94,7 +94,7 @@ def call_connector(settings: Settings, endpoint: str, session: aiohttp.ClientSes
     return ClientReportedConnector()
 
 
-def _graph(settings: Settings) -> GraphMeetingResolver | None:
+def graph_resolver(settings: Settings) -> GraphMeetingResolver | None:
     graph = settings.graph
     if not graph.configured:
         return None
@@ -215,7 +215,7 @@ class Parts:
         if gateway is not None:
             channels["sms"] = SmsChannel(gateway, store, settings.sms)
         relay = Relay(store, tokens, chat, connector, channels, settings.relay, metrics)
-        graph = _graph(settings)
+        graph = graph_resolver(settings)
         registry = MeetingRegistry(store, graph)
         return cls(settings, metrics, http, store, auth, identities, chat, graph, gateway, connector, relay, registry)
 

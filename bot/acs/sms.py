@@ -119,6 +119,22 @@ class AcsSmsGateway:
         log.debug("SMS to %s accepted as %s (%s)", mask(to), message_id, items[0].repeatability_result)
         return message_id
 
+    async def probe(self) -> str | None:
+        """Whether the resource takes our sign-in and our number, texting nobody: a send to no recipients, which the
+        service refuses (400) only once it has authenticated it. None when both are taken, else what it said of the
+        number; AuthError when the sign-in is refused."""
+        request = SendMessageRequest(from_property=self.number, sms_recipients=[], message="check")
+        try:
+            with azure_errors("check SMS", forbidden=AuthError):
+                await self._client._sms_service_client.sms.send(request, **self._timeouts)
+        except AuthError:
+            raise
+        except PermanentError as exc:
+            # Its complaint is about the empty send unless it names our number or its sender.
+            text = str(exc)
+            return text if self.number in text or "from " in text.lower() else None
+        return None
+
     async def close(self) -> None:
         await self._client.close()
 

@@ -27,6 +27,8 @@ STORE_EVERY = 6
 MIN_PAUSE = 0.1
 """Of an interval: reads that take longer than the interval still leave the service this much of a pause."""
 CHAT_TYPES = ("text", "html")
+CHECK_KEY = "bridgeCheck"
+"""In a message's metadata: a set-up check's test message (python -m bot doctor --join), relayed to nobody."""
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -187,7 +189,7 @@ class MeetingReaders:
             last = next_cursor if last is None else max(last, next_cursor)
             version = message.version or modified.isoformat()
             handled.add((message.id, version))
-            if message.type not in CHAT_TYPES or (message.id, version) in known:
+            if message.type not in CHAT_TYPES or (message.id, version) in known or CHECK_KEY in message.metadata:
                 continue
             author: str | None = None
             if self._broker.ours(message.sender_id):
