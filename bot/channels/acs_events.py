@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from ..refusals import refuse
+from ..refusal import refuse
 from ..store import Store
 from .eventgrid import VALIDATION_EVENT, EventGridDoor, is_text
 

@@ -15,7 +15,7 @@ from ..calls.client_reported import ClientReportedConnector
 from ..config import Settings
 from ..errors import BridgeError, NotFoundError, NotInCallError, PermanentError
 from ..models import CallState
-from ..relay.reader import CHECK_KEY
+from ..relay.plans import CHECK_KEY
 from .meetings import Resolved
 from .report import Step, failed, passed, skipped
 

@@ -6,7 +6,7 @@ import aiohttp
 
 from ..acs.sms import AcsSmsGateway
 from ..channels.acs_events import PATH as CHAT_EVENTS_PATH
-from ..channels.sms_acs import PATH as SMS_EVENTS_PATH
+from ..channels.sms.acs import PATH as SMS_EVENTS_PATH
 from ..config import Settings
 from ..errors import AuthError, BridgeError
 from ..phones import InvalidNumber, normalize

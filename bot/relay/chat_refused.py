@@ -13,7 +13,7 @@ from ..metrics import Metrics
 from ..models import Direction, Meeting, Session, SessionCondition, SessionState
 from ..store import Store, utcnow
 from ..tasks import TaskSet
-from .outbox import ChatApi
+from .ports import ChatApi
 from .presence import notice
 
 log = logging.getLogger(__name__)

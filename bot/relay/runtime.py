@@ -9,8 +9,6 @@ from functools import partial
 
 from aiohttp import web
 
-from ..calls.base import CallConnector
-from ..channels.base import Channel
 from ..config import RelaySection
 from ..errors import BridgeError
 from ..inflight import InFlight
@@ -20,9 +18,10 @@ from ..sessions import ACTIVE
 from ..store import Store
 from ..tasks import TaskSet
 from .chat_refused import ChatRefusals
-from .identities import IdentityApi, IdentityBroker
+from .identities import IdentityBroker
 from .intake import Intake
-from .outbox import ChatApi, InboundSender, OutboundDispatcher
+from .outbox import InboundSender, OutboundDispatcher
+from .ports import CallConnector, Channel, ChatApi, IdentityApi
 from .presence import Presence
 from .reader import MeetingReaders
 

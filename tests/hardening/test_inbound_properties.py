@@ -17,7 +17,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
-from bot.channels import acs_events, eventgrid, sms_acs, sms_twilio, webhook
+from bot.channels import acs_events, eventgrid, webhook
+from bot.channels.sms import acs as sms_acs
+from bot.channels.sms import twilio as sms_twilio
 from bot.config import Settings, WebhookClient, env_overrides, load_settings
 from bot.errors import MAX_RETRY_AFTER_S, ConfigError, parse_retry_after
 from tests.support.bridge import new_secret

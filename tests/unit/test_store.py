@@ -17,8 +17,10 @@ import pytest
 import bot.store.base as store_module
 from bot.errors import SchemaTooNewError
 from bot.models import DeliveryState, Direction, IdentityMode, Meeting, SessionState
+from bot.sessions import ACTIVE
 from bot.store import NewDelivery, Store, utcnow
 from bot.store.migrations import MIGRATIONS
+from bot.store.sessions import _ACTIVE_SQL
 
 S = SessionState
 D = DeliveryState
@@ -275,6 +277,37 @@ async def test_one_active_session_per_user_and_meeting(store: Store) -> None:
     assert active is not None and active.id == second.id != first.id
     assert [s.id for s in await store.sessions("m-1", [S.LEFT])] == [first.id]
     assert len(await store.sessions()) == 4
+
+
+async def test_current_session_is_the_latest_active_one_in_any_meeting(store: Store) -> None:
+    await setup(store, "sms:+15550100")
+    await store.upsert_meeting(meeting("m-2", "654321"))
+    assert await store.current_session("sms:+15550100") is None
+    first = await store.create_session("sms:+15550100", "m-1", None)
+    second = await store.create_session("sms:+15550100", "m-2", None)
+    current = await store.current_session("sms:+15550100")
+    assert current is not None and current.id == second.id
+    await store.set_session_state(second.id, S.LEFT, "user")
+    current = await store.current_session("sms:+15550100")
+    assert current is not None and current.id == first.id
+    await store.set_session_state(first.id, S.ENDED)
+    assert await store.current_session("sms:+15550100") is None
+
+
+async def test_active_session_lookups_search_the_partial_index_instead_of_scanning(store: Store) -> None:
+    await setup(store, "webhook:app/ann")
+    statements: list[str] = []
+    store._db._conn.set_trace_callback(statements.append)
+    try:
+        await store.active_session("webhook:app/ann", "m-1")
+        await store.current_session("webhook:app/ann")
+    finally:
+        store._db._conn.set_trace_callback(None)
+    assert len(statements) == 2
+    assert {state.strip(" '") for state in _ACTIVE_SQL.strip("()").split(",")} == set(ACTIVE)
+    for sql in statements:
+        plan = " ".join(str(row[3]) for row in await store._all(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "USING INDEX one_active_session" in plan, (sql, plan)
 
 
 async def test_set_session_state_writes_an_event_per_transition(store: Store) -> None:
