@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from bot.config import MeetingConfig, Settings
+from bot.config import MeetingConfig, Settings, load_settings
 from bot.doctor import Doctor
 from bot.doctor.report import Step, lines, ok
+from bot.embedded import twilio_on_sandbox
 from bot.models import SessionState
 from bot.sandbox import SandboxInfo
 from tests.support.bridge import bridge_for, bridge_settings, wait_for
@@ -247,3 +248,43 @@ async def test_the_test_message_reaches_no_user_of_a_running_bridge(
 
 async def _in_call(bridge: Any) -> bool:
     return any(s.state == SessionState.IN_CALL for s in await bridge.store.sessions())
+
+
+@pytest.mark.parametrize("token", ["right", "wrong"])
+async def test_the_sms_step_asks_twilio_for_the_account_and_its_number(
+    control: Control, info: SandboxInfo, tmp_path: Path, token: str
+) -> None:
+    settings = _sound(bridge_settings(info, tmp_path, clients={}, meetings=[], sms={"gateway": "twilio"}))
+    settings = await twilio_on_sandbox(settings, info)
+    if token == "wrong":
+        twilio = settings.twilio.model_copy(update={"auth_token": SecretStr("0" * 32)})
+        settings = settings.model_copy(update={"twilio": twilio})
+    step = by_name(await Doctor(settings).run())["SMS"]
+    if token == "right":
+        assert step.status == "pass" and f"{settings.sms.number} is its number" in step.detail
+    else:
+        assert step.status == "fail" and "HTTP 401" in step.detail and "auth_token" in (step.fix or "")
+
+
+async def test_on_entra_id_the_credential_step_names_the_sign_in(
+    monkeypatch: pytest.MonkeyPatch, control: Control, info: SandboxInfo, tmp_path: Path
+) -> None:
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("IDENTITY_ENDPOINT", info.identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", info.identity_header)
+    settings = await set_up(control, info, tmp_path)
+    acs = settings.acs.model_copy(
+        update={"connection_string": None, "given_endpoint": info.endpoint, "credential": "default"}
+    )
+    steps = await Doctor(settings.model_copy(update={"acs": acs}), join=True, join_timeout_s=10).run()
+    assert failures(steps) == [], "\n".join(lines(steps))
+    assert "signed in with Entra ID (DefaultAzureCredential)" in by_name(steps)["credential accepted"].detail
+    monkeypatch.setenv("IDENTITY_HEADER", "not-the-header")
+    step = by_name(await Doctor(settings.model_copy(update={"acs": acs})).run())["credential accepted"]
+    assert step.status == "fail" and "managed identity" in (step.fix or "")
+
+
+async def test_without_an_acs_resource_there_is_nothing_real_to_check() -> None:
+    steps = await Doctor(load_settings(None, environ={})).run()
+    assert [s.status for s in steps] == ["pass", "skip"] and "embedded sandbox" in steps[0].detail
