@@ -36,7 +36,7 @@ from aiohttp import web
 
 from bot.address import Address
 from bot.channels.sms.intake import BUSY_TEXT
-from bot.relay.outbox import BACKLOG_TEXT
+from bot.relay.workers import BACKLOG_TEXT
 from bot.store.outbox import BACKLOG_NOTICE as BACKLOG_FULL
 
 from .processes import BridgeConfig, BridgeProcess, SandboxProcess, Sink, WebhookSender, new_secret

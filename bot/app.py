@@ -20,7 +20,7 @@ from .admin import add_admin_api, add_console
 from .calls.base import CallConnector
 from .calls.client_reported import ClientReportedConnector
 from .calls.sandbox import SandboxCallConnector, access_key_of
-from .channels.acs_events import AcsEventsDoor
+from .channels.chat_events import ChatEventsDoor
 from .channels.sms.acs import AcsSmsDoor
 from .channels.sms.base import SmsGateway
 from .channels.sms.channel import SmsChannel
@@ -235,7 +235,7 @@ class Parts:
                 )
                 routes += door.routes()
         if settings.events.secret is not None:
-            routes += AcsEventsDoor(settings.events.secret.get_secret_value(), store, relay.readers).routes()
+            routes += ChatEventsDoor(settings.events.secret.get_secret_value(), store, relay.readers).routes()
         return routes
 
     def lifetimes(self) -> list[Lifetime]:

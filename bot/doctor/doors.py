@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from ..acs.sms import AcsSmsGateway
-from ..channels.acs_events import PATH as CHAT_EVENTS_PATH
+from ..channels.chat_events import PATH as CHAT_EVENTS_PATH
 from ..channels.sms.acs import PATH as SMS_EVENTS_PATH
 from ..config import Settings
 from ..errors import AuthError, BridgeError

@@ -18,8 +18,8 @@ from ..store import NewDelivery, Store, utcnow
 from ..tasks import TaskSet
 from . import plans
 from .identities import IdentityBroker
-from .outbox import BRIDGE_ID, OutboundDispatcher
 from .ports import ChatApi
+from .workers import BRIDGE_ID, OutboundDispatcher
 
 log = logging.getLogger(__name__)
 # Who is in the call and where the cursor stands are looked up again only after a read that returned something,

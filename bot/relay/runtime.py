@@ -20,10 +20,10 @@ from ..tasks import TaskSet
 from .chat_refused import ChatRefusals
 from .identities import IdentityBroker
 from .intake import Intake
-from .outbox import InboundSender, OutboundDispatcher
 from .ports import CallConnector, Channel, ChatApi, IdentityApi
 from .presence import Presence
 from .reader import MeetingReaders
+from .workers import InboundSender, OutboundDispatcher
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 30.0

@@ -7,6 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from . import (
+    call_control,
+    calling_standin,
     calls_api,
     chat_api,
     control_api,
@@ -45,6 +47,8 @@ def create_sandbox_app(world: World, info: dict[str, Any], *, limits_enabled: bo
         chat_api,
         calls_api,
         control_api,
+        call_control,
+        calling_standin,
         graph_api,
         managed_identity,
         sms_api,
@@ -60,4 +64,5 @@ def create_sandbox_app(world: World, info: dict[str, Any], *, limits_enabled: bo
     sms_api.setup(app)
     twilio_api.setup(app)  # after sms_api: it claims its number on the same phones
     eventgrid.setup(app)
+    calling_standin.setup(app)
     return app

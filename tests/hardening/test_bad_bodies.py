@@ -26,8 +26,8 @@ from pydantic import SecretStr
 
 from bot.admin.console_auth import COOKIE, CSRF_HEADER
 from bot.channels import eventgrid, webhook
-from bot.channels.acs_events import CHAT_EVENTS
-from bot.channels.acs_events import PATH as EVENTS_PATH
+from bot.channels.chat_events import CHAT_EVENTS
+from bot.channels.chat_events import PATH as EVENTS_PATH
 from bot.channels.eventgrid import VALIDATION_EVENT
 from bot.channels.sms import twilio as sms_twilio
 from bot.channels.sms.acs import PATH as SMS_EVENTS_PATH

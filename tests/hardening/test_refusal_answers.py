@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.channels.acs_events import PATH as EVENTS_PATH
+from bot.channels.chat_events import PATH as EVENTS_PATH
 from bot.channels.sms.acs import PATH as SMS_EVENTS_PATH
 from bot.channels.sms.twilio import INBOUND_PATH
 from bot.channels.webhook import sign

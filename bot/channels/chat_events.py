@@ -68,7 +68,7 @@ def read_chat_events(events: list[Any]) -> ChatEvents:
     return ChatEvents(None, list(threads), len(reasons))
 
 
-class AcsEventsDoor(EventGridDoor):
+class ChatEventsDoor(EventGridDoor):
     path = PATH
 
     def __init__(self, secret: str, store: Store, readers: ThreadPoke) -> None:
