@@ -39,7 +39,11 @@ _NAME = {
     "pattern": rf"^[^{NAME_REFUSED_CHARACTERS}]*[^\s{NAME_REFUSED_CHARACTERS}][^{NAME_REFUSED_CHARACTERS}]*$",
     "description": "One line of visible text: no controls, line separators or bidi overrides",
 }
-_MODE = {"type": "string", "enum": [m.value for m in IdentityMode]}
+_MODE = {
+    "type": "string",
+    "enum": [m.value for m in IdentityMode],
+    "description": 'per_user, or shared: one identity per meeting for all ("relay", its old name, is read as shared)',
+}
 _TIME = _nullable("string", format="date-time")
 
 SCHEMAS: dict[str, Schema] = {
@@ -80,8 +84,12 @@ SCHEMAS: dict[str, Schema] = {
         ],
         "properties": {
             "link": {"type": "string", "minLength": 1, "description": "A Teams join link, long or short"},
-            "graphMeetingId": {"type": "string", "minLength": 1},
-            "organizerId": {"type": "string", "minLength": 1, "description": "The organizer's Entra object id"},
+            "graphMeetingId": {"type": "string", "minLength": 1, "description": "Graph's onlineMeeting id (base64)"},
+            "organizerId": {
+                "type": "string",
+                "minLength": 1,
+                "description": "The organizer's Entra object id (a GUID) or user principal name (name@domain)",
+            },
             "code": {"type": "string", "pattern": "^[0-9]{4,10}$", "description": "Generated when absent"},
             "name": _NAME,
             "identityMode": _MODE,

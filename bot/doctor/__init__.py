@@ -27,23 +27,12 @@ JOIN_TIMEOUT_S = 60.0
 
 
 class Doctor:
-    """Each check uses the bridge's own clients, built as `run` builds them, against the configured services.
+    """Each check uses the bridge's own clients, built as `run` builds them, against the configured services."""
 
-    `chromium` checks that Chromium for the browser connector even where the configuration does not pick it yet.
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        join: bool = False,
-        join_timeout_s: float = JOIN_TIMEOUT_S,
-        chromium: str | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, *, join: bool = False, join_timeout_s: float = JOIN_TIMEOUT_S) -> None:
         self.settings = settings
         self.join = join
         self.join_timeout_s = join_timeout_s
-        self.chromium = chromium
 
     async def run(self) -> list[Step]:
         settings = self.settings
@@ -84,9 +73,11 @@ class Doctor:
                 found.append(resolved)
             if not settings.meetings:
                 steps.append(skipped("meetings", "none configured (operators add them with `meetings add`)"))
-            steps += await calls.connector_ready(settings, connector, identities, self.chromium, signed_in)
+            ready = await calls.connector_ready(settings, connector, identities, signed_in)
+            steps += ready
+            connected = all(s.status != "fail" for s in ready)
             if self.join:
-                steps += await self._joins(found, signed_in, connector, identities, chat)
+                steps += await self._joins(found, signed_in and connected, connector, identities, chat)
             steps.append(doors.event_grid(settings))
             steps.append(await doors.sms(settings, http, gateway))
         finally:
@@ -98,13 +89,13 @@ class Doctor:
     async def _joins(
         self,
         found: list[meetings.Resolved],
-        signed_in: bool,
+        ready: bool,
         connector: CallConnector,
         identities: IdentityService,
         chat: ChatService,
     ) -> list[Step]:
-        if not signed_in:
-            return [skipped("join", "not tried: the credential is not accepted")]
+        if not ready:
+            return [skipped("join", "not tried: the credential or the call connector is not ready")]
         if isinstance(connector, ClientReportedConnector):
             return [skipped("join", "not tried: with a client-reported connector the bridge joins no call itself")]
         return [

@@ -6,11 +6,13 @@ import asyncio
 import os
 import shutil
 from contextlib import aclosing
-from pathlib import Path
 
 from ..acs.chat import ChatService
 from ..acs.identity import IdentityService
 from ..calls.base import CallConnector
+from ..calls.browser import BrowserConnector, sdk_url
+from ..calls.browser.server import REAL_SDK
+from ..calls.choice import connector_kind, sandbox_of
 from ..calls.client_reported import ClientReportedConnector
 from ..config import Settings
 from ..errors import BridgeError, NotFoundError, NotInCallError, PermanentError
@@ -21,9 +23,6 @@ from .report import Step, failed, passed, skipped
 
 CONNECTOR = "call connector"
 PAGE = "call connector: the Calling SDK loads in a page"
-DEFAULT_CHROMIUM = "/usr/bin/chromium"
-SDK_BUNDLE = Path(__file__).resolve().parent.parent / "calls" / "browser" / "static" / "sdk" / "calling.js"
-"""Where `make joiner` puts the bundle of @azure/communication-calling the browser connector's page loads."""
 TEST_NAME = "Meeting bridge check (test)"
 TEST_TEXT = "A test message from the meeting bridge's set-up check; please ignore it."
 LOBBY_FIX = (
@@ -36,55 +35,49 @@ REFUSED_FIX = (
 )
 
 
-def connector_kind(settings: Settings) -> str:
-    """Which connector `run` would use (calls.connector, with auto decided as the app decides it)."""
-    kind = str(settings.calls.connector)
-    if kind == "auto":
-        return "sandbox" if settings.use_sandbox or settings.calls.sandbox_endpoint else "client_reported"
-    return kind
+def _chromium(path: str) -> str | None:
+    found = shutil.which(path) if os.sep not in path else path
+    return found if found and os.path.isfile(found) and os.access(found, os.X_OK) else None
 
 
-def browser_ready(chromium: str, bundle: Path = SDK_BUNDLE) -> list[Step]:
-    """What can be checked of the browser connector without it: Chromium and the SDK bundle."""
-    found = shutil.which(chromium) if os.sep not in chromium else chromium
-    if not found or not os.access(found, os.X_OK):
-        return [
-            failed(
-                CONNECTOR,
-                f"no Chromium at {chromium}",
-                "install Debian's chromium (apt-get install chromium) or set calls.browser.chromium to its path",
-            )
-        ]
-    if not bundle.is_file():
-        return [
-            failed(
-                CONNECTOR,
-                f"Chromium at {found}, but no Calling SDK bundle at {bundle}",
-                "build it: make joiner (needs Node.js and npm)",
-            )
-        ]
-    return [
-        passed(CONNECTOR, f"browser: Chromium at {found}, the Calling SDK bundle at {bundle}"),
-        # The page itself is the browser connector's (bot/calls/browser), not in this build yet.
-        skipped(PAGE, "not checked: this build has no browser connector (bot/calls/browser) to load it"),
-    ]
+async def browser_ready(settings: Settings, connector: CallConnector, endpoint: str) -> list[Step]:
+    """Chromium is there, so is the SDK its pages load, and a page loads it (with the browser the bridge would run)."""
+    browser = settings.calls.browser
+    found = _chromium(browser.chromium)
+    if found is None:
+        fix = "install Debian's chromium (apt-get install chromium) or set calls.browser.chromium to its path"
+        return [failed(CONNECTOR, f"no Chromium at {browser.chromium}", fix)]
+    url = sdk_url(browser, sandbox_of(settings, endpoint))
+    if url is None and not REAL_SDK.is_file():
+        fix = "build it: make joiner (Node.js and npm are needed to build it, not to run it)"
+        return [failed(CONNECTOR, f"Chromium at {found}, but no Calling SDK bundle at {REAL_SDK}", fix)]
+    sdk = f"the stand-in SDK at {url}" if url else f"the Calling SDK bundle at {REAL_SDK}"
+    steps = [passed(CONNECTOR, f"browser: Chromium at {found}, {sdk}")]
+    if not isinstance(connector, BrowserConnector):
+        return [*steps, skipped(PAGE, "not tried: the connector is not the browser's")]
+    try:
+        await connector.start()
+        page = await connector.browser.open_page()
+        await connector.browser.recycle(page)
+    except BridgeError as exc:
+        fix = "see the error: a Chromium that starts (calls.browser.args), an SDK its page can load (calls.browser.sdk)"
+        return [*steps, failed(PAGE, f"no: {exc}", fix)]
+    return [*steps, passed(PAGE, f"a joiner page loaded {connector.sdk}")]
 
 
 async def connector_ready(
-    settings: Settings,
-    connector: CallConnector,
-    identities: IdentityService,
-    chromium: str | None,
-    signed_in: bool,
+    settings: Settings, connector: CallConnector, identities: IdentityService, signed_in: bool
 ) -> list[Step]:
     kind = connector_kind(settings)
-    if kind == "browser" or chromium is not None:
-        return browser_ready(chromium or DEFAULT_CHROMIUM)
+    assert settings.acs.endpoint is not None
+    if kind == "browser":
+        return await browser_ready(settings, connector, settings.acs.endpoint)
     if isinstance(connector, ClientReportedConnector):
         return [passed(CONNECTOR, "client-reported: your app joins the call itself and reports it (nothing to check)")]
     if not signed_in:
         return [skipped(CONNECTOR, f"{kind}: not tried: it needs a token, and the credential is not accepted")]
     try:
+        await connector.start()
         identity = await identities.create_identity()
         try:
             token, _ = await identities.issue_token(identity)
@@ -108,7 +101,7 @@ async def join_meeting(
     """A test guest joins the meeting's call, sends one message marked as a test, and leaves."""
     name = f"{meeting.label}: a test guest joins and chats"
     if not meeting.found:
-        return skipped(name, "not tried: the meeting was not found")
+        return skipped(name, "not tried: the meeting could not be looked up")
     if meeting.live is False:
         return skipped(name, "not live now (Graph gives its start and end)")
     cfg = meeting.config

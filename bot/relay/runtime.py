@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 from functools import partial
 
 from aiohttp import web
@@ -15,7 +17,7 @@ from ..inflight import InFlight
 from ..metrics import Metrics
 from ..models import Direction
 from ..sessions import ACTIVE
-from ..store import Store
+from ..store import Store, utcnow
 from ..tasks import TaskSet
 from .chat_refused import ChatRefusals
 from .identities import IdentityBroker
@@ -27,6 +29,7 @@ from .workers import InboundSender, OutboundDispatcher
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 30.0
+PRUNE_EVERY_S = 3600.0
 Work = Callable[[str], Awaitable[float | None]]
 
 
@@ -119,8 +122,28 @@ class Relay:
         for meeting_id in await self.store.pending_keys(Direction.INBOUND, "meeting_id"):
             self.sender.wake(meeting_id)
         self.tasks.spawn(self._sweep(), name="inactivity sweep")
+        await self.prune_repeats()
+        self.tasks.spawn(self._prune(), name="repeat-record pruning")
         if legs:
             log.info("resumed %d call legs", legs)
+
+    async def prune_repeats(self) -> int:
+        """Forget the provider ids of messages accepted longer ago than the retention (repeat_retention_days)."""
+        days = self._settings.repeat_retention_days
+        gone = await self.store.prune_inbox(utcnow() - timedelta(days=days))
+        if gone:
+            log.info("pruned %d repeat-detection records older than %g days", gone, days)
+        return gone
+
+    async def _prune(self) -> None:
+        # At least twice per retention, so nothing outlives it by more than half of it; hourly at most.
+        every = min(PRUNE_EVERY_S, self._settings.repeat_retention_days * 86400 / 2)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.prune_repeats()
+            except (BridgeError, sqlite3.Error) as exc:
+                log.warning("pruning repeat-detection records failed: %s", exc)
 
     async def _sweep(self) -> None:
         while True:

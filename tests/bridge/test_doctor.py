@@ -20,6 +20,7 @@ from bot.embedded import twilio_on_sandbox
 from bot.models import SessionState
 from bot.sandbox import SandboxInfo
 from tests.support.bridge import bridge_for, bridge_settings, wait_for
+from tests.support.browser_bridge import needs_chromium
 from tests.support.sandbox import Control
 
 PUBLIC_URL = "https://bridge.example.test"
@@ -117,11 +118,34 @@ async def test_graph_403_points_at_the_application_access_policy(
     assert all("HTTP 403" in s.detail and "Grant-CsApplicationAccessPolicy" in (s.fix or "") for s in refused)
 
 
+def on_browser(settings: Settings, **browser: Any) -> Settings:
+    """The browser connector, as a real tenant uses it; on the sandbox its pages load the stand-in SDK."""
+    calls = settings.calls.model_copy(
+        update={"connector": "browser", "browser": settings.calls.browser.model_copy(update=browser)}
+    )
+    return settings.model_copy(update={"calls": calls})
+
+
 async def test_no_chromium_fails_the_connector_step(control: Control, info: SandboxInfo, tmp_path: Path) -> None:
-    settings = await set_up(control, info, tmp_path)
-    steps = await Doctor(settings, chromium=str(tmp_path / "no" / "chromium")).run()
+    settings = on_browser(await set_up(control, info, tmp_path), chromium=str(tmp_path / "no" / "chromium"))
+    steps = await Doctor(settings, join=True).run()
     step = by_name(steps)["call connector"]
     assert step.status == "fail" and "no Chromium at" in step.detail and "apt-get install chromium" in (step.fix or "")
+    assert by_name(steps)["join"].status == "skip"
+
+
+async def test_the_browser_connector_loads_the_sdk_and_its_test_guests_join_and_chat(
+    control: Control, info: SandboxInfo, tmp_path: Path
+) -> None:
+    needs_chromium()
+    settings = on_browser(await set_up(control, info, tmp_path))
+    steps = await Doctor(settings, join=True, join_timeout_s=30).run()
+    assert failures(steps) == [], "\n".join(lines(steps))
+    found = by_name(steps)
+    assert found["call connector"].detail.startswith("browser: Chromium at ")
+    assert "stand-in SDK" in found["call connector"].detail
+    assert found["call connector: the Calling SDK loads in a page"].status == "pass"
+    assert found["meeting Weekly sync: a test guest joins and chats"].detail == "joined, sent a test message, left"
 
 
 async def test_chat_refused_in_the_call_fails_the_join(control: Control, info: SandboxInfo, tmp_path: Path) -> None:
