@@ -111,7 +111,13 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX inbox_by_received ON inbox(received_at);
     """,
-    # 5: SMS compliance: the consent ledger (every opt-in and opt-out, by keyed hash of the number, kept when a user
+    # 5: a condition on a session in the call (chat_refused: the meeting's chat answers 403 while the call is
+    #    connected) with the service's words, kept across a restart with the messages it holds
+    """
+    ALTER TABLE sessions ADD COLUMN condition TEXT;
+    ALTER TABLE sessions ADD COLUMN condition_reason TEXT;
+    """,
+    # 6: SMS compliance: the consent ledger (every opt-in and opt-out, by keyed hash of the number, kept when a user
     #    is forgotten), and when each user last texted (a reply within a conversation is not held by quiet hours)
     """
     CREATE TABLE consent (
