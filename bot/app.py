@@ -33,7 +33,7 @@ from .meetings import REGISTRY, MeetingRegistry
 from .metrics import METRICS, CountingTokens, Metrics
 from .relay.runtime import RELAY, Relay
 from .relay.sms import SmsIntake
-from .store import STORE, Store
+from .store import STORE, Store, store_for
 
 log = logging.getLogger(__name__)
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
@@ -197,7 +197,7 @@ class Parts:
         verify: str | bool = settings.acs.ca_file or True
         metrics = Metrics()
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S))
-        store = Store(settings.store_file)
+        store = store_for(settings.store_url)
         identities = IdentityService(
             settings.acs.connection_string.get_secret_value(),
             connection_verify=verify,

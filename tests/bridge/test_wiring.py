@@ -14,7 +14,7 @@ from bot.app import HTTP, create_app
 from bot.config import load_settings
 from bot.relay.runtime import RELAY
 from bot.sandbox import SandboxInfo
-from bot.store.migrations import MIGRATIONS
+from bot.store.sqlite.migrations import MIGRATIONS
 from tests.support.bridge import bridge_settings
 
 # Any endpoint: nothing is reached before the store refuses to open.

@@ -16,7 +16,19 @@ ROOT = Path(bot.__file__).parent
 LAYERS: list[set[str]] = [
     {"models", "errors"},
     # the pure core, and the settings every layer reads
-    {"sessions", "formatting", "commands", "sms_text", "phones", "links", "config", "tasks", "backoff", "address"},
+    {
+        "sessions",
+        "formatting",
+        "commands",
+        "sms_text",
+        "phones",
+        "links",
+        "config",
+        "tasks",
+        "backoff",
+        "address",
+        "store_url",
+    },
     # the ports and their implementations, the registry of meetings, the counters, the error envelope
     {"store", "acs", "calls", "metrics", "meetings", "inflight", "refusals"},
     {"relay"},
