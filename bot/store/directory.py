@@ -33,7 +33,7 @@ class Directory(StoreBase):
         )
 
     async def upsert_meeting(self, m: Meeting, source: str = "config") -> None:
-        async with self.transaction() as tx:
+        async with self.one_statement() as tx:
             await tx.run(
                 self.sql.upsert_meeting,
                 (
@@ -106,7 +106,7 @@ class Directory(StoreBase):
         return self._user(row) if row else None
 
     async def upsert_user(self, user_id: str, channel: str, display_name: str | None) -> ExternalUser:
-        async with self.transaction() as tx:
+        async with self.one_statement() as tx:
             row = await tx.one(
                 self.sql.upsert_user,
                 (user_id, channel, display_name or user_id.split("/")[-1], _ts(utcnow()), display_name),

@@ -117,7 +117,7 @@ class OutboxStore(StoreBase):
         return await self._one(self.sql.backlog_notice_waiting, (user_id, BACKLOG_NOTICE)) is not None
 
     async def add_deliveries(self, items: Iterable[NewDelivery]) -> None:
-        async with self.transaction() as tx:
+        async with self.one_statement() as tx:
             await self._insert_deliveries(tx, items)
 
     async def record_outbound(
@@ -171,13 +171,13 @@ class OutboxStore(StoreBase):
 
     async def mark_attempt(self, ids: list[str]) -> None:
         now = _ts(utcnow())
-        async with self.transaction() as tx:
+        async with self.one_statement() as tx:
             await tx.run_many(self.sql.mark_attempt, [(now, now, i) for i in ids])
 
     async def uncount_attempt(self, ids: list[str]) -> None:
         """Take back mark_attempt for a try the provider throttled before doing anything: it is not a failure."""
         now = _ts(utcnow())
-        async with self.transaction() as tx:
+        async with self.one_statement() as tx:
             await tx.run_many(self.sql.uncount_attempt, [(now, i) for i in ids])
 
     async def finish(
@@ -190,7 +190,7 @@ class OutboxStore(StoreBase):
         next_attempt_at: datetime | None = None,
     ) -> None:
         now, due = _ts(utcnow()), _ts(next_attempt_at)
-        async with self.transaction() as tx:
+        async with self.one_statement() as tx:
             await tx.run_many(self.sql.finish, [(state.value, remote_id, error, due, now, i) for i in ids])
 
     async def deliveries(
@@ -226,7 +226,7 @@ class OutboxStore(StoreBase):
 
     async def record_report(self, remote_id: str, report: str) -> int:
         """The carrier's final word on a sent text, on the deliveries it carried."""
-        async with self.transaction() as tx:
+        async with self.one_statement() as tx:
             return await tx.run(self.sql.record_report, (report, _ts(utcnow()), remote_id))
 
     async def report_of(self, delivery_id: str) -> str | None:
@@ -234,7 +234,7 @@ class OutboxStore(StoreBase):
         return row["report"] if row else None
 
     async def add_sms_usage(self, user_id: str, segments: int) -> None:
-        async with self.transaction() as tx:
+        async with self.one_statement() as tx:
             await tx.run(self.sql.add_sms_usage, (user_id, _ts(utcnow()), segments))
 
     async def sms_sent_since(self, since: datetime) -> list[datetime]:

@@ -74,7 +74,7 @@ class SessionStore(StoreBase):
             await self._insert_deliveries(tx, notices)
 
     async def touch_session(self, session_id: int) -> None:
-        async with self.transaction() as tx:
+        async with self.one_statement() as tx:
             await tx.run(self.sql.touch_session, (_ts(utcnow()), session_id))
 
     async def session_events(self, session_id: int) -> list[tuple[str, str | None]]:
@@ -87,7 +87,7 @@ class SessionStore(StoreBase):
 
     async def release_held(self, session_id: int) -> int:
         """Held messages of a session that reached the call become pending (closes the race with a transition)."""
-        async with self.transaction() as tx:
+        async with self.one_statement() as tx:
             return await tx.run(self.sql.release_held, (_ts(utcnow()), session_id))
 
     async def session_counts(self) -> dict[str, int]:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, Self, TypeVar, cast
@@ -140,6 +140,9 @@ class SqliteStore(Store):
                     # back, and the original error (a cancellation too) must propagate, or its task carries on.
                     log.debug("no transaction left to roll back")
                 raise
+
+    def one_statement(self) -> AbstractAsyncContextManager[Tx]:
+        return self.transaction()
 
     async def _one(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
         return await self._tx.one(sql, args)
