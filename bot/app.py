@@ -34,6 +34,7 @@ from .metrics import METRICS, CountingTokens, Metrics
 from .relay.runtime import RELAY, Relay
 from .relay.sms import SmsIntake
 from .store import STORE, Store, store_for
+from .unavailable import store_unavailable_middleware
 
 log = logging.getLogger(__name__)
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
@@ -263,7 +264,8 @@ def create_app(settings: Settings, *, extra_routes: Iterable[web.RouteDef] = ())
     """
     parts = Parts.build(settings)
     # The drain first, so a stopping bridge turns intake away before any door or the admin API's auth looks at it.
-    app = web.Application(client_max_size=256 * 1024, middlewares=[drain_middleware])
+    # Then the store's outage: a request it cuts short is answered 503, and the drain still counts it.
+    app = web.Application(client_max_size=256 * 1024, middlewares=[drain_middleware, store_unavailable_middleware])
     app.add_routes([web.get("/healthz", _health), web.get("/readyz", _ready), web.get("/metrics", _metrics)])
     app.add_routes([*parts.doors(), *extra_routes])
     app[SETTINGS] = settings

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Protocol
 
 from ..backoff import Backoff
@@ -19,6 +20,7 @@ from ..metrics import Metrics
 from ..models import ChatMessageView, Delivery, DeliveryState, Direction, ExternalUser, IdentityMode, SessionState
 from ..phones import mask
 from ..store import NewDelivery, Store, utcnow
+from ..store.outage import outlasting
 from ..store.outbox import BACKLOG_NOTICE
 from ..tasks import TaskSet
 from .pacing import Pacer
@@ -72,9 +74,10 @@ def who(user_id: str) -> str:
 class _Workers:
     """One worker per key, woken when work arrives; exits when idle and is started again on demand."""
 
-    def __init__(self, tasks: TaskSet, label: str) -> None:
+    def __init__(self, tasks: TaskSet, label: str, store: Store) -> None:
         self._tasks = tasks
         self._label = label
+        self._store = store
         self._wake: dict[str, asyncio.Event] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
 
@@ -89,7 +92,8 @@ class _Workers:
         while True:
             event.clear()
             try:
-                pause = await self.work(key)
+                # Through an outage of the store the step waits, then runs again: the rows say where it stands.
+                pause = await outlasting(self._store, partial(self.work, key))
             except Exception:
                 log.exception("%s %s failed; trying again shortly", self._label, key)
                 pause = 5.0
@@ -123,7 +127,7 @@ class InboundSender(_Workers):
         notify: OutboundDispatcher,
         metrics: Metrics,
     ) -> None:
-        super().__init__(tasks, "sender")
+        super().__init__(tasks, "sender", store)
         self._metrics = metrics
         self._store = store
         self._chat = chat
@@ -261,7 +265,7 @@ class OutboundDispatcher(_Workers):
     def __init__(
         self, store: Store, channels: Mapping[str, Channel], settings: RelaySection, tasks: TaskSet, metrics: Metrics
     ) -> None:
-        super().__init__(tasks, "dispatcher")
+        super().__init__(tasks, "dispatcher", store)
         self._metrics = metrics
         self._store = store
         self._channels = channels

@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 
 from ..config import RelaySection
 from ..errors import NotInCallError, PermanentError, ThrottledError, TransientError
@@ -14,6 +15,7 @@ from ..formatting import html_to_text
 from ..metrics import Metrics
 from ..models import ChatMessageView, Direction, IdentityMode, Session, SessionState
 from ..store import NewDelivery, Store, utcnow
+from ..store.outage import outlasting
 from ..tasks import TaskSet
 from .identities import IdentityBroker
 from .outbox import BRIDGE_ID, RETRY, ChatApi, OutboundDispatcher
@@ -91,7 +93,9 @@ class MeetingReaders:
     def ensure(self, meeting_id: str) -> None:
         task = self._running.get(meeting_id)
         if task is None or task.done():
-            self._running[meeting_id] = self._tasks.spawn(self._run(meeting_id), name=f"reader {meeting_id}")
+            self._running[meeting_id] = self._tasks.spawn(
+                outlasting(self._store, partial(self._run, meeting_id)), name=f"reader {meeting_id}"
+            )
 
     async def resume(self) -> None:
         for session in await self._store.sessions(states=[SessionState.IN_CALL]):

@@ -17,6 +17,7 @@ from ..metrics import Metrics
 from ..models import Direction
 from ..sessions import ACTIVE
 from ..store import Store
+from ..store.outage import outlasting
 from ..tasks import TaskSet
 from .identities import IdentityApi, IdentityBroker
 from .intake import Intake
@@ -106,7 +107,7 @@ class Relay:
             # Often enough that nobody stays much past the timeout.
             await asyncio.sleep(min(SWEEP_EVERY_S, self._settings.inactivity_timeout_s / 2))
             try:
-                taken = await self.presence.sweep_inactive()
+                taken = await outlasting(self.store, self.presence.sweep_inactive)
             except BridgeError as exc:
                 log.warning("inactivity sweep failed: %s", exc)
                 continue

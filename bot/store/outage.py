@@ -6,10 +6,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-from .base import StoreUnavailableError
+from .base import StoreBase, StoreUnavailableError
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 PROBE_EVERY_S = 0.5
 """While the database is away, how often it is asked whether it is back: the gap between its return and the doors
 taking messages again."""
@@ -70,3 +72,18 @@ class Outage:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def outlasting(store: StoreBase, work: Callable[[], Awaitable[_T]]) -> _T:
+    """Run `work`; each time the store turns out unavailable, wait until it is back and run it again from the start.
+
+    For background work that only moves data between the store and a peer (a reader, a sender's step, a call leg's
+    watch): the store holds where each stands, so starting again loses nothing. The outage itself is logged once by
+    the store; this says nothing more."""
+    while True:
+        try:
+            return await work()
+        except StoreUnavailableError:
+            await store.available()
+            # Not at once even so: a database that answers the probe but refuses this work must not spin the loop.
+            await asyncio.sleep(PROBE_EVERY_S)

@@ -35,7 +35,7 @@ LAYERS: list[set[str]] = [
     # the doors
     {"channels", "admin"},
     # the wiring and the command line
-    {"app", "drain", "embedded", "demo", "tools", "admin_commands", "cli", "__main__"},
+    {"app", "drain", "unavailable", "embedded", "demo", "tools", "admin_commands", "cli", "__main__"},
 ]
 # The sandbox stands alone: it imports nothing of the bridge, and only these modules start it.
 SANDBOX = "sandbox"
