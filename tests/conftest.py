@@ -12,7 +12,7 @@ import pytest
 
 from bot.sandbox import Sandbox, SandboxInfo
 from bot.store import StoreUrl
-from tests.support.postgres import PostgresServer, binaries
+from tests.support.postgres import PostgresServer, binaries, running_server
 from tests.support.sandbox import Control
 
 pytest_plugins = ("tests.support.browser",)  # the Chromium `page` fixture, for the page tests in every folder
@@ -48,13 +48,17 @@ async def control(http: aiohttp.ClientSession, info: SandboxInfo) -> Control:
 def postgres() -> Iterator[PostgresServer]:
     if binaries() is None:
         pytest.skip("PostgreSQL is not installed (make postgresql installs Debian's package)")
-    server = PostgresServer()
-    try:
-        server.init()
-        server.start()
+    with running_server() as server:
         yield server
-    finally:
-        server.destroy()
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[PostgresServer]:
+    """A server of the module's own, for tests that stop and start it: other tests' databases stay up."""
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed (make postgresql installs Debian's package)")
+    with running_server() as server:
+        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

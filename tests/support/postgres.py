@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -121,3 +123,15 @@ class PostgresServer:
         await asyncio.to_thread(self.stop)
         await asyncio.sleep(down_s)
         await asyncio.to_thread(self.start)
+
+
+@contextlib.contextmanager
+def running_server() -> Iterator[PostgresServer]:
+    """A server started for the block and destroyed after it (the session's, or one a test may stop and start)."""
+    server = PostgresServer()
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.destroy()

@@ -130,7 +130,7 @@ class PostgresStore(Store):
                 password=url.password,
                 database=url.database,
                 ssl=sslmode,
-                min_size=1,
+                min_size=0,
                 max_size=url.pool_size,
                 timeout=CONNECT_TIMEOUT_S,
                 command_timeout=COMMAND_TIMEOUT_S,
