@@ -84,7 +84,9 @@ async def test_a_database_restart_mid_traffic_loses_and_doubles_nothing(
     # A message from Teams while the bridge is still finding its way back: its reader picks it up.
     organizer = world.meeting["organizerId"]
     await world.control.ok(
-        "POST", f"/sandbox/v1/meetings/{world.meeting['id']}/messages", {"from": organizer, "html": "<p>still here?</p>"}
+        "POST",
+        f"/sandbox/v1/meetings/{world.meeting['id']}/messages",
+        {"from": organizer, "html": "<p>still here?</p>"},
     )
     await asyncio.wait_for(sender, timeout=180)
 
