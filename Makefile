@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test sandbox lint typecheck bench-sandbox clean chromium
+.PHONY: run test sandbox lint typecheck bench-sandbox clean chromium postgresql
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ run: $(VENV)/.installed
 sandbox: $(VENV)/.installed
 	$(PY) -m bot sandbox
 
-test: $(VENV)/.installed chromium
+test: $(VENV)/.installed chromium postgresql
 	$(PY) -m pytest -q
 
 # Page tests drive Debian's Chromium through Playwright (no browser download). Installed when missing and
@@ -26,6 +26,14 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium is not installed: page tests will be skipped"
+
+# The store's tests run on a real PostgreSQL 15 too (tests/support/postgres.py starts a throwaway cluster on a free
+# loopback port; as the package's postgres user when run as root). Installed when missing and possible (root with
+# apt); otherwise those tests are skipped with a reason. (The cluster the package itself starts is not used.)
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
+		echo "postgresql is not installed: the PostgreSQL store tests will be skipped"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check bot tests bench
