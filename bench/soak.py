@@ -34,8 +34,9 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from bot.relay.outbox import BACKLOG_TEXT
-from bot.relay.sms import BUSY_TEXT
+from bot.address import Address
+from bot.channels.sms.intake import BUSY_TEXT
+from bot.relay.workers import BACKLOG_TEXT
 from bot.store.outbox import BACKLOG_NOTICE as BACKLOG_FULL
 
 from .processes import BridgeConfig, BridgeProcess, SandboxProcess, Sink, WebhookSender, new_secret
@@ -124,7 +125,7 @@ class External:
 
     @property
     def user_id(self) -> str:
-        return f"webhook:{CLIENT}/{self.address}" if self.kind == "webhook" else f"sms:{self.address}"
+        return str(Address.webhook(CLIENT, self.address) if self.kind == "webhook" else Address.sms(self.address))
 
 
 @dataclass

@@ -19,20 +19,20 @@ from .admin import add_admin_api, add_console
 from .calls.base import CallConnector
 from .calls.client_reported import ClientReportedConnector
 from .calls.sandbox import SandboxCallConnector, access_key_of
-from .channels.acs_events import AcsEventsDoor
-from .channels.base import Channel
-from .channels.sms import SmsChannel
-from .channels.sms_acs import AcsSmsDoor
-from .channels.sms_base import SmsGateway
-from .channels.sms_twilio import STATUS_PATH as TWILIO_STATUS_PATH
-from .channels.sms_twilio import TwilioDoor, TwilioGateway
+from .channels.chat_events import ChatEventsDoor
+from .channels.sms.acs import AcsSmsDoor
+from .channels.sms.base import SmsGateway
+from .channels.sms.channel import SmsChannel
+from .channels.sms.intake import SmsIntake
+from .channels.sms.twilio import STATUS_PATH as TWILIO_STATUS_PATH
+from .channels.sms.twilio import TwilioDoor, TwilioGateway
 from .channels.webhook import WebhookChannel, WebhookDoor
 from .config import SETTINGS, Settings
 from .drain import DRAIN, Drain, drain_middleware
 from .meetings import REGISTRY, MeetingRegistry
 from .metrics import METRICS, CountingTokens, Metrics
+from .relay.ports import Channel
 from .relay.runtime import RELAY, Relay
-from .relay.sms import SmsIntake
 from .store import STORE, Store, store_for
 from .unavailable import store_unavailable_middleware
 
@@ -219,7 +219,7 @@ class Parts:
     def doors(self) -> list[web.RouteDef]:
         """Every inbound door's routes: the webhook's always, SMS and Event Grid's where configured."""
         settings, store, relay = self.settings, self.store, self.relay
-        routes = WebhookDoor(settings.webhook_clients, store, relay.intake, relay.forget).routes()
+        routes = WebhookDoor(settings.webhook_clients, relay.intake).routes()
         if self.gateway is not None:
             intake = SmsIntake(store, relay, settings.sms)
             if self.gateway.name == "acs" and settings.sms.events_secret is not None:
@@ -232,7 +232,7 @@ class Parts:
                 )
                 routes += door.routes()
         if settings.events.secret is not None:
-            routes += AcsEventsDoor(settings.events.secret.get_secret_value(), store, relay.readers).routes()
+            routes += ChatEventsDoor(settings.events.secret.get_secret_value(), store, relay.readers).routes()
         return routes
 
     def lifetimes(self) -> list[Lifetime]:

@@ -9,7 +9,7 @@ from aiohttp.typedefs import Handler
 
 from .admin.common import PREFIX as ADMIN_PREFIX
 from .inflight import InFlight
-from .refusals import refuse
+from .refusal import refuse
 
 # Long enough for a restart to come up; a client that honours it lands on the new process.
 RETRY_AFTER_S = 5

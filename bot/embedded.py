@@ -12,10 +12,10 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
-from .channels.acs_events import CHAT_EVENTS
-from .channels.acs_events import PATH as CHAT_EVENTS_PATH
-from .channels.sms_acs import PATH as SMS_EVENTS_PATH
-from .channels.sms_twilio import INBOUND_PATH as TWILIO_INBOUND_PATH
+from .channels.chat_events import CHAT_EVENTS
+from .channels.chat_events import PATH as CHAT_EVENTS_PATH
+from .channels.sms.acs import PATH as SMS_EVENTS_PATH
+from .channels.sms.twilio import INBOUND_PATH as TWILIO_INBOUND_PATH
 from .config import Settings
 from .demo import DEMO_CLIENT, Demo, DemoInbox, with_demo
 from .sandbox import Sandbox, SandboxInfo

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .refusals import refuse
+from .refusal import refuse
 from .store import StoreUnavailableError
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from ..channels.bodies import declares_json
 from ..config import SETTINGS
-from ..refusals import refuse
+from ..refusal import refuse
 from .console_auth import refusal, session_of, wire_bytes
 
 PREFIX = "/api/v1"

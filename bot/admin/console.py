@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from ..refusals import refuse
+from ..refusal import refuse
 from ..store import STORE
 from .console_auth import (
     CONSOLE_SESSIONS,

@@ -8,7 +8,7 @@ import logging
 
 from aiohttp import web
 
-from ..refusals import refuse
+from ..refusal import refuse
 from ..store import STORE
 from .console_auth import ConsoleSession, session_of
 from .console_views import snapshot

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..refusals import refuse
+from ..refusal import refuse
 from .bodies import declares_json, read_body
 
 MAX_BODY_BYTES = 1024 * 1024  # Event Grid's own limit for one delivery

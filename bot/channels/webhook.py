@@ -6,7 +6,8 @@ import binascii
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -15,12 +16,24 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from ..address import Address
 from ..config import WebhookClient
 from ..errors import PermanentError, TransientError, from_status, parse_retry_after
 from ..models import Delivery, ExternalUser, Meeting
-from ..refusals import refuse
-from ..relay.intake import Answer, Intake
-from ..store import Store
+from ..refusal import refuse
+from ..relay.intake import Action, Forget, Intake, Join, Leave, Message, Sender, Ticket
+from ..relay.outcomes import (
+    Accepted,
+    Blocked,
+    Busy,
+    Held,
+    NotAllowed,
+    NotInCall,
+    Outcome,
+    Paused,
+    UnknownMeeting,
+    record,
+)
 from .bodies import declares_json, read_body
 
 log = logging.getLogger(__name__)
@@ -43,8 +56,78 @@ class WebhookEvent(BaseModel):
     text: str | None = None
 
 
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def _refused(status: int, error: str, reason: str, headers: Mapping[str, str] | None = None) -> Answer:
+    return Answer(status, {"error": error, "reason": reason}, headers or {})
+
+
+def _not_in_call(kind: str, state: str) -> str:
+    if kind == "leave":
+        return "there is no session to leave"
+    return (
+        "join the meeting first" if state == "none" else "messages are relayed only while you are in the meeting call"
+    )
+
+
+def _busy(outcome: Busy) -> str:
+    if outcome.scope == "meeting":
+        return f"the meeting backlog is full ({outcome.waiting} messages waiting to be sent); try again later"
+    return f"your backlog is full ({outcome.waiting} of your messages waiting to be sent); try again later"
+
+
+def http_answer(outcome: Outcome, kind: str) -> Answer:
+    """The HTTP answer to a request of this type (join, leave, message, forget) that had this outcome."""
+    if isinstance(outcome, Accepted | Held):
+        return Answer(202, record(outcome))
+    if isinstance(outcome, UnknownMeeting):
+        return _refused(404, "unknown_meeting", f"no meeting with code {outcome.ref!r}")
+    if isinstance(outcome, Paused):
+        return _refused(403, "paused", "this meeting is paused by an operator")
+    if isinstance(outcome, Blocked):
+        return _refused(403, "blocked", "this user is blocked")
+    if isinstance(outcome, NotAllowed):
+        return _refused(403, "not_allowed", "this user may not join this meeting")
+    if isinstance(outcome, NotInCall):
+        body = {"error": "not_in_call", "state": outcome.state, "reason": _not_in_call(kind, outcome.state)}
+        return Answer(409, body)
+    return _refused(429, "busy", _busy(outcome), {"Retry-After": str(outcome.retry_after)})
+
+
 def _json_answer(answer: Answer) -> web.Response:
     return web.json_response(answer.body, status=answer.status, headers=answer.headers or None)
+
+
+def _reject(status: int, error: str, reason: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return refuse(status, error, reason, headers=headers)
+
+
+def _invalid(client: WebhookClient, event: WebhookEvent) -> web.Response | None:
+    """Why the event cannot be submitted as it stands (a 400 or 413), or None."""
+    if event.meeting is None and event.type != "forget":
+        return _reject(400, "bad_request", f"meeting: a {event.type} needs the meeting's code")
+    if event.type == "message":
+        if not event.text or not event.text.strip():
+            return _reject(400, "bad_request", "text: a message needs non-empty text")
+        if len(event.text.encode("utf-8")) > client.max_message_bytes:
+            return _reject(413, "too_large", f"text is longer than {client.max_message_bytes} bytes")
+    return None
+
+
+def _action(event: WebhookEvent) -> Action:
+    meeting = event.meeting or ""
+    if event.type == "join":
+        return Join(meeting)
+    if event.type == "leave":
+        return Leave(meeting)
+    if event.type == "message":
+        return Message(meeting, event.text or "")
+    return Forget()
 
 
 class _Bucket:
@@ -81,19 +164,11 @@ def verify(client: WebhookClient, body: bytes, headers: Mapping[str, str]) -> st
 
 
 class WebhookDoor:
-    """Inbound: verify, parse, hand to the intake; answers with the intake's stored answer."""
+    """Inbound: verify, parse, hand to the intake; answers with the intake's outcome, the kept one for a replay."""
 
-    def __init__(
-        self,
-        clients: Mapping[str, WebhookClient],
-        store: Store,
-        intake: Intake,
-        forget: Callable[[str], Awaitable[None]],
-    ) -> None:
+    def __init__(self, clients: Mapping[str, WebhookClient], intake: Intake) -> None:
         self._clients = clients
-        self._store = store
         self._intake = intake
-        self._forget = forget
         self._buckets = {name: _Bucket(c.rate_per_second) for name, c in clients.items()}
 
     def routes(self) -> list[web.RouteDef]:
@@ -103,53 +178,33 @@ class WebhookDoor:
         name = request.match_info["client"]
         client = self._clients.get(name)
         if client is None:
-            return refuse(404, "unknown_client", f"no webhook client named {name!r}")
+            return _reject(404, "unknown_client", f"no webhook client named {name!r}")
         body = await read_body(request, MAX_BODY_BYTES)
         if body is None:
-            return refuse(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+            return _reject(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
         refusal = verify(client, body, request.headers)
         if refusal is not None:
             log.info("webhook client %s: signature refused (%s)", name, refusal)
-            return refuse(401, "bad_signature", refusal)
+            return _reject(401, "bad_signature", refusal)
         wait = self._buckets[name].take()
         if wait > 0:
-            return refuse(429, "rate_limited", "too many requests", retry_after=max(1, round(wait)))
+            return _reject(429, "rate_limited", "too many requests", {"Retry-After": str(max(1, round(wait)))})
         if not declares_json(request):
-            return refuse(415, "unsupported_media_type", "the body must be application/json")
+            return _reject(415, "unsupported_media_type", "the body must be application/json")
         try:
             event = WebhookEvent.model_validate_json(body)
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "body"
-            return refuse(400, "bad_request", f"{where}: {err['msg']}")
-        provider_id = request.headers["webhook-id"]
-        channel = f"webhook:{name}"
-        if (seen := await self._intake.replay(channel, provider_id)) is not None:
-            return _json_answer(seen)
-        if event.meeting is None and event.type != "forget":
-            return refuse(400, "bad_request", f"meeting: a {event.type} needs the meeting's code")
-        if event.type == "message":
-            if not event.text or not event.text.strip():
-                return refuse(400, "bad_request", "text: a message needs non-empty text")
-            if len(event.text.encode("utf-8")) > client.max_message_bytes:
-                return refuse(413, "too_large", f"text is longer than {client.max_message_bytes} bytes")
-        user_id = f"{channel}/{event.user.id}"
-        if event.type == "forget":
-            # The user asked to be forgotten: their identity, sessions and stored messages go.
-            await self._forget(user_id)
-            return _json_answer(await self._intake.record(channel, provider_id, Answer(202, {"status": "forgotten"})))
-        if event.type in ("join", "message"):
-            # Refused (unknown meeting, not allowed...) before the user is stored: a refusal stores nothing.
-            if (refused := await self._intake.refusal(user_id, event.meeting or "")) is not None:
-                return _json_answer(refused)
-        user = await self._store.upsert_user(user_id, channel, event.user.display_name)
-        if event.type == "join":
-            answer = await self._intake.join(channel, provider_id, user, event.meeting or "")
-        elif event.type == "leave":
-            answer = await self._intake.leave(channel, provider_id, user, event.meeting or "")
-        else:
-            answer = await self._intake.message(channel, provider_id, user, event.meeting or "", event.text or "")
-        return _json_answer(answer)
+            return _reject(400, "bad_request", f"{where}: {err['msg']}")
+        ticket = await self._intake.open(f"webhook:{name}", request.headers["webhook-id"])
+        if not isinstance(ticket, Ticket):
+            return _json_answer(http_answer(ticket, event.type))
+        if (invalid := _invalid(client, event)) is not None:
+            return invalid
+        sender = Sender(Address.webhook(name, event.user.id), event.user.display_name)
+        outcome = await self._intake.submit(ticket, sender, _action(event))
+        return _json_answer(http_answer(outcome, event.type))
 
 
 def sign(secret: str, msg_id: str, payload: str, when: datetime | None = None) -> dict[str, str]:
@@ -169,7 +224,7 @@ def callback_payload(user: ExternalUser, meeting: Meeting | None, delivery: Deli
         "type": delivery.kind,
         "id": body.get("messageId") or delivery.id,
         "meeting": meeting.code if meeting is not None else None,
-        "user": {"id": user.id.partition("/")[2]},
+        "user": {"id": Address.of(user).handle},
         "from": sender,
         "text": body.get("text", ""),
         "sentAt": body.get("sentAt") or (delivery.created_at or datetime.now(UTC)).isoformat(),
@@ -195,7 +250,7 @@ class WebhookChannel:
         return None
 
     async def _post(self, user: ExternalUser, meeting: Meeting | None, delivery: Delivery) -> None:
-        client_name = user.channel.partition(":")[2]
+        client_name = Address.of(user).client
         client = self._clients.get(client_name)
         if client is None or not client.callback_url:
             raise PermanentError(f"webhook client {client_name!r} has no callback_url")

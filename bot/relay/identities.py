@@ -5,20 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
 
 from ..errors import NotFoundError, PermanentError
 from ..models import ExternalUser, Meeting
 from ..store import Store
+from .ports import IdentityApi
 
 log = logging.getLogger(__name__)
 TOKEN_MARGIN_S = 600
-
-
-class IdentityApi(Protocol):
-    async def create_identity(self) -> str: ...
-    async def issue_token(self, identity_id: str) -> tuple[str, int]: ...
-    async def delete_identity(self, identity_id: str) -> None: ...
 
 
 class IdentityBroker:

@@ -1,4 +1,5 @@
-"""Inbound intake: what an external user asked for (join, leave, a message), decided and stored before any answer."""
+"""Inbound intake: what an external user asked for (join, leave, a message, to be forgotten), decided and stored
+before any answer. A door opens a request once, submits it once and words the typed outcome its own way."""
 
 from __future__ import annotations
 
@@ -6,37 +7,130 @@ import fnmatch
 import logging
 import math
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 from .. import sessions as machine
+from ..address import Address
 from ..config import RelaySection
 from ..metrics import Metrics
-from ..models import DeliveryState, Direction, ExternalUser, Meeting, SessionState
+from ..models import DeliveryState, Direction, ExternalUser, Meeting, Session, SessionState
 from ..store import NewDelivery, Store, utcnow
 from ..store.outbox import BacklogFull
+from .outcomes import (
+    Accepted,
+    Blocked,
+    Busy,
+    Held,
+    NotAllowed,
+    NotInCall,
+    Outcome,
+    Paused,
+    Refusal,
+    Taken,
+    UnknownMeeting,
+    record,
+    restore,
+    session_ref,
+)
 from .pacing import THREAD_SEND_LIMITS
 from .presence import Presence
 
 log = logging.getLogger(__name__)
 # A thread's sustained pace: a place in a full backlog frees up no sooner than one send.
 SEND_INTERVAL_S = max(window / limit for limit, window in THREAD_SEND_LIMITS)
+# The inbox's status column is older than typed outcomes; what the intake keeps there stays 202, as it always was.
+KEPT_STATUS = 202
 
 
 @dataclass(frozen=True)
-class Answer:
-    status: int
-    body: dict[str, Any]
-    headers: Mapping[str, str] = field(default_factory=dict)
+class Ticket:
+    """A request the inbox has not seen, as `open` found it; `submit` takes one, so no request is looked up twice."""
+
+    channel: str
+    """Whose ids these are: webhook:<client>, or sms:<gateway>."""
+    provider_id: str
+
+
+@dataclass(frozen=True)
+class Sender:
+    address: Address
+    display_name: str | None = None
+    """As the request names them; kept with the user once a request of theirs is taken."""
+    user: ExternalUser | None = None
+    """The stored user, when the door has them already (the SMS wing stores a phone's user before any command)."""
+
+
+@dataclass(frozen=True)
+class Join:
+    meeting: str
+    """The meeting's join code or id."""
+    leaving: Session | None = None
+    """The sender's session in another meeting, left once this one lets them in (a phone is in one at a time)."""
+
+
+@dataclass(frozen=True)
+class Leave:
+    meeting: str
+
+
+@dataclass(frozen=True)
+class Message:
+    meeting: str | Session
+    """The meeting's join code or id, or the sender's session in it when the door has found that already."""
+    text: str
+
+
+@dataclass(frozen=True)
+class Forget:
+    """Forget the sender: their identity, sessions and stored messages go."""
+
+
+Action = Join | Leave | Message | Forget
 
 
 class IntakeEvents(Protocol):
     def queued(self, meeting_id: str) -> None: ...
 
+    async def forget(self, user_id: str) -> None: ...
+
 
 def allowed(meeting: Meeting, user_id: str) -> bool:
     return any(fnmatch.fnmatchcase(user_id, pattern) for pattern in meeting.allow)
+
+
+def refusal(meeting: Meeting | None, ref: str, user: ExternalUser | None, address: Address) -> Refusal | None:
+    """Why this sender may not join or write to this meeting; None when they may."""
+    if meeting is None:
+        return UnknownMeeting(ref)
+    if meeting.paused:
+        return Paused()
+    if user is not None and user.blocked:
+        return Blocked()
+    if not allowed(meeting, str(address)):
+        return NotAllowed()
+    return None
+
+
+def admission(session: Session | None, hold_while_joining: bool) -> DeliveryState | NotInCall:
+    """Where a message from this session goes: to the thread now (pending), held until its sender is in the call,
+    or nowhere."""
+    if session is None:
+        return NotInCall("none")
+    if session.state == SessionState.IN_CALL:
+        return DeliveryState.PENDING
+    if session.state in machine.WAITING and hold_while_joining:
+        return DeliveryState.HELD
+    return NotInCall(session.state.value)
+
+
+def busy(full: BacklogFull, now: datetime) -> Busy:
+    wait = SEND_INTERVAL_S
+    if full.head_due is not None:
+        # The oldest waits for a retry (ACS throttled or failed): nothing moves before it goes.
+        wait = max(wait, (full.head_due - now).total_seconds())
+    return Busy(max(1, math.ceil(wait)), full.scope, full.waiting)
 
 
 class Intake:
@@ -56,140 +150,135 @@ class Intake:
         self._busy: set[str] = set()
         """Meetings refusing messages right now: their busy spell is logged once when it starts and ends."""
 
+    async def open(self, channel: str, provider_id: str) -> Ticket | Taken:
+        """The outcome kept for this provider id when the request was taken before (a replay gets it again), else
+        the ticket to submit the request with."""
+        found = await self._store.inbox_answer(channel, provider_id)
+        return restore(found[1]) if found is not None else Ticket(channel, provider_id)
+
     async def find_meeting(self, ref: str) -> Meeting | None:
         return await self._store.meeting_by_code(ref) or await self._store.get_meeting(ref)
 
-    async def _gate(self, user_id: str, meeting_ref: str) -> tuple[Meeting | None, Answer | None]:
-        meeting = await self.find_meeting(meeting_ref)
-        if meeting is None:
-            return None, Answer(404, {"error": "unknown_meeting", "reason": f"no meeting with code {meeting_ref!r}"})
-        if meeting.paused:
-            return None, Answer(403, {"error": "paused", "reason": "this meeting is paused by an operator"})
-        user = await self._store.get_user(user_id)
-        if user is not None and user.blocked:
-            return None, Answer(403, {"error": "blocked", "reason": "this user is blocked"})
-        if not allowed(meeting, user_id):
-            return None, Answer(403, {"error": "not_allowed", "reason": "this user may not join this meeting"})
-        return meeting, None
+    async def submit(self, ticket: Ticket, sender: Sender, action: Action) -> Outcome:
+        """Decide the request and store what it changes, with its outcome, before returning it."""
+        if isinstance(action, Join):
+            return await self._join(ticket, sender, action)
+        if isinstance(action, Message):
+            return await self._message(ticket, sender, action)
+        if isinstance(action, Leave):
+            return await self._leave(ticket, sender, action)
+        await self._events.forget(str(sender.address))
+        return await self._keep(ticket, Accepted(None, "forgotten"))
 
-    async def refusal(self, user_id: str, meeting_ref: str) -> Answer | None:
-        """Why this user may not join or write to this meeting (404, 403); None when they may."""
-        return (await self._gate(user_id, meeting_ref))[1]
-
-    async def record(
-        self, channel: str, provider_id: str, answer: Answer, delivery: NewDelivery | None = None
-    ) -> Answer:
-        if answer.status >= 300:
-            # A refusal changed nothing, so it is not remembered: the sender's retry with the same id (once the
-            # user joined, the meeting was added...) is decided afresh instead of getting a stale refusal.
-            assert delivery is None
-            return answer
-        status, body, _ = await self._store.record_inbound(channel, provider_id, answer.status, answer.body, delivery)
-        return Answer(status, body)
-
-    async def replay(self, channel: str, provider_id: str) -> Answer | None:
-        found = await self._store.inbox_answer(channel, provider_id)
-        return Answer(*found) if found is not None else None
-
-    async def join(self, channel: str, provider_id: str, user: ExternalUser, meeting_ref: str) -> Answer:
-        if (seen := await self.replay(channel, provider_id)) is not None:
-            return seen
-        meeting, refusal = await self._gate(user.id, meeting_ref)
-        if meeting is None:
-            assert refusal is not None
-            return await self.record(channel, provider_id, refusal)
+    async def _join(self, ticket: Ticket, sender: Sender, action: Join) -> Outcome:
+        meeting = await self.find_meeting(action.meeting)
+        user = await self._user(sender) if meeting is not None else None
+        if (refused := refusal(meeting, action.meeting, user, sender.address)) is not None:
+            return refused  # before the user is stored: a refusal stores nothing
+        assert meeting is not None
+        user = await self._named(sender, user)
+        if action.leaving is not None and action.leaving.meeting_id != meeting.id:
+            await self._presence.leave(action.leaving)
         session = await self._presence.join(user, meeting)
-        return await self.record(
-            channel, provider_id, Answer(202, {"id": f"session-{session.id}", "status": session.state.value})
-        )
+        return await self._keep(ticket, Accepted(session_ref(session), session.state.value))
 
-    async def leave(self, channel: str, provider_id: str, user: ExternalUser, meeting_ref: str) -> Answer:
-        if (seen := await self.replay(channel, provider_id)) is not None:
-            return seen
-        meeting = await self.find_meeting(meeting_ref)
+    async def _leave(self, ticket: Ticket, sender: Sender, action: Leave) -> Outcome:
+        user = await self._named(sender, await self._user(sender))
+        meeting = await self.find_meeting(action.meeting)
         session = await self._store.active_session(user.id, meeting.id) if meeting is not None else None
-        if meeting is None or session is None:
-            answer = Answer(409, {"error": "not_in_call", "state": "none", "reason": "there is no session to leave"})
-            return await self.record(channel, provider_id, answer)
-        await self._presence.leave(session)
-        return await self.record(channel, provider_id, Answer(202, {"id": f"session-{session.id}", "status": "left"}))
-
-    async def message(self, channel: str, provider_id: str, user: ExternalUser, meeting_ref: str, text: str) -> Answer:
-        if (seen := await self.replay(channel, provider_id)) is not None:
-            return seen
-        meeting, refusal = await self._gate(user.id, meeting_ref)
-        if meeting is None:
-            assert refusal is not None
-            return await self.record(channel, provider_id, refusal)
-        session = await self._store.active_session(user.id, meeting.id)
         if session is None:
-            answer = Answer(409, {"error": "not_in_call", "state": "none", "reason": "join the meeting first"})
-            return await self.record(channel, provider_id, answer)
-        if session.state == SessionState.IN_CALL:
-            state = DeliveryState.PENDING
-        elif session.state in machine.WAITING and self._settings.hold_while_joining:
-            state = DeliveryState.HELD
+            return NotInCall("none")
+        await self._presence.leave(session)
+        return await self._keep(ticket, Accepted(session_ref(session), "left"))
+
+    async def _message(self, ticket: Ticket, sender: Sender, action: Message) -> Outcome:
+        session = action.meeting if isinstance(action.meeting, Session) else None
+        if session is not None:
+            ref, meeting = session.meeting_id, await self._store.get_meeting(session.meeting_id)
         else:
-            answer = Answer(
-                409,
-                {
-                    "error": "not_in_call",
-                    "state": session.state.value,
-                    "reason": "messages are relayed only while you are in the meeting call",
-                },
-            )
-            return await self.record(channel, provider_id, answer)
+            assert isinstance(action.meeting, str)
+            ref, meeting = action.meeting, await self.find_meeting(action.meeting)
+        user = await self._user(sender) if meeting is not None else None
+        if (refused := refusal(meeting, ref, user, sender.address)) is not None:
+            return refused
+        assert meeting is not None
+        user = await self._named(sender, user)
+        if session is None:
+            session = await self._store.active_session(user.id, meeting.id)
+        state = admission(session, self._settings.hold_while_joining)
+        if isinstance(state, NotInCall):
+            return state
+        assert session is not None
+        return await self._queue(ticket, sender, meeting, session, state, action.text)
+
+    async def _queue(
+        self, ticket: Ticket, sender: Sender, meeting: Meeting, session: Session, state: DeliveryState, text: str
+    ) -> Outcome:
         delivery = NewDelivery(
             id=str(uuid.uuid4()),
             direction=Direction.INBOUND,
             meeting_id=meeting.id,
-            user_id=user.id,
+            user_id=session.user_id,
             kind="message",
             body={"text": text},
             state=state,
             session_id=session.id,
         )
-        status = "queued" if state == DeliveryState.PENDING else "held"
-        body = {"id": delivery.id, "status": status, "state": session.state.value}
+        taken: Taken = (
+            Accepted(delivery.id, "queued", session.state.value)
+            if state == DeliveryState.PENDING
+            else Held(delivery.id, session.state.value)
+        )
         try:
-            found, body, _ = await self._store.record_inbound(
-                channel,
-                provider_id,
-                202,
-                body,
+            _, kept, stored = await self._store.record_inbound(
+                ticket.channel,
+                ticket.provider_id,
+                KEPT_STATUS,
+                record(taken),
                 delivery,
                 max_meeting=self._settings.max_pending_per_meeting,
                 max_user=self._settings.max_pending_per_user,
             )
         except BacklogFull as full:
             # Refused like any other refusal: nothing stored, the id not remembered, so a retry is decided afresh.
-            return self._refuse_busy(channel, meeting, full)
-        answer = Answer(found, body)
+            return self._refuse_busy(sender, meeting, full)
+        await self._taken(meeting, session, state)
+        return taken if stored else restore(kept)
+
+    async def _taken(self, meeting: Meeting, session: Session, state: DeliveryState) -> None:
         if meeting.id in self._busy:
             self._busy.discard(meeting.id)
             log.info("meeting %s accepts messages again", meeting.id)
         await self._store.touch_session(session.id)
         if state == DeliveryState.HELD:
+            # Reaching the call releases a session's held messages: if it got there after its state was read for
+            # this message, nothing else would release this one.
             fresh = await self._store.get_session(session.id)
             if fresh is not None and fresh.state == SessionState.IN_CALL:
                 await self._store.release_held(session.id)
                 state = DeliveryState.PENDING
         if state == DeliveryState.PENDING:
             self._events.queued(meeting.id)
-        return answer
 
-    def _refuse_busy(self, channel: str, meeting: Meeting, full: BacklogFull) -> Answer:
-        self._metrics.refused.labels("busy", channel.partition(":")[0]).inc()
-        if full.scope == "meeting":
-            reason = f"the meeting backlog is full ({full.waiting} messages waiting to be sent); try again later"
-            if meeting.id not in self._busy:
-                self._busy.add(meeting.id)
-                log.info("meeting %s is busy: %d messages wait to be sent; refusing new ones", meeting.id, full.waiting)
-        else:
-            reason = f"your backlog is full ({full.waiting} of your messages waiting to be sent); try again later"
-        wait = SEND_INTERVAL_S
-        if full.head_due is not None:
-            # The oldest waits for a retry (ACS throttled or failed): nothing moves before it goes.
-            wait = max(wait, (full.head_due - utcnow()).total_seconds())
-        retry_after = str(max(1, math.ceil(wait)))
-        return Answer(429, {"error": "busy", "reason": reason}, {"Retry-After": retry_after})
+    async def _user(self, sender: Sender) -> ExternalUser | None:
+        return sender.user if sender.user is not None else await self._store.get_user(str(sender.address))
+
+    async def _named(self, sender: Sender, user: ExternalUser | None) -> ExternalUser:
+        """The sender as a stored user, under the name the request gave (stored only when new or renamed)."""
+        if user is not None and sender.display_name in (None, user.display_name):
+            return user
+        return await self._store.upsert_user(str(sender.address), sender.address.channel, sender.display_name)
+
+    async def _keep(self, ticket: Ticket, taken: Taken) -> Taken:
+        """Store the outcome with the request's id; a request that raced this one to it gets the first outcome."""
+        _, kept, stored = await self._store.record_inbound(
+            ticket.channel, ticket.provider_id, KEPT_STATUS, record(taken), None
+        )
+        return taken if stored else restore(kept)
+
+    def _refuse_busy(self, sender: Sender, meeting: Meeting, full: BacklogFull) -> Busy:
+        self._metrics.refused.labels("busy", sender.address.kind).inc()
+        if full.scope == "meeting" and meeting.id not in self._busy:
+            self._busy.add(meeting.id)
+            log.info("meeting %s is busy: %d messages wait to be sent; refusing new ones", meeting.id, full.waiting)
+        return busy(full, utcnow())

@@ -11,7 +11,7 @@ from functools import partial
 from typing import Protocol
 
 from .. import sessions as machine
-from ..calls.base import CallConnector
+from ..address import Address
 from ..config import RelaySection
 from ..errors import NotFoundError, PermanentError, TransientError
 from ..formatting import display_name
@@ -21,6 +21,7 @@ from ..store import NewDelivery, Store, utcnow
 from ..store.outage import outlasting
 from ..tasks import TaskSet
 from .identities import IdentityBroker
+from .ports import CallConnector
 
 log = logging.getLogger(__name__)
 RELAY_SPEAKER = "External guests"
@@ -49,7 +50,7 @@ class _Leg:
 
 
 def channel_label(user: ExternalUser) -> str:
-    return "SMS" if user.channel == "sms" else user.channel.partition(":")[2] or user.channel
+    return Address.of(user).label
 
 
 def speaker_name(meeting: Meeting, user: ExternalUser | None) -> str:

@@ -6,27 +6,26 @@ import asyncio
 import logging
 import time
 import uuid
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 
 from ..config import RelaySection
 from ..errors import NotInCallError, PermanentError, ThrottledError, TransientError
-from ..formatting import html_to_text
 from ..metrics import Metrics
-from ..models import ChatMessageView, Direction, IdentityMode, Session, SessionState
+from ..models import ChatMessageView, Direction, Session, SessionState
 from ..store import NewDelivery, Store, utcnow
 from ..store.outage import outlasting
 from ..tasks import TaskSet
+from . import plans
 from .identities import IdentityBroker
-from .outbox import BRIDGE_ID, RETRY, ChatApi, OutboundDispatcher
+from .ports import ChatApi
+from .workers import BRIDGE_ID, OutboundDispatcher
 
 log = logging.getLogger(__name__)
-# Re-read a little before the cursor: a message stored just before a newer one may become visible after it.
-OVERLAP = timedelta(seconds=5)
+# Who is in the call and where the cursor stands are looked up again only after a read that returned something,
+# after an error, and every STORE_EVERY quiet rounds: an idle meeting's read then costs no store queries.
 STORE_EVERY = 6
-MIN_PAUSE = 0.1
-"""Of an interval: reads that take longer than the interval still leave the service this much of a pause."""
-CHAT_TYPES = ("text", "html")
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -34,8 +33,24 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-def _modified(m: ChatMessageView) -> datetime:
-    return max(t for t in (m.created_on, m.edited_on, m.deleted_on) if t is not None)
+@dataclass
+class _View:
+    """What a reader knows of its meeting between store lookups."""
+
+    sessions: list[Session]
+    reader: str
+    thread_id: str
+    cursor: datetime | None
+
+
+@dataclass
+class _Round:
+    """A reader's counts from one read to the next."""
+
+    quiet: int = STORE_EVERY
+    failures: int = 0
+    last_news: float | None = None
+    """When a read last found news (monotonic); None while the meeting is idle."""
 
 
 class MeetingReaders:
@@ -105,62 +120,63 @@ class MeetingReaders:
         # A reader starts idle: a meeting its users just joined, or one taken up again after a restart, has no
         # conversation going, and polling each of a thousand such meetings every poll_active_s would cost a read per
         # meeting per second. The first message it reads (or an Event Grid poke) makes it active.
-        last_news: float | None = None
-        failures = 0
-        # Who is in the call and where the cursor stands, looked up again only after a read that returned something,
-        # after an error, and every STORE_EVERY quiet rounds: an idle meeting's read then costs no store queries.
-        quiet = STORE_EVERY
-        reader = thread_id = ""
-        cursor: datetime | None = None
+        state = _Round()
+        view: _View | None = None
         loop = asyncio.get_running_loop()
         while True:
             began = loop.time()
-            if quiet >= STORE_EVERY:
-                sessions = await self._store.sessions(meeting_id, [SessionState.IN_CALL])
-                meeting = await self._store.get_meeting(meeting_id)
-                if not sessions or meeting is None or meeting.thread_id is None:
+            if view is None or state.quiet >= STORE_EVERY:
+                view = await self._look(meeting_id)
+                if view is None:
                     self._seen.pop(meeting_id, None)
                     return  # started again when someone is in the call
-                thread_id = meeting.thread_id
-                who = meeting.relay_identity if meeting.identity_mode == IdentityMode.RELAY else None
-                who = who or sessions[0].identity_id
-                assert who is not None
-                reader = who
-                floor = min((s.joined_at for s in sessions if s.joined_at is not None), default=None)
-                cursor = datetime.fromisoformat(meeting.cursor) if meeting.cursor else floor
-                quiet = 0
-            quiet += 1
-            try:
-                self.polls += 1
-                read_at = utcnow()
-                messages = await self._chat.list_since(reader, thread_id, cursor)
-                failures = 0
-            except NotInCallError:
-                quiet = STORE_EVERY  # the reader identity left: pick another from who is in the call now
-                await asyncio.sleep(self._settings.poll_active_s)
-                continue
-            except (TransientError, PermanentError) as exc:
-                # A permanent error belongs to this reader identity (deleted a moment ago, token refused): the next
-                # round picks the reader again from who is in the call now, so the meeting's reader never dies.
-                failures += 1
-                if isinstance(exc, ThrottledError):
-                    self._metrics.throttled.labels("list").inc()
-                log.warning("meeting %s: reading the thread failed: %s", meeting_id, exc)
-                quiet = STORE_EVERY
-                await asyncio.sleep(RETRY.delay(failures, exc.retry_after if isinstance(exc, TransientError) else None))
-                continue
+                state.quiet = 0
+            state.quiet += 1
+            read_at = utcnow()
+            messages = await self._read(meeting_id, view, state)
+            if messages is None:
+                continue  # it paused already, as long as the failure asked
             if messages:
-                if quiet > 1:
+                if state.quiet > 1:
                     # Delivered to whoever is in the call now, not when the store was last asked.
-                    sessions = await self._store.sessions(meeting_id, [SessionState.IN_CALL])
-                if await self._fan_out(meeting_id, messages, sessions, cursor, read_at - OVERLAP):
-                    last_news = time.monotonic()
-                quiet = STORE_EVERY
-            idle = last_news is None or time.monotonic() - last_news > self._settings.idle_after_s
-            interval = self._settings.poll_idle_s if idle else self._settings.poll_active_s
-            # From the start of one read to the next: a message waits at most one interval for the read that finds it,
-            # not an interval plus however long the last read and its fan-out took.
-            await self._pause(meeting_id, max(interval - (loop.time() - began), interval * MIN_PAUSE))
+                    view.sessions = await self._store.sessions(meeting_id, [SessionState.IN_CALL])
+                if await self._fan_out(meeting_id, messages, view.sessions, view.cursor, read_at - plans.OVERLAP):
+                    state.last_news = time.monotonic()
+                state.quiet = STORE_EVERY
+            pause = plans.poll_pause(state.last_news, time.monotonic(), loop.time() - began, self._settings)
+            await self._pause(meeting_id, pause)
+
+    async def _look(self, meeting_id: str) -> _View | None:
+        """Who is in the call, who reads for them and from where; None when nobody is in the call."""
+        sessions = await self._store.sessions(meeting_id, [SessionState.IN_CALL])
+        meeting = await self._store.get_meeting(meeting_id)
+        if not sessions or meeting is None or meeting.thread_id is None:
+            return None
+        reader = plans.reader_of(meeting, sessions)
+        assert reader is not None
+        return _View(sessions, reader, meeting.thread_id, plans.start_cursor(meeting, sessions))
+
+    async def _read(self, meeting_id: str, view: _View, state: _Round) -> list[ChatMessageView] | None:
+        """The thread's messages since the cursor; None, after a pause, when the read failed."""
+        try:
+            self.polls += 1
+            messages = await self._chat.list_since(view.reader, view.thread_id, view.cursor)
+        except NotInCallError:
+            state.quiet = STORE_EVERY  # the reader identity left: pick another from who is in the call now
+            await asyncio.sleep(self._settings.poll_active_s)
+            return None
+        except (TransientError, PermanentError) as exc:
+            # A permanent error belongs to this reader identity (deleted a moment ago, token refused): the next
+            # round picks the reader again from who is in the call now, so the meeting's reader never dies.
+            state.failures += 1
+            if isinstance(exc, ThrottledError):
+                self._metrics.throttled.labels("list").inc()
+            log.warning("meeting %s: reading the thread failed: %s", meeting_id, exc)
+            state.quiet = STORE_EVERY
+            await asyncio.sleep(plans.read_backoff(exc, state.failures))
+            return None
+        state.failures = 0
+        return messages
 
     async def _fan_out(
         self,
@@ -170,20 +186,15 @@ class MeetingReaders:
         cursor: datetime | None,
         settled: datetime,
     ) -> bool:
-        """`settled`: OVERLAP before the read began. Whatever changed before it was visible to the read, so was in
-        it: the cursor may move up to it, and a quiet thread's reads come back empty instead of re-reading its last
-        messages (each costs the SDK a deserialisation) on every poll."""
+        """Each new message (or new version of one) to the users in the call, once, its cursor stored with it; then
+        the cursor past the read (plans.next_cursor). True when any delivery was stored."""
         news = False
-        last: datetime | None = None
         known = self._seen.get(meeting_id, set())
         handled: set[tuple[str, str]] = set()
         for message in messages:
-            modified = _modified(message)
-            next_cursor = max(cursor, modified - OVERLAP) if cursor is not None else modified - OVERLAP
-            last = next_cursor if last is None else max(last, next_cursor)
-            version = message.version or modified.isoformat()
+            version = plans.version_of(message)
             handled.add((message.id, version))
-            if message.type not in CHAT_TYPES or (message.id, version) in known:
+            if not plans.relayable(message) or (message.id, version) in known:
                 continue
             author: str | None = None
             if self._broker.ours(message.sender_id):
@@ -194,40 +205,28 @@ class MeetingReaders:
                 if origin is None:
                     continue
                 author = origin.user_id
-            kind = "delete" if message.deleted_on else "edit" if message.edited_on else "message"
-            body: dict[str, object] = {
-                "messageId": message.id,
-                "text": "" if kind == "delete" else html_to_text(message.content),
-                "from": {"displayName": message.sender_display_name or "", "kind": "external" if author else "teams"},
-                "sentAt": modified.isoformat(),
-            }
-            recipients = [
-                s
-                for s in sessions
-                if s.joined_at is not None and s.joined_at <= message.created_on and s.user_id != author
-            ]
-            deliveries = [
-                NewDelivery(
-                    id=str(uuid.uuid4()),
-                    direction=Direction.OUTBOUND,
-                    meeting_id=meeting_id,
-                    user_id=s.user_id,
-                    kind=kind,
-                    body=body,
-                    session_id=s.id,
-                )
-                for s in recipients
-            ]
-            if await self._store.record_outbound(meeting_id, message.id, version, deliveries, next_cursor.isoformat()):
+            out = plans.teams_message(message, sessions, author)
+            deliveries = [_delivery(meeting_id, out.kind, out.body, s) for s in out.recipients]
+            at = plans.message_cursor(cursor, message).isoformat()
+            if await self._store.record_outbound(meeting_id, message.id, version, deliveries, at):
                 news = True
-                for s in recipients:
+                for s in out.recipients:
                     self._dispatcher.wake(s.user_id)
-        if last is not None:
-            # Only after a read that returned something: an empty read leaves nothing to skip, and no store write.
-            last = max(last, settled)
-        if last is not None and (cursor is None or last > cursor):
-            # Our own and system messages advance the cursor too, so idle re-reads stay short.
-            await self._store.update_meeting(meeting_id, cursor=last.isoformat())
+        moved = plans.next_cursor(cursor, messages, settled)
+        if moved is not None:
+            await self._store.update_meeting(meeting_id, cursor=moved.isoformat())
         # Only once all of them were handled: a read cut short by an error is handled again in full.
         self._seen[meeting_id] = handled
         return news
+
+
+def _delivery(meeting_id: str, kind: str, body: dict[str, object], session: Session) -> NewDelivery:
+    return NewDelivery(
+        id=str(uuid.uuid4()),
+        direction=Direction.OUTBOUND,
+        meeting_id=meeting_id,
+        user_id=session.user_id,
+        kind=kind,
+        body=body,
+        session_id=session.id,
+    )

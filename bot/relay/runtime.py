@@ -8,8 +8,6 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from ..calls.base import CallConnector
-from ..channels.base import Channel
 from ..config import RelaySection
 from ..errors import BridgeError
 from ..inflight import InFlight
@@ -19,11 +17,12 @@ from ..sessions import ACTIVE
 from ..store import Store
 from ..store.outage import outlasting
 from ..tasks import TaskSet
-from .identities import IdentityApi, IdentityBroker
+from .identities import IdentityBroker
 from .intake import Intake
-from .outbox import ChatApi, InboundSender, OutboundDispatcher
+from .ports import CallConnector, Channel, ChatApi, IdentityApi
 from .presence import Presence
 from .reader import MeetingReaders
+from .workers import InboundSender, OutboundDispatcher
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 30.0

@@ -6,7 +6,20 @@ from typing import Any
 
 from aiohttp import web
 
-from . import calls_api, chat_api, control_api, eventgrid, graph_api, identity_api, pages, sms_api, stats, twilio_api
+from . import (
+    call_control,
+    calling_standin,
+    calls_api,
+    chat_api,
+    control_api,
+    eventgrid,
+    graph_api,
+    identity_api,
+    pages,
+    sms_api,
+    stats,
+    twilio_api,
+)
 from .errors import error_middleware
 from .faults import FaultInjector, fault_middleware
 from .keys import FAULTS, INFO, LIMITS, RESET_HOOKS, STATS, WORLD
@@ -27,11 +40,25 @@ def create_sandbox_app(world: World, info: dict[str, Any], *, limits_enabled: bo
     app[FAULTS] = FaultInjector()
     app[RESET_HOOKS] = []
     app[STATS] = stats.RequestStats()
-    modules = (identity_api, chat_api, calls_api, control_api, graph_api, sms_api, twilio_api, eventgrid, pages, stats)
+    modules = (
+        identity_api,
+        chat_api,
+        calls_api,
+        control_api,
+        call_control,
+        calling_standin,
+        graph_api,
+        sms_api,
+        twilio_api,
+        eventgrid,
+        pages,
+        stats,
+    )
     for module in modules:
         app.router.add_routes(module.routes)
     graph_api.setup(app)
     sms_api.setup(app)
     twilio_api.setup(app)  # after sms_api: it claims its number on the same phones
     eventgrid.setup(app)
+    calling_standin.setup(app)
     return app

@@ -145,12 +145,6 @@ async def admit(request: web.Request) -> web.Response:
     return json_response(leg.snapshot())
 
 
-@routes.delete("/sandbox/v1/meetings/{meeting}/participants/{participant}")
-async def remove_participant(request: web.Request) -> web.Response:
-    request.app[WORLD].remove(_meeting(request), request.match_info["participant"])
-    return web.Response(status=204)
-
-
 @routes.get("/sandbox/v1/faults")
 async def get_faults(request: web.Request) -> web.Response:
     return json_response(request.app[FAULTS].to_json())

@@ -8,15 +8,54 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .util import JsonDict, iso
 
 CallState = Literal["notStarted", "live", "ended"]
-LegState = Literal["lobby", "connected", "removed", "ended", "left"]
+LegState = Literal["lobby", "connected", "removed", "ended", "left", "failed"]
 LobbyPolicy = Literal["auto", "manual"]
-FINAL_LEG_STATES: frozenset[str] = frozenset({"removed", "ended", "left"})
+FINAL_LEG_STATES: frozenset[str] = frozenset({"removed", "ended", "left", "failed"})
+
+# Call-end reasons (code, subCode) as the Calling SDK reports them in call.callEndReason.
+OWN_HANG_UP = (0, 0)
+ENDED_FOR_ALL = (0, 4097)
+REMOVED = (0, 5000)
+REMOVED_FROM_MEETING = (0, 5300)
+VANISHED = (0, 4521)
+TOKEN_INVALID = (495, 4507)
+INTEROP_NOT_ENABLED = (403, 5221)
+INTEROP_NOT_ENABLED_RESOURCE = (403, 5222)
+DEFAULT_GRACE_S = 60.0
+"""Real Teams drops a client that vanished (no hang-up, connection gone) after about a minute."""
+
+
+def state_for_end(code: int, sub_code: int) -> LegState:
+    """The final leg state an end reason amounts to: the reasons the service names, failed for any other."""
+    if (code, sub_code) == OWN_HANG_UP:
+        return "left"
+    if (code, sub_code) == ENDED_FOR_ALL:
+        return "ended"
+    if (code, sub_code) in (REMOVED, REMOVED_FROM_MEETING):
+        return "removed"
+    return "failed"
+
+
+@dataclass
+class CallSettings:
+    """Switches over the call side of the world; a reset puts them back."""
+
+    grace_s: float = DEFAULT_GRACE_S
+    """How long a leg whose page connection vanished stays in the call before it is dropped."""
+    interop_refusal: int | None = None
+    """A subCode (5221 tenant, 5222 resource) to refuse every join with 403, as when interop is not enabled."""
+
+
+class LegWatcher(Protocol):
+    """Told of every change of a leg: a stream's queue, or the page connection that holds the leg."""
+
+    def put_nowait(self, item: JsonDict, /) -> None: ...
 
 
 @dataclass
@@ -45,7 +84,12 @@ class CallLeg:
     connected_on: float | None = None
     ended_on: float | None = None
     reason: str | None = None
-    watchers: set[asyncio.Queue[JsonDict]] = field(default_factory=set)
+    end_reason: tuple[int, int] | None = None
+    """(code, subCode) once the leg is final."""
+    muted: bool | None = None
+    incoming_audio_muted: bool | None = None
+    """Known for legs of the stand-in Calling SDK only (the page says); None for legs joined over HTTP."""
+    watchers: set[LegWatcher] = field(default_factory=set)
     hub: set[asyncio.Queue[JsonDict]] = field(default_factory=set, repr=False, compare=False)
     """The resource-wide call event streams (shared by every leg of the world), told of this leg's changes too."""
 
@@ -62,14 +106,19 @@ class CallLeg:
             body["connectedOn"] = iso(self.connected_on)
         if self.reason:
             body["reason"] = self.reason
+        if self.end_reason is not None:
+            body["callEndReason"] = {"code": self.end_reason[0], "subCode": self.end_reason[1]}
         return body
 
-    def set_state(self, state: LegState, when: float, reason: str | None = None) -> None:
+    def set_state(
+        self, state: LegState, when: float, reason: str | None = None, end_reason: tuple[int, int] | None = None
+    ) -> None:
         self.state = state
         if state == "connected":
             self.connected_on = when
         elif state in FINAL_LEG_STATES:
             self.ended_on = when
+            self.end_reason = end_reason
         self.reason = reason
         self.publish()
 
@@ -182,7 +231,9 @@ class Meeting:
         in_call = [u.to_json() for u in self.teams_users.values() if u.in_call]
         lobby: list[JsonDict] = []
         for leg in self.legs.values():
-            entry = {"id": leg.id, "identity": leg.identity, "displayName": leg.display_name, "kind": "acs"}
+            entry: JsonDict = {"id": leg.id, "identity": leg.identity, "displayName": leg.display_name, "kind": "acs"}
+            if leg.muted is not None:
+                entry |= {"muted": leg.muted, "incomingAudioMuted": leg.incoming_audio_muted}
             if leg.state == "connected":
                 in_call.append(entry | {"inCall": True})
             elif leg.state == "lobby":

@@ -11,14 +11,20 @@ from typing import TYPE_CHECKING
 from .credentials import SandboxCredentials
 from .errors import SandboxError, bad_request, forbidden, not_found
 from .meetings import (
+    ENDED_FOR_ALL,
     FINAL_LEG_STATES,
+    OWN_HANG_UP,
+    REMOVED,
+    TOKEN_INVALID,
     CallLeg,
+    CallSettings,
     LegState,
     LobbyPolicy,
     Meeting,
     TeamsUser,
     new_meeting_key,
     parse_join_link,
+    state_for_end,
 )
 from .threads import Message, Participant, Thread
 from .util import JsonDict, digits, new_guid, now
@@ -32,6 +38,7 @@ class TeamsMixin:
     meetings: dict[str, Meeting]
     legs: dict[str, CallLeg]
     call_watchers: set[asyncio.Queue[JsonDict]]
+    call_settings: CallSettings
 
     if TYPE_CHECKING:
 
@@ -110,7 +117,7 @@ class TeamsMixin:
             user.in_call = False
         for leg in list(meeting.legs.values()):
             if leg.state not in FINAL_LEG_STATES:
-                self._finish_leg(leg, "ended", "the meeting has ended", initiator=meeting.organizer.id)
+                self._finish_leg(leg, ENDED_FOR_ALL, "the meeting has ended", initiator=meeting.organizer.id)
 
     def teams_user_join(self, meeting: Meeting, display_name: str) -> TeamsUser:
         user = TeamsUser(f"8:orgid:{uuid.uuid4()}", display_name, in_call=meeting.call_state == "live")
@@ -127,16 +134,34 @@ class TeamsMixin:
             raise bad_request(f"{user_id} is not a Teams user of this meeting.")
         return user
 
-    def join_call(self, meeting: Meeting, identity: str, display_name: str) -> CallLeg:
+    def join_call(
+        self,
+        meeting: Meeting,
+        identity: str,
+        display_name: str,
+        leg_id: str | None = None,
+        *,
+        muted: bool | None = None,
+    ) -> CallLeg:
+        """A new leg, in the lobby or connected. `leg_id` is the client's own call id (the stand-in SDK's)."""
+        refusal = self.call_settings.interop_refusal
+        if refusal is not None:
+            raise SandboxError(
+                403, "InteropNotEnabled", f"Teams interop is not enabled for this tenant or resource ({refusal})."
+            )
         if meeting.call_state == "ended":
             raise SandboxError(409, "MeetingEnded", "The meeting has ended.")
+        if leg_id is not None and leg_id in self.legs:
+            raise SandboxError(409, "CallExists", f"Call {leg_id} exists already.")
         leg = CallLeg(
-            id=new_guid(),
+            id=leg_id or new_guid(),
             meeting_id=meeting.id,
             identity=identity,
             display_name=display_name,
             state="lobby",
             created_on=now(),
+            muted=muted,
+            incoming_audio_muted=None if muted is None else False,
             hub=self.call_watchers,
         )
         meeting.legs[leg.id] = leg
@@ -156,10 +181,10 @@ class TeamsMixin:
         self._connect(meeting, leg)
         return leg
 
-    def remove(self, meeting: Meeting, participant_id: str) -> None:
+    def remove(self, meeting: Meeting, participant_id: str, sub_code: int = REMOVED[1]) -> None:
         leg = meeting.legs.get(participant_id)
         if leg is not None and leg.state not in FINAL_LEG_STATES:
-            self._finish_leg(leg, "removed", "the organizer removed you", initiator=meeting.organizer.id)
+            self._finish_leg(leg, (0, sub_code), "the organizer removed you", initiator=meeting.organizer.id)
             return
         user = meeting.teams_users.get(participant_id)
         if user is not None and user is not meeting.organizer:
@@ -174,7 +199,15 @@ class TeamsMixin:
 
     def leave_call(self, leg: CallLeg) -> None:
         if leg.state not in FINAL_LEG_STATES:
-            self._finish_leg(leg, "left", None)
+            self._finish_leg(leg, OWN_HANG_UP, None)
+
+    def end_leg(self, leg: CallLeg, end_reason: tuple[int, int], reason: str | None) -> None:
+        """End a leg with any (code, subCode), as the service ends one for a reason of its own."""
+        if leg.state not in FINAL_LEG_STATES:
+            self._finish_leg(leg, end_reason, reason)
+
+    def refuse_token(self, leg: CallLeg) -> None:
+        self.end_leg(leg, TOKEN_INVALID, "the access token expired and no valid one came")
 
     def _connect(self, meeting: Meeting, leg: CallLeg) -> None:
         t = now()
@@ -185,9 +218,12 @@ class TeamsMixin:
             thread.participants[leg.identity] = participant
             self._system_message(thread, "participantAdded", leg.identity, [participant])
 
-    def _finish_leg(self, leg: CallLeg, state: LegState, reason: str | None, initiator: str | None = None) -> None:
+    def _finish_leg(
+        self, leg: CallLeg, end_reason: tuple[int, int], reason: str | None, initiator: str | None = None
+    ) -> None:
         was_connected = leg.state == "connected"
-        leg.set_state(state, now(), reason)
+        state: LegState = state_for_end(*end_reason)
+        leg.set_state(state, now(), reason, end_reason)
         meeting = self.meetings[leg.meeting_id]
         if not was_connected or meeting.connected_leg(leg.identity) is not None:
             return

@@ -13,6 +13,7 @@ from .util import now
 ACS_SCOPES = frozenset({"chat", "voip", "chat.join", "chat.join.limited", "voip.join"})
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
 _ACS_AUDIENCE = "urn:sandbox:acs"
+TOKEN_EXPIRED = "The access token has expired."
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,9 @@ class TokenIssuer:
         self._key = signing_key
         self._resource_id = resource_id
 
-    def issue_acs(self, identity: str, scopes: list[str], minutes: int, generation: int) -> tuple[str, float]:
+    def issue_acs(self, identity: str, scopes: list[str], lifetime_s: int, generation: int) -> tuple[str, float]:
         issued = now()
-        expires = int(issued + minutes * 60)
+        expires = int(issued + lifetime_s)
         claims = {
             "sub": identity,
             "skypeid": identity.removeprefix("8:"),
@@ -50,7 +51,7 @@ class TokenIssuer:
         try:
             claims = jwt.decode(token, self._key, algorithms=["HS256"], audience=_ACS_AUDIENCE)
         except jwt.ExpiredSignatureError as exc:
-            raise unauthorized("The access token has expired.") from exc
+            raise unauthorized(TOKEN_EXPIRED) from exc
         except jwt.PyJWTError as exc:
             raise unauthorized("The access token is not valid.") from exc
         scopes = frozenset(s for s in str(claims.get("acsScope", "")).split(",") if s)

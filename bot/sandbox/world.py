@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from . import bus
 from .credentials import SandboxCredentials
 from .errors import SandboxError, bad_request, forbidden, interop_forbidden, not_found, unauthorized
-from .meetings import FINAL_LEG_STATES, CallLeg, Meeting
+from .meetings import FINAL_LEG_STATES, OWN_HANG_UP, CallLeg, CallSettings, Meeting
 from .teams import TeamsMixin
 from .threads import Message, Participant, Thread
 from .tokens import ACS_SCOPES, AcsClaims, TokenIssuer
@@ -44,6 +44,10 @@ class World(TeamsMixin):
         self.threads: dict[str, Thread] = {}
         self.meetings: dict[str, Meeting] = {}
         self.legs: dict[str, CallLeg] = {}
+        self.call_settings = CallSettings()
+        self.token_lifetime_s: int | None = None
+        """Set by the control API: ACS tokens issued from then on last this long, whatever was asked (tests of
+        token refresh need tokens that expire in seconds; the real service issues 1-24 h)."""
         self._thread_repeatability: dict[str, str] = {}
         self._last_id_ms = 0
 
@@ -82,7 +86,8 @@ class World(TeamsMixin):
             raise bad_request(
                 f"expiresInMinutes must be between {TOKEN_MINUTES_MIN} and {TOKEN_MINUTES_MAX}, got {minutes}."
             )
-        return self.tokens.issue_acs(ident.id, list(dict.fromkeys(scopes)), minutes, ident.generation)
+        lifetime_s = self.token_lifetime_s if self.token_lifetime_s is not None else minutes * 60
+        return self.tokens.issue_acs(ident.id, list(dict.fromkeys(scopes)), lifetime_s, ident.generation)
 
     def revoke_tokens(self, identity_id: str) -> None:
         self.identity(identity_id).generation += 1
@@ -92,7 +97,8 @@ class World(TeamsMixin):
         del self.identities[identity_id]
         for leg in list(self.legs.values()):
             if leg.identity == identity_id and leg.state not in FINAL_LEG_STATES:
-                self._finish_leg(leg, "left", "identity deleted")
+                # Its owner deleted it: the leg leaves as by its own hang-up.
+                self._finish_leg(leg, OWN_HANG_UP, "identity deleted")
 
     def authenticate(self, token: str, scope: str) -> AcsClaims:
         claims = self.tokens.verify_acs(token)

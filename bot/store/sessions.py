@@ -34,6 +34,11 @@ class SessionStore(StoreBase):
         row = await self._one(self.sql.active_session, (user_id, meeting_id))
         return self._session(row) if row else None
 
+    async def current_session(self, user_id: str) -> Session | None:
+        """The user's latest active session in any meeting: a phone is in one meeting at a time."""
+        row = await self._one(self.sql.current_session, (user_id,))
+        return self._session(row) if row else None
+
     async def sessions(
         self, meeting_id: str | None = None, states: Iterable[SessionState] | None = None
     ) -> list[Session]:

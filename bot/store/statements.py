@@ -44,6 +44,8 @@ class Statements(Protocol):
     get_session: str
     active_session: str
     """(user_id, meeting_id)"""
+    current_session: str
+    """(user_id): the latest active session in any meeting."""
     insert_session: str
     """(user_id, meeting_id, state, identity_id, last_activity, created_at, updated_at) RETURNING the row."""
     insert_session_event: str

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from bot.channels.acs_events import CHAT_EVENTS
-from bot.channels.acs_events import PATH as EVENTS_PATH
+from bot.channels.chat_events import CHAT_EVENTS
+from bot.channels.chat_events import PATH as EVENTS_PATH
 from bot.config import MeetingConfig, Settings
 from bot.models import SessionState
 from bot.sandbox import SandboxInfo

@@ -492,7 +492,7 @@ async def test_a_quiet_threads_cursor_moves_past_its_last_message(
     control: Control, info: SandboxInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Re-read window shortened: the message is "settled" (visible to every read since) a moment after it is posted.
-    monkeypatch.setattr("bot.relay.reader.OVERLAP", timedelta(milliseconds=300))
+    monkeypatch.setattr("bot.relay.plans.OVERLAP", timedelta(milliseconds=300))
     async with scene(control, info, tmp_path) as w:
         await w.joined("ann")
         posted = await w.post("<p>one message, then quiet</p>")

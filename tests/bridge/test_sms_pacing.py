@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from bot.acs.sms import AcsSmsGateway
-from bot.channels.sms import SendGate, SmsChannel
+from bot.channels.sms.channel import SendGate, SmsChannel
 from bot.config import SmsSection
 from bot.models import DeliveryState, Direction
 from bot.relay.pacing import Pacer

@@ -16,10 +16,10 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from bot.channels.sms_acs import PATH as ACS_EVENTS_PATH
-from bot.channels.sms_twilio import INBOUND_PATH as TWILIO_PATH
-from bot.channels.sms_twilio import STATUS_PATH as TWILIO_STATUS_PATH
-from bot.channels.sms_twilio import twilio_signature
+from bot.channels.sms.acs import PATH as ACS_EVENTS_PATH
+from bot.channels.sms.twilio import INBOUND_PATH as TWILIO_PATH
+from bot.channels.sms.twilio import STATUS_PATH as TWILIO_STATUS_PATH
+from bot.channels.sms.twilio import twilio_signature
 from bot.commands import DEFAULT_TEXTS
 from bot.config import MeetingConfig
 from bot.models import Delivery, DeliveryState, SessionState

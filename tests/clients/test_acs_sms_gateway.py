@@ -19,8 +19,8 @@ from aiohttp.test_utils import TestServer
 from azure.communication.sms._generated.models import SmsSendResponseItem
 
 from bot.acs.sms import AcsSmsGateway, repeatability_id, result_of, rfc1123
-from bot.channels.sms_acs import PATH, SMS_DELIVERY_REPORT, SMS_RECEIVED, AcsSmsDoor
-from bot.channels.sms_base import InboundSms
+from bot.channels.sms.acs import PATH, SMS_DELIVERY_REPORT, SMS_RECEIVED, AcsSmsDoor
+from bot.channels.sms.base import InboundSms
 from bot.errors import AuthError, PermanentError, ThrottledError, TransientError
 from bot.sandbox import SandboxInfo
 from tests.support.sandbox import Control
@@ -330,7 +330,7 @@ async def test_a_bad_event_in_a_batch_is_skipped_the_rest_handed_over(
     bad = sms_event("e-bad", "Incoming_2", text="private words")
     del bad["data"]["to"]
     other = {"id": "e-other", "eventType": "Microsoft.Communication.ChatThreadCreated", "data": {}}
-    with caplog.at_level(logging.WARNING, logger="bot.channels.sms_acs"):
+    with caplog.at_level(logging.WARNING, logger="bot.channels.sms.acs"):
         status, body = await post(plain, door.with_code(), [sms_event("e-1"), bad, other, "not an event"])
     assert status == 200 and body == {"received": 4, "handled": 1, "skipped": 2}
     assert [s.provider_id for s in door.receiver.received] == ["Incoming_1"]

@@ -19,8 +19,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.channels.sms_base import InboundSms
-from bot.channels.sms_twilio import (
+from bot.channels.sms.base import InboundSms
+from bot.channels.sms.twilio import (
     INBOUND_PATH,
     STATUS_PATH,
     TwilioDoor,

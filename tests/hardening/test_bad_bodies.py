@@ -25,13 +25,14 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from bot.admin.console_auth import COOKIE, CSRF_HEADER
-from bot.channels import eventgrid, sms_twilio, webhook
-from bot.channels.acs_events import CHAT_EVENTS
-from bot.channels.acs_events import PATH as EVENTS_PATH
+from bot.channels import eventgrid, webhook
+from bot.channels.chat_events import CHAT_EVENTS
+from bot.channels.chat_events import PATH as EVENTS_PATH
 from bot.channels.eventgrid import VALIDATION_EVENT
-from bot.channels.sms_acs import PATH as SMS_EVENTS_PATH
-from bot.channels.sms_acs import SMS_DELIVERY_REPORT, SMS_RECEIVED
-from bot.channels.sms_twilio import INBOUND_PATH, STATUS_PATH, twilio_signature
+from bot.channels.sms import twilio as sms_twilio
+from bot.channels.sms.acs import PATH as SMS_EVENTS_PATH
+from bot.channels.sms.acs import SMS_DELIVERY_REPORT, SMS_RECEIVED
+from bot.channels.sms.twilio import INBOUND_PATH, STATUS_PATH, twilio_signature
 from bot.config import AdminSection, MeetingConfig, Settings
 from bot.embedded import twilio_on_sandbox
 from bot.sandbox import SandboxInfo

@@ -35,13 +35,13 @@ from standardwebhooks.webhooks import Webhook
 from yarl import URL
 
 from bot.admin.console_auth import CONSOLE_SESSIONS, COOKIE, LIFETIME_S
-from bot.channels.acs_events import CHAT_EVENTS
-from bot.channels.acs_events import PATH as EVENTS_PATH
+from bot.channels.chat_events import CHAT_EVENTS
+from bot.channels.chat_events import PATH as EVENTS_PATH
 from bot.channels.eventgrid import VALIDATION_EVENT
-from bot.channels.sms_acs import PATH as SMS_EVENTS_PATH
-from bot.channels.sms_twilio import INBOUND_PATH as TWILIO_PATH
-from bot.channels.sms_twilio import STATUS_PATH as TWILIO_STATUS_PATH
-from bot.channels.sms_twilio import twilio_signature
+from bot.channels.sms.acs import PATH as SMS_EVENTS_PATH
+from bot.channels.sms.twilio import INBOUND_PATH as TWILIO_PATH
+from bot.channels.sms.twilio import STATUS_PATH as TWILIO_STATUS_PATH
+from bot.channels.sms.twilio import twilio_signature
 from bot.channels.webhook import sign
 from bot.commands import DEFAULT_TEXTS
 from bot.config import AdminSection, MeetingConfig, WebhookClient

@@ -17,7 +17,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
-from bot.channels import acs_events, eventgrid, sms_acs, sms_twilio, webhook
+from bot.channels import chat_events, eventgrid, webhook
+from bot.channels.sms import acs as sms_acs
+from bot.channels.sms import twilio as sms_twilio
 from bot.config import Settings, WebhookClient, env_overrides, load_settings
 from bot.errors import MAX_RETRY_AFTER_S, ConfigError, parse_retry_after
 from tests.support.bridge import new_secret
@@ -146,7 +148,7 @@ def test_event_grid_bodies_give_events_or_bad_body(body: bytes) -> None:
 
 
 _KINDS = st.sampled_from(
-    [sms_acs.SMS_RECEIVED, sms_acs.SMS_DELIVERY_REPORT, eventgrid.VALIDATION_EVENT, *acs_events.CHAT_EVENTS, "Other"]
+    [sms_acs.SMS_RECEIVED, sms_acs.SMS_DELIVERY_REPORT, eventgrid.VALIDATION_EVENT, *chat_events.CHAT_EVENTS, "Other"]
 )
 _EVENTS = st.fixed_dictionaries(
     {},
@@ -227,8 +229,8 @@ def test_sms_received_events_round_trip(
 @given(events=ANY_EVENTS)
 def test_chat_events_name_threads_or_raise_malformed(events: list[Any]) -> None:
     try:
-        read = acs_events.read_chat_events(events)
-    except acs_events.Malformed as exc:
+        read = chat_events.read_chat_events(events)
+    except chat_events.Malformed as exc:
         assert str(exc)
         return
     named = {
@@ -246,8 +248,10 @@ def test_chat_events_name_threads_or_raise_malformed(events: list[Any]) -> None:
 @given(threads=st.lists(_TEXT, min_size=1, max_size=6), junk=st.lists(_EVENTS, max_size=3))
 def test_every_readable_chat_event_names_its_thread(threads: list[str], junk: list[dict[str, Any]]) -> None:
     junk = [e for e in junk if (e.get("eventType") or e.get("type")) not in (eventgrid.VALIDATION_EVENT,)]
-    good = [{"id": str(uuid.uuid4()), "eventType": acs_events.CHAT_EVENTS[0], "data": {"threadId": t}} for t in threads]
-    read = acs_events.read_chat_events(good + junk)
+    good = [
+        {"id": str(uuid.uuid4()), "eventType": chat_events.CHAT_EVENTS[0], "data": {"threadId": t}} for t in threads
+    ]
+    read = chat_events.read_chat_events(good + junk)
     assert read.validation_code is None and read.threads[: len(dict.fromkeys(threads))] == list(dict.fromkeys(threads))
 
 

@@ -20,14 +20,14 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.channels.sms_acs import PATH as ACS_EVENTS_PATH
+from bot.channels.sms.acs import PATH as ACS_EVENTS_PATH
+from bot.channels.sms.intake import BUSY_TEXT
 from bot.channels.webhook import sign
 from bot.config import AdminSection, MeetingConfig, WebhookClient, load_settings
 from bot.embedded import SMS_EVENT_TYPES, subscribe_sandbox_events
 from bot.errors import ConfigError
 from bot.models import DeliveryState, Direction, SessionState
-from bot.relay.outbox import BACKLOG_TEXT
-from bot.relay.sms import BUSY_TEXT
+from bot.relay.workers import BACKLOG_TEXT
 from bot.sandbox import SandboxInfo
 from tests.support.bridge import Bridge, Receiver, bridge_settings, listening_socket, new_secret, wait_for
 from tests.support.metrics import scrape

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.channels.acs_events import PATH as EVENTS_PATH
-from bot.channels.sms_acs import PATH as SMS_EVENTS_PATH
-from bot.channels.sms_twilio import INBOUND_PATH
+from bot.channels.chat_events import PATH as EVENTS_PATH
+from bot.channels.sms.acs import PATH as SMS_EVENTS_PATH
+from bot.channels.sms.twilio import INBOUND_PATH
 from bot.channels.webhook import sign
 from bot.config import AdminSection, MeetingConfig
 from bot.drain import DRAIN
@@ -26,6 +26,7 @@ TOKEN = "operator-token-for-refusals-0123"
 CHAT_SECRET = "chat-events-secret-for-refusals"
 SMS_SECRET = "sms-events-secret-for-refusals"
 JSON_TYPE = "application/json; charset=utf-8"
+JSON_BODY = {"Content-Type": "application/json"}
 Seen = tuple[int, str, str | None, bytes]
 """(status, Content-Type, Retry-After, body) as they came over the wire."""
 
@@ -52,9 +53,11 @@ async def bridge(control: Control, info: SandboxInfo, tmp_path: Path) -> AsyncIt
         await started.stop()
 
 
-async def seen(bridge: Bridge, method: str, path: str, body: bytes = b"", /, **headers: str) -> Seen:
+async def seen(
+    bridge: Bridge, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> Seen:
     assert bridge.http is not None
-    async with bridge.http.request(method, bridge.base + path, data=body, headers=headers) as resp:
+    async with bridge.http.request(method, bridge.base + path, data=body, headers=headers or {}) as resp:
         return resp.status, resp.headers["Content-Type"], resp.headers.get("Retry-After"), await resp.read()
 
 
@@ -78,23 +81,23 @@ async def test_the_webhook_door_refuses_in_its_exact_words(bridge: tuple[Bridge,
         b'{"error": "bad_signature", "reason": "missing webhook-id, webhook-timestamp or webhook-signature header"}',
     )
     as_xml = signed(secret, body) | {"Content-Type": "application/xml"}
-    assert await seen(door, "POST", "/channels/webhook/app", body, **as_xml) == (
+    assert await seen(door, "POST", "/channels/webhook/app", body, as_xml) == (
         415,
         JSON_TYPE,
         None,
         b'{"error": "unsupported_media_type", "reason": "the body must be application/json"}',
     )
     no_text = json.dumps({"type": "message", "user": {"id": "ann"}, "meeting": "515151", "text": " "}).encode()
-    assert await seen(door, "POST", "/channels/webhook/app", no_text, **signed(secret, no_text)) == (
+    assert await seen(door, "POST", "/channels/webhook/app", no_text, signed(secret, no_text)) == (
         400,
         JSON_TYPE,
         None,
         b'{"error": "bad_request", "reason": "text: a message needs non-empty text"}',
     )
-    first = await seen(door, "POST", "/channels/webhook/slow", no_text, **signed(secret, no_text))
+    first = await seen(door, "POST", "/channels/webhook/slow", no_text, signed(secret, no_text))
     assert first[0] == 400
     status, content_type, retry_after, answer = await seen(
-        door, "POST", "/channels/webhook/slow", no_text, **signed(secret, no_text)
+        door, "POST", "/channels/webhook/slow", no_text, signed(secret, no_text)
     )
     assert (status, content_type, answer) == (
         429,
@@ -107,21 +110,15 @@ async def test_the_webhook_door_refuses_in_its_exact_words(bridge: tuple[Bridge,
 async def test_the_event_grid_doors_refuse_in_their_exact_words(bridge: tuple[Bridge, str]) -> None:
     door, _ = bridge
     unauthorized = (401, JSON_TYPE, None, b'{"error": "unauthorized", "reason": "missing or wrong code"}')
-    assert await seen(door, "POST", f"{EVENTS_PATH}?code=wrong", b"[]", **{"Content-Type": "application/json"}) == (
-        unauthorized
-    )
+    assert await seen(door, "POST", f"{EVENTS_PATH}?code=wrong", b"[]", JSON_BODY) == (unauthorized)
     assert await seen(door, "OPTIONS", f"{SMS_EVENTS_PATH}?code=wrong") == unauthorized
-    assert await seen(
-        door, "POST", f"{SMS_EVENTS_PATH}?code={SMS_SECRET}", b"[1]", **{"Content-Type": "application/json"}
-    ) == (
+    assert await seen(door, "POST", f"{SMS_EVENTS_PATH}?code={SMS_SECRET}", b"[1]", JSON_BODY) == (
         400,
         JSON_TYPE,
         None,
         b'{"error": "bad_request", "reason": "an event must be a JSON object"}',
     )
-    assert await seen(
-        door, "POST", f"{EVENTS_PATH}?code={CHAT_SECRET}", b"{", **{"Content-Type": "application/json"}
-    ) == (
+    assert await seen(door, "POST", f"{EVENTS_PATH}?code={CHAT_SECRET}", b"{", JSON_BODY) == (
         400,
         JSON_TYPE,
         None,
@@ -131,23 +128,21 @@ async def test_the_event_grid_doors_refuse_in_their_exact_words(bridge: tuple[Br
 
 async def test_the_admin_api_and_the_console_refuse_in_their_exact_words(bridge: tuple[Bridge, str]) -> None:
     door, _ = bridge
-    assert await seen(door, "GET", "/api/v1/meetings", Authorization="Bearer wrong") == (
+    assert await seen(door, "GET", "/api/v1/meetings", headers={"Authorization": "Bearer wrong"}) == (
         401,
         JSON_TYPE,
         None,
         b'{"error": "unauthorized", "reason": "the bearer token is not the operator token"}',
     )
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    assert await seen(door, "GET", "/api/v1/meetings/nope", **auth) == (
+    assert await seen(door, "GET", "/api/v1/meetings/nope", headers=auth) == (
         404,
         JSON_TYPE,
         None,
         b'{"error": "not_found", "reason": "no meeting \'nope\'"}',
     )
     bad_field = json.dumps({"link": "https://teams.microsoft.com/l/x", "colour": "red"}).encode()
-    status, content_type, retry_after, body = await seen(
-        door, "POST", "/api/v1/meetings", bad_field, **auth, **{"Content-Type": "application/json"}
-    )
+    status, content_type, retry_after, body = await seen(door, "POST", "/api/v1/meetings", bad_field, auth | JSON_BODY)
     # Extra fields follow error and reason.
     assert (status, content_type, retry_after) == (400, JSON_TYPE, None)
     assert body == b'{"error": "bad_request", "reason": "colour: not a field of a new meeting", "field": "colour"}'
@@ -164,8 +159,8 @@ async def test_a_draining_bridge_refuses_intake_in_its_exact_words(bridge: tuple
     door.app[DRAIN].begin("the bridge is stopping")
     body = json.dumps({"type": "join", "user": {"id": "ann"}, "meeting": "515151"}).encode()
     expected = (503, JSON_TYPE, "5", b'{"error": "shutting_down", "reason": "the bridge is stopping"}')
-    assert await seen(door, "POST", "/channels/webhook/app", body, **signed(secret, body)) == expected
-    assert await seen(door, "DELETE", "/api/v1/meetings/1", Authorization=f"Bearer {TOKEN}") == expected
+    assert await seen(door, "POST", "/channels/webhook/app", body, signed(secret, body)) == expected
+    assert await seen(door, "DELETE", "/api/v1/meetings/1", headers={"Authorization": f"Bearer {TOKEN}"}) == expected
 
 
 async def test_the_twilio_door_refuses_in_its_exact_words(control: Control, info: SandboxInfo, tmp_path: Path) -> None:

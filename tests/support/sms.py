@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from bot.channels.sms_acs import PATH as ACS_EVENTS_PATH
-from bot.channels.sms_acs import SMS_RECEIVED
-from bot.channels.sms_twilio import INBOUND_PATH as TWILIO_PATH
-from bot.channels.sms_twilio import STATUS_PATH as TWILIO_STATUS_PATH
+from bot.channels.sms.acs import PATH as ACS_EVENTS_PATH
+from bot.channels.sms.acs import SMS_RECEIVED
+from bot.channels.sms.twilio import INBOUND_PATH as TWILIO_PATH
+from bot.channels.sms.twilio import STATUS_PATH as TWILIO_STATUS_PATH
 from bot.config import MeetingConfig
 from bot.embedded import SMS_EVENT_TYPES, point_sandbox_twilio, subscribe_sandbox_events, twilio_on_sandbox
 from bot.models import Delivery, Direction, SessionState

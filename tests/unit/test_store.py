@@ -219,6 +219,21 @@ async def test_one_active_session_per_user_and_meeting(store: Store) -> None:
     assert len(await store.sessions()) == 4
 
 
+async def test_current_session_is_the_latest_active_one_in_any_meeting(store: Store) -> None:
+    await setup(store, "sms:+15550100")
+    await store.upsert_meeting(meeting("m-2", "654321"))
+    assert await store.current_session("sms:+15550100") is None
+    first = await store.create_session("sms:+15550100", "m-1", None)
+    second = await store.create_session("sms:+15550100", "m-2", None)
+    current = await store.current_session("sms:+15550100")
+    assert current is not None and current.id == second.id
+    await store.set_session_state(second.id, S.LEFT, "user")
+    current = await store.current_session("sms:+15550100")
+    assert current is not None and current.id == first.id
+    await store.set_session_state(first.id, S.ENDED)
+    assert await store.current_session("sms:+15550100") is None
+
+
 async def test_set_session_state_writes_an_event_per_transition(store: Store) -> None:
     await setup(store)
     session = await store.create_session("webhook:app/ann", "m-1", None)

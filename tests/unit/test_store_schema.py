@@ -16,11 +16,13 @@ import pytest
 import bot.store.postgres as postgres_backend
 import bot.store.sqlite as sqlite_backend
 from bot.errors import SchemaTooNewError
+from bot.sessions import ACTIVE
 from bot.store import PostgresStore, SqliteStore, Store, StoreUrl, store_for
+from bot.store.base import ACTIVE_SQL
 from bot.store.postgres.migrations import MIGRATIONS as PG_MIGRATIONS
 from bot.store.sqlite.migrations import MIGRATIONS
 from tests.support.postgres import PostgresServer
-from tests.unit.test_store import meeting, scalar
+from tests.unit.test_store import meeting, scalar, setup
 
 
 def backend(url: StoreUrl) -> ModuleType:
@@ -152,3 +154,21 @@ async def test_sqlite_statements_run_on_the_event_loops_thread(tmp_path: Any) ->
         assert await scalar(st, "SELECT thread_id()") == threading.get_ident()
     finally:
         await st.close()
+
+
+async def test_sqlite_active_session_lookups_search_the_partial_index_instead_of_scanning(tmp_path: Any) -> None:
+    store = await SqliteStore(tmp_path / "bridge.db").open()
+    await setup(store, "webhook:app/ann")
+    statements: list[str] = []
+    store._db._conn.set_trace_callback(statements.append)
+    try:
+        await store.active_session("webhook:app/ann", "m-1")
+        await store.current_session("webhook:app/ann")
+        assert len(statements) == 2
+        assert {state.strip(" '") for state in ACTIVE_SQL.strip("()").split(",")} == set(ACTIVE)
+        for sql in statements:
+            plan = " ".join(str(row[3]) for row in await store._all(f"EXPLAIN QUERY PLAN {sql}"))
+            assert "USING INDEX one_active_session" in plan, (sql, plan)
+    finally:
+        store._db._conn.set_trace_callback(None)
+        await store.close()

@@ -59,6 +59,7 @@ class PostgresStatements:
     # sessions -------------------------------------------------------------------------------------
     get_session = "SELECT * FROM sessions WHERE id=$1"
     active_session = f"SELECT * FROM sessions WHERE user_id=$1 AND meeting_id=$2 AND state IN {ACTIVE_SQL}"
+    current_session = f"SELECT * FROM sessions WHERE user_id=$1 AND state IN {ACTIVE_SQL} ORDER BY id DESC LIMIT 1"
     insert_session = """INSERT INTO sessions (user_id, meeting_id, state, identity_id, last_activity, created_at,
            updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7) RETURNING *"""
     insert_session_event = "INSERT INTO session_events (session_id, state, reason, at) VALUES ($1,$2,$3,$4)"

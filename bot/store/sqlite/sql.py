@@ -53,6 +53,7 @@ class SqliteStatements:
     # sessions -------------------------------------------------------------------------------------
     get_session = "SELECT * FROM sessions WHERE id=?"
     active_session = f"SELECT * FROM sessions WHERE user_id=? AND meeting_id=? AND state IN {ACTIVE_SQL}"
+    current_session = f"SELECT * FROM sessions WHERE user_id=? AND state IN {ACTIVE_SQL} ORDER BY id DESC LIMIT 1"
     insert_session = """INSERT INTO sessions (user_id, meeting_id, state, identity_id, last_activity, created_at,
            updated_at) VALUES (?,?,?,?,?,?,?) RETURNING *"""
     insert_session_event = "INSERT INTO session_events (session_id, state, reason, at) VALUES (?,?,?,?)"

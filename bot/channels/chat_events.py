@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from ..refusals import refuse
+from ..refusal import refuse
 from ..store import Store
 from .eventgrid import VALIDATION_EVENT, EventGridDoor, is_text
 
@@ -68,7 +68,7 @@ def read_chat_events(events: list[Any]) -> ChatEvents:
     return ChatEvents(None, list(threads), len(reasons))
 
 
-class AcsEventsDoor(EventGridDoor):
+class ChatEventsDoor(EventGridDoor):
     path = PATH
 
     def __init__(self, secret: str, store: Store, readers: ThreadPoke) -> None:

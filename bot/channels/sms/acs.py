@@ -9,11 +9,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import PermanentError, TransientError
-from ..phones import mask
-from ..refusals import refuse
-from .eventgrid import VALIDATION_EVENT, EventGridDoor, is_text
-from .sms_base import InboundSms, SmsReceiver
+from ...errors import PermanentError, TransientError
+from ...phones import mask
+from ...refusal import refuse
+from ..eventgrid import VALIDATION_EVENT, EventGridDoor, is_text
+from .base import InboundSms, SmsReceiver
 
 log = logging.getLogger(__name__)
 PATH = "/channels/acs-sms/events"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.refusals import refuse
+from bot.refusal import refuse
 
 
 def test_a_refusal_is_json_with_error_then_reason() -> None:

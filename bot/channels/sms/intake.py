@@ -8,14 +8,17 @@ import logging
 import uuid
 from typing import Any
 
-from .. import commands
-from ..channels.sms_base import InboundSms
-from ..config import SmsSection
-from ..models import Direction, ExternalUser, Meeting
-from ..phones import InvalidNumber, mask, matches, normalize
-from ..sessions import ACTIVE
-from ..store import NewDelivery, Store
-from .runtime import Relay
+from ... import commands
+from ...address import Address
+from ...config import SmsSection
+from ...models import Direction, ExternalUser, Meeting, Session
+from ...phones import InvalidNumber, mask, matches, normalize
+from ...relay.intake import Join, Message, Sender, Ticket
+from ...relay.outcomes import Accepted
+from ...relay.runtime import Relay
+from ...store import NewDelivery, Store
+from .base import InboundSms
+from .replies import chat_reply, join_reply
 
 log = logging.getLogger(__name__)
 # A report can overtake the send's own answer (the provider reports as it accepts the text, before the dispatcher
@@ -51,8 +54,9 @@ class SmsIntake:
         )
         self._relay.notify(user.id)
 
-    async def _done(self, channel: str, sms: InboundSms, what: str) -> None:
-        await self._store.record_inbound(channel, sms.provider_id, 200, {"handled": what}, None)
+    async def _done(self, ticket: Ticket, what: str) -> None:
+        """Note a text the intake did not keep, so that a redelivery of it is dropped too."""
+        await self._store.record_inbound(ticket.channel, ticket.provider_id, 200, {"handled": what}, None)
 
     async def delivery_report(self, provider_message_id: str, delivered: bool, detail: str | None) -> None:
         report = "delivered" if delivered else f"failed: {detail or 'no reason given'}"
@@ -79,41 +83,55 @@ class SmsIntake:
             self._late_reports -= 1
 
     async def receive(self, sms: InboundSms) -> None:
-        channel = f"sms:{sms.gateway}"
-        if await self._store.inbox_answer(channel, sms.provider_id) is not None:
+        ticket = await self._relay.intake.open(f"sms:{sms.gateway}", sms.provider_id)
+        if not isinstance(ticket, Ticket):
             return  # a repeat of a text already handled
         try:
             number = normalize(sms.from_number, strict=False)
         except InvalidNumber as exc:
             log.info("text from an invalid number %s dropped: %s", mask(sms.from_number), exc)
-            await self._done(channel, sms, "invalid number")
-            return
-        user_id = f"sms:{number}"
-        existing = await self._store.get_user(user_id)
-        user = existing or await self._store.upsert_user(user_id, "sms", f"Guest {number[-4:]}")
+            return await self._done(ticket, "invalid number")
+        address = Address.sms(number)
+        existing = await self._store.get_user(str(address))
+        user = existing or await self._store.upsert_user(str(address), address.channel, f"Guest {number[-4:]}")
         command = commands.parse(sms.text, opted_out=user.opted_out)
+        note = await self._screen(user, command)
+        if note is None:
+            note = await self._command(ticket, user, command)
+        if note is not None:
+            await self._done(ticket, note)
+
+    async def _screen(self, user: ExternalUser, command: commands.Command) -> str | None:
+        """STOP, START, and any text from an opted-out or refused number end here: what the inbox notes of them.
+        None for a command to carry out."""
         if isinstance(command, commands.Stop):
             await self._stop(user)
-            return await self._done(channel, sms, "stop")
+            return "stop"
         if isinstance(command, commands.Start):
             await self._store.update_user(user.id, opted_out=False)
             await self._reply(user, self._text("start"))
-            return await self._done(channel, sms, "start")
+            return "start"
         if user.opted_out:
             # Nothing is sent to an opted-out number; what it texts (other than START) is dropped.
-            return await self._done(channel, sms, "opted out")
+            return "opted out"
+        number = Address.of(user).handle
         if matches(number, self._settings.deny) or not matches(number, self._settings.allow) or user.blocked:
-            log.info("text from %s refused by the allow or deny list", mask(number))
+            log.info("text from %s refused by the allow or deny list", Address.of(user).masked)
             if self._settings.unknown_policy == "reply":
                 await self._reply(user, self._text("not_allowed"))
-            return await self._done(channel, sms, "not allowed")
+            return "not allowed"
+        return None
+
+    async def _command(self, ticket: Ticket, user: ExternalUser, command: commands.Command) -> str | None:
+        """Carry out a command; what the inbox notes of it, or None when the intake kept the text's outcome."""
+        if isinstance(command, commands.Join):
+            return await self._join(ticket, user, command.code)
+        if isinstance(command, commands.Chat):
+            return await self._chat(ticket, user, command.text)
         if isinstance(command, commands.Help):
             await self._reply(user, self._text("help"))
-        elif isinstance(command, commands.Join):
-            await self._join(channel, sms, user, command.code)
-            return
         elif isinstance(command, commands.Leave):
-            session = await self._active(user)
+            session = await self._store.current_session(user.id)
             if session is None:
                 await self._reply(user, self._text("no_session"))
             else:
@@ -121,49 +139,37 @@ class SmsIntake:
         elif isinstance(command, commands.Name):
             await self._name(user, command.name)
         elif isinstance(command, commands.Status):
-            await self._status(user)
-        else:
-            assert isinstance(command, commands.Chat)
-            await self._chat(channel, sms, user, command.text)
-            return
-        await self._done(channel, sms, type(command).__name__.lower())
-
-    async def _active(self, user: ExternalUser) -> Any:
-        sessions = [s for s in await self._store.sessions(states=ACTIVE) if s.user_id == user.id]
-        return sessions[-1] if sessions else None
+            session = await self._store.current_session(user.id)
+            await self._status(user, session.meeting_id if session else None, session.state.value if session else "")
+        return type(command).__name__.lower()
 
     async def _stop(self, user: ExternalUser) -> None:
-        session = await self._active(user)
+        session = await self._store.current_session(user.id)
         if session is not None:
             await self._relay.presence.leave(session, "stopped")
         # The one confirmation goes out even though the number is now opted out; nothing else will.
         await self._reply(user, self._text("stop"), always=True)
         await self._store.update_user(user.id, opted_out=True)
-        log.info("%s opted out", mask(user.id.removeprefix("sms:")))
+        log.info("%s opted out", Address.of(user).masked)
 
-    async def _join(self, channel: str, sms: InboundSms, user: ExternalUser, code: str | None) -> None:
+    async def _join(self, ticket: Ticket, user: ExternalUser, code: str | None) -> str | None:
         if code is None:
             invited = [m for m in await self._store.list_meetings() if invited_to(m, user.id)]
             if len(invited) != 1:
                 await self._reply(user, self._text("join_usage"))
-                return await self._done(channel, sms, "join usage")
+                return "join usage"
             code = invited[0].code
-        meeting = await self._relay.intake.find_meeting(code)
-        current = await self._active(user)
-        if meeting is not None and current is not None and current.meeting_id != meeting.id:
-            # One meeting at a time on a phone: joining another leaves the first, once the other lets them in.
-            if await self._relay.intake.refusal(user.id, code) is None:
-                await self._relay.presence.leave(current)
-        answer = await self._relay.intake.join(channel, sms.provider_id, user, code)
-        if answer.status == 404:
-            await self._reply(user, self._text("unknown_meeting", code=code))
-        elif answer.status == 403:
-            await self._reply(user, self._text("not_allowed"))
-        elif meeting is not None and current is not None and current.meeting_id == meeting.id:
-            # Already there, or on the way: no session change will announce anything, so say where they are.
-            await self._status(user)
-        if answer.status >= 300:
-            await self._done(channel, sms, "join refused")
+        # One meeting at a time on a phone: joining another leaves the first, once the other lets them in.
+        current = await self._store.current_session(user.id)
+        outcome = await self._relay.intake.submit(ticket, Sender(Address.of(user), user=user), Join(code, current))
+        reply = join_reply(outcome, current)
+        if reply.text == "status" and isinstance(outcome, Accepted) and current is not None:
+            await self._status(user, current.meeting_id, outcome.status)
+        elif reply.text == "unknown_meeting":
+            await self._reply(user, self._text(reply.text, code=code))
+        elif reply.text is not None:
+            await self._reply(user, self._text(reply.text))
+        return reply.note
 
     async def _name(self, user: ExternalUser, name: str) -> None:
         problem = commands.validate_name(name, self._settings.name_max_chars)
@@ -173,40 +179,38 @@ class SmsIntake:
         await self._store.update_user(user.id, display_name=name.strip())
         await self._reply(user, self._text("name_set", name=name.strip()))
 
-    async def _status(self, user: ExternalUser) -> None:
-        session = await self._active(user)
-        if session is None:
+    async def _status(self, user: ExternalUser, meeting_id: str | None, state: str) -> None:
+        if meeting_id is None:
             await self._reply(user, self._text("status_none"))
             return
-        meeting = await self._store.get_meeting(session.meeting_id)
+        meeting = await self._store.get_meeting(meeting_id)
         label = meeting.name if meeting is not None else "the meeting"
-        state = commands.describe_state(session.state.value)
-        await self._reply(user, self._text("status", meeting=label, state=state), session.meeting_id)
+        await self._reply(user, self._text("status", meeting=label, state=commands.describe_state(state)), meeting_id)
 
-    async def _chat(self, channel: str, sms: InboundSms, user: ExternalUser, text: str) -> None:
-        session = await self._active(user)
+    async def _chat(self, ticket: Ticket, user: ExternalUser, text: str) -> str | None:
+        session = await self._store.current_session(user.id)
         if session is None:
             await self._reply(user, self._text("no_session"))
-            return await self._done(channel, sms, "no session")
-        meeting = await self._store.get_meeting(session.meeting_id)
-        assert meeting is not None
-        answer = await self._relay.intake.message(channel, sms.provider_id, user, meeting.code, text)
-        if answer.status == 429:
-            # The gateway already took the text, so it cannot be refused like a webhook: it is marked seen (a
-            # redelivery stays dropped), not queued, and the phone is told, once until a text of theirs gets in.
-            busy = NewDelivery(
-                str(uuid.uuid4()),
-                Direction.OUTBOUND,
-                meeting.id,
-                user.id,
-                "notice",
-                {"text": BUSY_TEXT, "state": "busy"},
-                session_id=session.id,
-            )
-            if await self._store.add_notice_once(busy):
-                log.info("%s told the meeting is busy", mask(user.id.removeprefix("sms:")))
-                self._relay.notify(user.id)
-            await self._done(channel, sms, "busy")
-        elif answer.status >= 300:
-            await self._reply(user, self._text("no_session"), meeting.id)
-            await self._done(channel, sms, "not in call")
+            return "no session"
+        outcome = await self._relay.intake.submit(ticket, Sender(Address.of(user), user=user), Message(session, text))
+        reply = chat_reply(outcome)
+        if reply.busy:
+            await self._tell_busy(user, session)
+        elif reply.text is not None:
+            await self._reply(user, self._text(reply.text), session.meeting_id)
+        return reply.note
+
+    async def _tell_busy(self, user: ExternalUser, session: Session) -> None:
+        """Once until a text of theirs gets in: the notice stands for the whole busy spell."""
+        busy = NewDelivery(
+            str(uuid.uuid4()),
+            Direction.OUTBOUND,
+            session.meeting_id,
+            user.id,
+            "notice",
+            {"text": BUSY_TEXT, "state": "busy"},
+            session_id=session.id,
+        )
+        if await self._store.add_notice_once(busy):
+            log.info("%s told the meeting is busy", Address.of(user).masked)
+            self._relay.notify(user.id)

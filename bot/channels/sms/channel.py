@@ -9,15 +9,16 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from ..commands import reply
-from ..config import SmsSection
-from ..errors import ThrottledError, TransientError
-from ..models import Delivery, ExternalUser, Meeting
-from ..phones import mask
-from ..relay.pacing import Pacer
-from ..sms_text import combine, fit, segments
-from ..store import Store, utcnow
-from .sms_base import SmsGateway
+from ...address import Address
+from ...commands import reply
+from ...config import SmsSection
+from ...errors import ThrottledError, TransientError
+from ...models import Delivery, ExternalUser, Meeting
+from ...phones import mask
+from ...relay.pacing import Pacer
+from ...sms_text import combine, fit, segments
+from ...store import Store, utcnow
+from .base import SmsGateway
 
 log = logging.getLogger(__name__)
 HOUR = timedelta(hours=1)
@@ -120,7 +121,7 @@ class SmsChannel:
 
     async def deliver(self, user: ExternalUser, meeting: Meeting | None, deliveries: list[Delivery]) -> str | None:
         head = deliveries[0]
-        number = user.id.removeprefix("sms:")
+        number = Address.of(user).handle
         parts = self._parts(meeting, deliveries)
         if not parts:
             return None

@@ -15,11 +15,11 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import aiohttp
 from aiohttp import web
 
-from ..errors import AuthError, PermanentError, TransientError, from_status, parse_retry_after
-from ..phones import mask
-from ..refusals import refuse
-from .bodies import read_body
-from .sms_base import InboundSms, SmsReceiver
+from ...errors import AuthError, PermanentError, TransientError, from_status, parse_retry_after
+from ...phones import mask
+from ...refusal import refuse
+from ..bodies import read_body
+from .base import InboundSms, SmsReceiver
 
 log = logging.getLogger(__name__)
 
