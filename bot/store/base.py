@@ -125,10 +125,10 @@ class StoreBase:
         raise NotImplementedError
 
     async def _serialize(self, tx: Tx, *keys: str) -> None:
-        """Lock `keys` (meeting:<id>, user:<id>) until the transaction ends; always in the order given."""
+        """Lock `keys` (meeting:<id>, user:<id>) until the transaction ends, in the order given: a meeting's before
+        its user's, always, so two transactions never wait for each other in a circle."""
         if self.sql.serialize is not None:
-            for key in keys:
-                await tx.run(self.sql.serialize, (key,))
+            await tx.run(self.sql.serialize, (list(keys),))
 
     async def _insert_deliveries(self, tx: Tx, items: Iterable[NewDelivery]) -> None:
         now = _ts(utcnow())

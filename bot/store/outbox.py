@@ -50,8 +50,7 @@ class OutboxStore(StoreBase):
         inbound messages waiting. Counted inside the write transaction, after its meeting and user are serialized,
         so concurrent requests cannot overshoot."""
         async with self.transaction() as tx:
-            limited = delivery is not None and (max_meeting is not None or max_user is not None)
-            if delivery is not None and limited:
+            if delivery is not None and (max_meeting is not None or max_user is not None):
                 await self._serialize(tx, f"meeting:{delivery.meeting_id}", f"user:{delivery.user_id}")
             # The id first: of concurrent repeats one inserts it, and the others (waiting on its row) see its answer.
             now = _ts(utcnow())
@@ -68,15 +67,10 @@ class OutboxStore(StoreBase):
     async def _check_backlog(
         self, tx: Tx, delivery: NewDelivery, max_meeting: int | None, max_user: int | None
     ) -> None:
-        for scope, sql, key, limit in (
-            ("meeting", self.sql.waiting_for_meeting, delivery.meeting_id, max_meeting),
-            ("user", self.sql.waiting_for_user, delivery.user_id, max_user),
-        ):
-            if limit is None:
-                continue
-            row = await tx.one(sql, (key, delivery.direction.value))
-            count = int(row[0]) if row else 0
-            if count < limit:
+        row = await tx.one(self.sql.waiting, (delivery.meeting_id, delivery.user_id, delivery.direction.value))
+        counts = (int(row[0]), int(row[1])) if row else (0, 0)
+        for scope, count, limit in (("meeting", counts[0], max_meeting), ("user", counts[1], max_user)):
+            if limit is None or count < limit:
                 continue
             head = await tx.one(self.sql.meeting_head_due, (delivery.meeting_id, delivery.direction.value))
             raise BacklogFull(scope, count, _dt(head[0]) if head else None)

@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 class Statements(Protocol):
     serialize: str | None
-    """(key): lock the key until the transaction ends; None where transactions already run one at a time."""
+    """(list of keys): lock each, in order, until the transaction ends; None where transactions already run one
+    at a time."""
 
     # meetings and users
     upsert_meeting: str
@@ -73,9 +74,8 @@ class Statements(Protocol):
     """(channel, provider_id)"""
     insert_inbox: str
     """(channel, provider_id, status, answer, received_at); touches no row when the id is known."""
-    waiting_for_meeting: str
-    """(meeting_id, direction): pending or held."""
-    waiting_for_user: str
+    waiting: str
+    """(meeting_id, user_id, direction): how many of the meeting's, and of the user's, are pending or held."""
     meeting_head_due: str
     """(meeting_id, direction): next_attempt_at of the oldest pending."""
     notice_told_and_accepted: str

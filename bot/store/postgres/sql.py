@@ -17,9 +17,10 @@ def _marks(start: int, count: int) -> list[str]:
 
 
 class PostgresStatements:
-    # Transaction-scoped: released at commit or rollback, so a lock cannot outlive the work it guards. The key is
-    # hashed to the 64-bit lock space; two keys that collide only wait for each other.
-    serialize: str | None = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+    # Transaction-scoped: released at commit or rollback, so a lock cannot outlive the work it guards. Each key is
+    # hashed to the 64-bit lock space (two keys that collide only wait for each other), taken in the array's order,
+    # all in one round trip.
+    serialize: str | None = "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k"
 
     # meetings and users ---------------------------------------------------------------------------
     upsert_meeting = """INSERT INTO meetings (id, code, name, link, thread_id, join_meeting_id, passcode, organizer_id,
@@ -89,10 +90,9 @@ class PostgresStatements:
     inbox_answer = "SELECT status, answer FROM inbox WHERE channel=$1 AND provider_id=$2"
     insert_inbox = """INSERT INTO inbox (channel, provider_id, status, answer, received_at) VALUES ($1,$2,$3,$4,$5)
            ON CONFLICT DO NOTHING"""
-    waiting_for_meeting = (
-        "SELECT COUNT(*) FROM outbox WHERE meeting_id=$1 AND direction=$2 AND state IN ('pending','held')"
-    )
-    waiting_for_user = "SELECT COUNT(*) FROM outbox WHERE user_id=$1 AND direction=$2 AND state IN ('pending','held')"
+    waiting = """SELECT
+             (SELECT COUNT(*) FROM outbox WHERE meeting_id=$1 AND direction=$3 AND state IN ('pending','held')),
+             (SELECT COUNT(*) FROM outbox WHERE user_id=$2 AND direction=$3 AND state IN ('pending','held'))"""
     meeting_head_due = """SELECT next_attempt_at FROM outbox WHERE meeting_id=$1 AND direction=$2 AND state='pending'
            ORDER BY seq LIMIT 1"""
     notice_told_and_accepted = """SELECT

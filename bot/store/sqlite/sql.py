@@ -80,10 +80,9 @@ class SqliteStatements:
            next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"""
     inbox_answer = "SELECT status, answer FROM inbox WHERE channel=? AND provider_id=?"
     insert_inbox = "INSERT OR IGNORE INTO inbox (channel, provider_id, status, answer, received_at) VALUES (?,?,?,?,?)"
-    waiting_for_meeting = (
-        "SELECT COUNT(*) FROM outbox WHERE meeting_id=? AND direction=? AND state IN ('pending','held')"
-    )
-    waiting_for_user = "SELECT COUNT(*) FROM outbox WHERE user_id=? AND direction=? AND state IN ('pending','held')"
+    waiting = """SELECT
+             (SELECT COUNT(*) FROM outbox WHERE meeting_id=?1 AND direction=?3 AND state IN ('pending','held')),
+             (SELECT COUNT(*) FROM outbox WHERE user_id=?2 AND direction=?3 AND state IN ('pending','held'))"""
     meeting_head_due = (
         "SELECT next_attempt_at FROM outbox WHERE meeting_id=? AND direction=? AND state='pending' ORDER BY seq LIMIT 1"
     )
