@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 import re
 import tomllib
@@ -27,7 +28,7 @@ from pydantic import (
 from .errors import ConfigError
 from .formatting import validate_template
 from .links import JoinLinkError, parse_join_link
-from .models import IdentityMode
+from .models import DEPRECATED_SHARED, IdentityMode
 from .phones import check_pattern
 from .store_url import StoreUrl, StoreUrlError, parse_store_url
 
@@ -340,11 +341,21 @@ class MeetingConfig(_Section):
     """The short join code SMS users text; generated when absent."""
     name: str | None = None
     identity_mode: IdentityMode = IdentityMode.PER_USER
+    """per_user, or shared (one identity per meeting speaks for everyone); "relay" is read as shared, with a warning."""
     display_name_template: str = "{name} ({channel})"
     sms_segment_cap: int | None = Field(None, ge=1, le=10)
     """Overrides sms.segment_cap for this meeting."""
     allow: list[str] = Field(default_factory=lambda: ["*"])
     """Who may join: addresses or patterns such as webhook:demo/*, sms:+1555*; * for anyone."""
+
+    @field_validator("identity_mode", mode="before")
+    @classmethod
+    def _old_mode_name(cls, value: object) -> object:
+        if value == DEPRECATED_SHARED:
+            logging.getLogger(__name__).warning(
+                'identity_mode "relay" is now called "shared"; the old name still works but will be dropped'
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> MeetingConfig:

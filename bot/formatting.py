@@ -309,8 +309,8 @@ def display_name(template: str, *, name: str, channel: str) -> str:
     return _sanitise_name(filled)
 
 
-def relay_prefix(name: str, text: str) -> str:
-    """`"Name: text"` for relay mode; a name with nothing visible left leaves the text unprefixed."""
+def speaker_prefix(name: str, text: str) -> str:
+    """`"Name: text"` for the shared identity mode; a name with nothing visible left leaves the text unprefixed."""
     clean = _sanitise_name(name)
     return f"{clean}: {text}" if clean else text
 

@@ -18,8 +18,22 @@ class SessionState(StrEnum):
 
 
 class IdentityMode(StrEnum):
+    """Who speaks for an external user in a meeting: their own ACS identity and call leg (per_user), or one identity
+    and leg per meeting for everyone, each message prefixed with its sender's name (shared)."""
+
     PER_USER = "per_user"
-    RELAY = "relay"
+    SHARED = "shared"
+    RELAY = "shared"
+    """The old name of SHARED, kept while code written before the rename is merged."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> IdentityMode | None:
+        # "relay" named the shared mode until the word also meant the relay package and its runtime object: it is
+        # still read from configuration files, the admin API and meetings stored before the rename.
+        return cls.SHARED if value == DEPRECATED_SHARED else None
+
+
+DEPRECATED_SHARED = "relay"
 
 
 class CallState(StrEnum):

@@ -39,7 +39,11 @@ _NAME = {
     "pattern": rf"^[^{NAME_REFUSED_CHARACTERS}]*[^\s{NAME_REFUSED_CHARACTERS}][^{NAME_REFUSED_CHARACTERS}]*$",
     "description": "One line of visible text: no controls, line separators or bidi overrides",
 }
-_MODE = {"type": "string", "enum": [m.value for m in IdentityMode]}
+_MODE = {
+    "type": "string",
+    "enum": [m.value for m in IdentityMode],
+    "description": 'per_user, or shared: one identity per meeting for all ("relay", its old name, is read as shared)',
+}
 _TIME = _nullable("string", format="date-time")
 
 SCHEMAS: dict[str, Schema] = {

@@ -40,7 +40,7 @@ class IdentityBroker:
             log.info("created ACS identity for a %s user", user.channel)
             return identity
 
-    async def for_relay(self, meeting: Meeting) -> str:
+    async def for_meeting(self, meeting: Meeting) -> str:
         async with self._lock:
             fresh = await self._store.get_meeting(meeting.id)
             if fresh is not None and fresh.relay_identity:
@@ -48,7 +48,7 @@ class IdentityBroker:
             identity = await self._api.create_identity()
             self._ours.add(identity)
             await self._store.update_meeting(meeting.id, relay_identity=identity)
-            log.info("created the relay identity of meeting %s", meeting.id)
+            log.info("created the shared identity of meeting %s", meeting.id)
             return identity
 
     async def token(self, identity_id: str) -> str:

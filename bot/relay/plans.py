@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from ..backoff import Backoff
 from ..config import RelaySection
 from ..errors import NotInCallError, PermanentError, ThrottledError, TransientError
-from ..formatting import html_to_text, merge_texts, relay_prefix, text_to_html
+from ..formatting import html_to_text, merge_texts, speaker_prefix, text_to_html
 from ..models import (
     ChatMessageView,
     Delivery,
@@ -130,7 +130,7 @@ def unsendable(meeting: Meeting | None, session: Session | None) -> Finish | Non
 
 def prefix_for(meeting: Meeting, user: ExternalUser | None, user_id: str) -> str | None:
     """The name a relayed message starts with: the sender's, when one identity speaks for everyone (relay mode)."""
-    if meeting.identity_mode != IdentityMode.RELAY:
+    if meeting.identity_mode != IdentityMode.SHARED:
         return None
     return user.display_name if user is not None else user_id
 
@@ -139,7 +139,7 @@ def chat_html(batch: Sequence[Delivery], prefix: str | None) -> str:
     """The one chat message (HTML) that carries these rows into the thread."""
     texts = [str(r.body.get("text", "")) for r in batch]
     text = merge_texts(texts) if len(texts) > 1 else texts[0]
-    return text_to_html(relay_prefix(prefix, text) if prefix is not None else text)
+    return text_to_html(speaker_prefix(prefix, text) if prefix is not None else text)
 
 
 def merges(head: Delivery, paced: bool, waiting: int, merge_backlog: int) -> bool:
@@ -208,7 +208,7 @@ class TeamsMessage:
 
 def reader_of(meeting: Meeting, sessions: Sequence[Session]) -> str | None:
     """The identity that reads the thread: the meeting's own in relay mode, else the first one in the call."""
-    relay = meeting.relay_identity if meeting.identity_mode == IdentityMode.RELAY else None
+    relay = meeting.relay_identity if meeting.identity_mode == IdentityMode.SHARED else None
     return relay or sessions[0].identity_id
 
 

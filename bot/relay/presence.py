@@ -24,7 +24,7 @@ from .identities import IdentityBroker
 from .ports import CallConnector
 
 log = logging.getLogger(__name__)
-RELAY_SPEAKER = "External guests"
+SHARED_SPEAKER = "External guests"
 MAX_REJOINS = 5
 HEALTHY_AFTER_S = 60.0
 """A leg connected this long has recovered: its earlier drops no longer count toward MAX_REJOINS."""
@@ -55,8 +55,8 @@ def channel_label(user: ExternalUser) -> str:
 
 def speaker_name(meeting: Meeting, user: ExternalUser | None) -> str:
     """The name Teams shows for the identity speaking for this user in this meeting."""
-    if meeting.identity_mode == IdentityMode.RELAY or user is None:
-        return RELAY_SPEAKER
+    if meeting.identity_mode == IdentityMode.SHARED or user is None:
+        return SHARED_SPEAKER
     return display_name(meeting.display_name_template, name=user.display_name, channel=channel_label(user))
 
 
@@ -92,8 +92,8 @@ class Presence:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def identity_for(self, user: ExternalUser, meeting: Meeting) -> str:
-        if meeting.identity_mode == IdentityMode.RELAY:
-            return await self._broker.for_relay(meeting)
+        if meeting.identity_mode == IdentityMode.SHARED:
+            return await self._broker.for_meeting(meeting)
         return await self._broker.for_user(user)
 
     async def join(self, user: ExternalUser, meeting: Meeting) -> Session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import os
 import re
@@ -97,7 +98,7 @@ def test_example_validates(example_env: dict[str, str]) -> None:
     assert long.link and "/l/meetup-join/" in long.link and long.graph_meeting_id is None
     assert short.link and "/meet/" in short.link and short.organizer_id
     assert graph.link is None and graph.graph_meeting_id and graph.organizer_id
-    assert {m.identity_mode for m in s.meetings} == {IdentityMode.PER_USER, IdentityMode.RELAY}
+    assert {m.identity_mode for m in s.meetings} == {IdentityMode.PER_USER, IdentityMode.SHARED}
     assert all(m.code and m.name for m in s.meetings)
     assert short.allow == ["webhook:app/*", "sms:+1555*"]
     # Secrets never show in a repr or a dump.
@@ -375,7 +376,7 @@ INVALID = [
     (MEETING + MEETING + 'code = "12"', "meetings.1.code"),
     (MEETING + 'code = "12ab56"', "meetings.0.code"),
     (MEETING + "code = 123456", "meetings.0.code"),
-    (MEETING + 'identity_mode = "shared"', "meetings.0.identity_mode"),
+    (MEETING + 'identity_mode = "solo"', "meetings.0.identity_mode"),
     (MEETING + 'display_name_template = "{name} {email}"', "meetings.0.display_name_template"),
     (MEETING + 'display_name_template = "{name!r}"', "meetings.0.display_name_template"),
     (MEETING + 'display_name_template = "{name"', "meetings.0.display_name_template"),
@@ -625,3 +626,14 @@ def test_twilio_beyond_loopback_needs_its_public_url(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path, twilio, "loopback.toml"), {}).sms.gateway == "twilio"
     public = twilio + 'public_url = "https://bridge.example.com/channels/twilio-sms"\n'
     assert load_settings(write(tmp_path, '[bridge]\nhost = "0.0.0.0"\n' + public, "public.toml"), {}).twilio.public_url
+
+
+def test_the_shared_identity_mode_is_still_read_under_its_old_name(caplog: pytest.LogCaptureFixture) -> None:
+    # Meetings stored and files written before the rename say "relay".
+    assert IdentityMode("relay") is IdentityMode.SHARED
+    with caplog.at_level(logging.WARNING, logger="bot.config"):
+        meeting = MeetingConfig.model_validate({"link": LONG_LINK, "identity_mode": "relay"})
+    assert meeting.identity_mode is IdentityMode.SHARED
+    assert any('"relay" is now called "shared"' in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError):
+        IdentityMode("relayed")

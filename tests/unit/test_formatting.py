@@ -15,7 +15,7 @@ from bot.formatting import (
     display_name,
     html_to_text,
     merge_texts,
-    relay_prefix,
+    speaker_prefix,
     text_to_html,
     validate_template,
 )
@@ -378,12 +378,14 @@ def test_display_name_is_one_clean_line(name: str, channel: str) -> None:
         ("\x00 \n", "x", "x"),
     ],
 )
-def test_relay_prefix(name: str, text: str, expected: str) -> None:
-    assert relay_prefix(name, text) == expected
+def test_speaker_prefix(name: str, text: str, expected: str) -> None:
+    assert speaker_prefix(name, text) == expected
 
 
-def test_relay_prefix_is_escaped_downstream() -> None:
-    assert text_to_html(relay_prefix('<at id="0">Boss</at>', "hi")) == "&lt;at id=&quot;0&quot;&gt;Boss&lt;/at&gt;: hi"
+def test_speaker_prefix_is_escaped_downstream() -> None:
+    assert (
+        text_to_html(speaker_prefix('<at id="0">Boss</at>', "hi")) == "&lt;at id=&quot;0&quot;&gt;Boss&lt;/at&gt;: hi"
+    )
 
 
 @pytest.mark.parametrize(
