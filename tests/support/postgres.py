@@ -28,7 +28,7 @@ def binaries() -> Path | None:
     return next((d for d in BIN_DIRS if (d / "initdb").exists() and (d / "pg_ctl").exists()), None)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -48,7 +48,7 @@ class PostgresServer:
         self.bin = found
         self.root = Path(tempfile.mkdtemp(prefix="bridge-pg-"))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.password = secrets.token_urlsafe(18)
         self._as_root = os.geteuid() == 0
         self._databases = 0

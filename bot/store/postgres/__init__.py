@@ -36,6 +36,12 @@ _AWAY: tuple[type[BaseException], ...] = (
 )
 # Also a connection the pool handed out that turns out closed: the database went away while it sat idle.
 _AWAY_OR_CLOSED: tuple[type[BaseException], ...] = (*_AWAY, asyncpg.InterfaceError)
+# At open, also a refused password or a database that does not exist: the bridge cannot start on it.
+_CANNOT_OPEN: tuple[type[BaseException], ...] = (
+    *_AWAY_OR_CLOSED,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+)
 _Conn = asyncpg.Connection | PoolConnectionProxy
 
 
@@ -122,27 +128,29 @@ class PostgresStore(Store):
     async def open(self) -> Self:
         url = self.url
         sslmode = cast(Literal["disable", "prefer", "allow", "require", "verify-ca", "verify-full"] | None, url.sslmode)
+        self._pool = asyncpg.create_pool(
+            host=url.host,
+            port=url.port,
+            user=url.user,
+            password=url.password,
+            database=url.database,
+            ssl=sslmode,
+            # No floor: the pool would refill one in the background through an outage, logging each failure.
+            min_size=0,
+            max_size=url.pool_size,
+            timeout=CONNECT_TIMEOUT_S,
+            command_timeout=COMMAND_TIMEOUT_S,
+            init=_exchange_timestamps_as_text,
+            reset=_reset,
+            server_settings={"TimeZone": "UTC", "DateStyle": "ISO", "application_name": "meeting-bridge"},
+        )
         try:
-            self._pool = await asyncpg.create_pool(
-                host=url.host,
-                port=url.port,
-                user=url.user,
-                password=url.password,
-                database=url.database,
-                ssl=sslmode,
-                min_size=0,
-                max_size=url.pool_size,
-                timeout=CONNECT_TIMEOUT_S,
-                command_timeout=COMMAND_TIMEOUT_S,
-                init=_exchange_timestamps_as_text,
-                reset=_reset,
-                server_settings={"TimeZone": "UTC", "DateStyle": "ISO", "application_name": "meeting-bridge"},
-            )
-        except (*_AWAY, asyncpg.PostgresError) as exc:  # type: ignore[misc]
+            await self._pool
+            await self._migrate()
+        except _CANNOT_OPEN as exc:
+            await self._pool.close()
             # The driver's words name the host, the user and the database at most, never the password.
             raise StoreUnavailableError(f"cannot open the store {url}: {type(exc).__name__}: {exc}") from None
-        try:
-            await self._migrate()
         except BaseException:
             await self._pool.close()
             raise
