@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import re
 import tempfile
 import time
@@ -193,6 +194,9 @@ async def main(messages: int, url: str | None, concurrency: int) -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for name in ("sqlite", "asyncpg", "psycopg"):
+                if name == "psycopg" and importlib.util.find_spec("psycopg_pool") is None:
+                    print("psycopg  not installed: pip install -e '.[bench]'")
+                    continue
                 if name == "sqlite":
                     store: Store = SqliteStore(Path(tmp) / f"{uuid.uuid4().hex}.db")
                 else:
