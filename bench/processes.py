@@ -145,6 +145,10 @@ class BridgeConfig:
     """Event Grid's tries per event (the sandbox's default when None; Azure's own default is 30)."""
     store_url: str | None = None
     """bridge.store_url; None: SQLite in state_dir."""
+    connector: str = "sandbox"
+    """calls.connector; "browser" runs the sandbox's stand-in Calling SDK in the bridge's headless Chromium."""
+    browser: dict[str, Any] = field(default_factory=dict)
+    """calls.browser settings, for the browser connector."""
 
     @property
     def base(self) -> str:
@@ -158,7 +162,8 @@ class BridgeConfig:
             "BRIDGE__BRIDGE__LOG_LEVEL": self.log_level,
             "BRIDGE__ACS__CONNECTION_STRING": sandbox["connectionString"],
             "BRIDGE__ACS__CA_FILE": sandbox["caFile"],
-            "BRIDGE__CALLS__CONNECTOR": "sandbox",
+            "BRIDGE__CALLS__CONNECTOR": self.connector,
+            "BRIDGE__CALLS__BROWSER": json.dumps(self.browser),
             "BRIDGE__CALLS__SANDBOX_ENDPOINT": sandbox["endpoint"],
             "BRIDGE__SANDBOX__ENABLED": "never",
             "BRIDGE__WEBHOOK_CLIENTS": json.dumps(self.clients),

@@ -17,6 +17,8 @@ from .acs.identity import IdentityService
 from .acs.sms import AcsSmsGateway
 from .admin import add_admin_api, add_console
 from .calls.base import CallConnector
+from .calls.browser import browser_connector
+from .calls.choice import connector_kind
 from .calls.client_reported import ClientReportedConnector
 from .calls.sandbox import SandboxCallConnector, access_key_of
 from .channels.chat_events import ChatEventsDoor
@@ -31,6 +33,7 @@ from .config import SETTINGS, Settings
 from .drain import DRAIN, Drain, drain_middleware
 from .meetings import REGISTRY, MeetingRegistry
 from .metrics import METRICS, CountingTokens, Metrics
+from .readiness import CachedCheck
 from .relay.ports import Channel
 from .relay.runtime import RELAY, Relay
 from .store import STORE, Store, store_for
@@ -38,6 +41,8 @@ from .unavailable import store_unavailable_middleware
 
 log = logging.getLogger(__name__)
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
+ACS_CHECK: web.AppKey[CachedCheck] = web.AppKey("acs_check")
+"""Whether ACS answers, for /readyz: asked at most once every few seconds however often it is called."""
 CLIENT_TIMEOUT_S = 30
 
 Lifetime = Callable[[web.Application], AsyncIterator[None]]
@@ -80,9 +85,9 @@ def _sms_gateway(settings: Settings, session: aiohttp.ClientSession) -> SmsGatew
 
 
 def _connector(settings: Settings, endpoint: str, session: aiohttp.ClientSession) -> CallConnector:
-    kind = settings.calls.connector
-    if kind == "auto":
-        kind = "sandbox" if settings.use_sandbox or settings.calls.sandbox_endpoint else "client_reported"
+    kind = connector_kind(settings)
+    if kind == "browser":
+        return browser_connector(settings, endpoint)
     if kind == "sandbox":
         calls = settings.calls.sandbox_endpoint or endpoint
         secret = settings.acs.connection_string
@@ -160,7 +165,7 @@ async def _ready(request: web.Request) -> web.Response:
     channels = {"webhook": bool(settings.webhook_clients), "sms": settings.sms.gateway != "none"}
     checks = {
         "store": await app[STORE].writable(),
-        "acs": await _acs_reachable(app),
+        "acs": await app[ACS_CHECK](),
         "channels": any(channels.values()),
     }
     ready = all(checks.values())
@@ -242,7 +247,7 @@ class Parts:
             _running(self.store.open, self.store.close),
             _closing(self.identities.close),
             _closing(self.chat.close),
-            _closing(self.connector.close),
+            _running(self.connector.start, self.connector.close),
         ]
         if self.graph is not None:
             lifetimes.append(_closing(self.graph.close))
@@ -275,6 +280,7 @@ def create_app(settings: Settings, *, extra_routes: Iterable[web.RouteDef] = ())
     app[STORE] = parts.store
     app[RELAY] = parts.relay
     app[REGISTRY] = parts.registry
+    app[ACS_CHECK] = CachedCheck(lambda: _acs_reachable(app))
     app.cleanup_ctx.extend(parts.lifetimes())
     if settings.admin.token is not None:
         # No token, no API and no console: their routes are not even registered.

@@ -17,12 +17,14 @@ from aiohttp import web
 from .admin_commands import COMMANDS as ADMIN_COMMANDS
 from .admin_commands import add_parsers as add_admin_parsers
 from .admin_commands import run as run_admin
+from .calls.choice import describe_connector
 from .config import Settings, load_settings
 from .drain import DRAIN
 from .embedded import EmbeddedSandbox
 from .errors import ConfigError, SchemaTooNewError
 from .relay.runtime import RELAY
 from .sandbox import Sandbox, SandboxInfo
+from .server import BoundedRunner, BoundedSite
 from .store import StoreUnavailableError
 from .tools import phone, webhook_inbox, webhook_send
 
@@ -152,6 +154,7 @@ def _banner(
     settings: Settings, base: str, info: SandboxInfo | None, demo: Demo | None, admin_token: str | None = None
 ) -> str:
     lines = [f"bridge ready at {base}", f"  webhook door:  {base}/channels/webhook/<client>"]
+    lines.append(f"  calls:         {describe_connector(settings)}")
     if info is not None:
         lines.append(f"  sandbox:       {info.endpoint} (control {info.control_url}, pages {info.endpoint}sandbox/ui/)")
     if settings.admin.token is not None:
@@ -207,11 +210,11 @@ async def run_bridge(config: Path | None) -> int:
     if embedded is not None:
         settings = await embedded.start()
     app = create_app(settings, extra_routes=embedded.routes() if embedded is not None else ())
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=SERVER_SHUTDOWN_S)
+    runner = BoundedRunner(app, settings.http, access_log=None, shutdown_timeout=SERVER_SHUTDOWN_S)
     try:
         try:
             await runner.setup()
-            await web.TCPSite(runner, settings.bridge.host, settings.bridge.port).start()
+            await BoundedSite(runner, settings.bridge.host, settings.bridge.port).start()
         except SchemaTooNewError as exc:
             print(f"store error: {exc}", file=sys.stderr)
             return EXIT_CONFIG

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from . import graph_ids
 from .errors import ConfigError
 from .formatting import validate_template
 from .links import JoinLinkError, parse_join_link
@@ -121,6 +122,25 @@ class BridgeSection(_Section):
             raise ValueError(str(exc)) from None
 
 
+class HttpSection(_Section):
+    """The bridge's HTTP server: how long each stage of a request may take, and how many connections one address
+    may hold. A client too slow for them gets 408 (or, idle, a closed connection) and costs no more than its
+    socket meanwhile."""
+
+    head_timeout_s: float = Field(10.0, gt=0, le=300)
+    """From a request's first byte to the end of its head (request line and headers)."""
+    body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    """From the end of the head to the end of the body (every door's bodies are at most 1 MiB)."""
+    idle_timeout_s: float = Field(75.0, gt=0, le=3600)
+    """How long a connection may stay open with no request under way: a new one before its first byte, and one
+    kept alive between requests. Longer than a load balancer's own idle timeout (60 s for AWS's), so the balancer
+    is the one that closes and never sends on a connection the bridge is closing."""
+    max_connections_per_peer: int = Field(256, ge=0, le=1_000_000)
+    """Connections one address (an IPv6 /64) may hold open at once; a further one is answered 503 and closed.
+    0: no cap. Keep it well below the process's open-file limit (ulimit -n), so one address cannot take them all.
+    Behind a reverse proxy every connection comes from the proxy: raise it to the proxy's pool, or 0."""
+
+
 class AcsSection(_Section):
     connection_string: SecretStr | None = None
     ca_file: str | None = None
@@ -165,11 +185,47 @@ class GraphSection(_Section):
         return bool(self.tenant_id and self.client_id and self.client_secret)
 
 
+class BrowserSection(_Section):
+    """The browser connector: Microsoft's Calling SDK in one headless Chromium per bridge process."""
+
+    chromium: str = "/usr/bin/chromium"
+    """The Chromium to run (Debian's package); Playwright drives it, no browser is downloaded."""
+    sdk: str = "auto"
+    """Which Calling SDK the joiner page loads: real (the bundled @azure/communication-calling, `make joiner`),
+    an http(s) URL of an ES module with its API, or auto: the sandbox's stand-in on the sandbox, else real."""
+    legs_per_page: int = Field(10, ge=1, le=100)
+    """Call legs (one CallClient and CallAgent each) one page holds; a page is closed once it holds none."""
+    max_legs: int = Field(100, ge=1, le=10_000)
+    """Call legs one bridge process holds at most; a join beyond it fails and its user is told why."""
+    join_timeout_s: float = Field(90.0, gt=0, le=600)
+    """How long a join may take to reach the lobby or the call (the SDK gives group call set-up 85 s)."""
+    page_timeout_s: float = Field(30.0, gt=0, le=300)
+    """How long a new page may take to load and import the SDK."""
+    heartbeat_s: float = Field(2.0, gt=0, le=60)
+    """How often every page is asked whether it still answers; a hung page is given up within this plus the
+    heartbeat timeout."""
+    heartbeat_timeout_s: float = Field(5.0, gt=0, le=120)
+    args: list[str] = Field(default_factory=list)
+    """More Chromium switches, after the bridge's own (a proxy, or --host-resolver-rules to keep it on loopback)."""
+    user_agent: str | None = None
+    """A user agent for the pages; none: Chromium's own ("HeadlessChrome", which the SDK calls unsupported but
+    which worked in every trial)."""
+
+    @field_validator("sdk")
+    @classmethod
+    def _sdk(cls, value: str) -> str:
+        if value not in ("auto", "real") and not re.match(r"^https?://[^\s/]+/\S*$", value):
+            raise ValueError("must be auto, real or an http(s) URL of the SDK module")
+        return value
+
+
 class CallsSection(_Section):
-    connector: Literal["auto", "sandbox", "client_reported"] = "auto"
-    """auto: the sandbox's call API when the bridge runs on the sandbox, else client-reported."""
+    connector: Literal["auto", "sandbox", "client_reported", "browser"] = "auto"
+    """auto: the sandbox's call API when the bridge runs on the sandbox, else client-reported; browser: the
+    Calling SDK in headless Chromium (the only way into a real Teams meeting call; calls.browser)."""
     sandbox_endpoint: str | None = None
     """Where the sandbox's call API lives when it is not the ACS endpoint."""
+    browser: BrowserSection = Field(default_factory=BrowserSection)
 
 
 class EventsSection(_Section):
@@ -251,6 +307,13 @@ class AdminSection(_Section):
     """The operators' bearer token for /api/v1 (and the console); not set: the admin API is off. On the
     embedded sandbox `run` generates one and prints it."""
 
+    failed_tokens_allowed: int = Field(5, ge=1, le=10_000)
+    """Wrong tokens one address may send (to the API and the console's sign-in together) before its attempts
+    wait: 1 s after the next wrong one, doubling with each further one up to lockout_max_s. A right token, or 15
+    minutes without a wrong one, starts the count afresh. Behind a proxy every request comes from its address."""
+    lockout_max_s: float = Field(300.0, gt=0, le=86_400)
+    """The longest wait after repeated wrong tokens; meanwhile every attempt from that address is answered 429."""
+
     _resolve = field_validator("token", mode="before")(_secret)
 
     @field_validator("token")
@@ -288,6 +351,10 @@ class RelaySection(_Section):
     """Inbound messages one meeting may have waiting (queued or held); beyond it senders are told the meeting
     is busy (webhook 429, one SMS notice). 150 is five minutes of a thread's 30 sends per minute even when no
     two merge: a backlog older than that is no longer a conversation."""
+    repeat_retention_days: float = Field(7.0, gt=0, le=3650)
+    """How long the provider id of each accepted message (webhook-id, SMS message id) is kept to drop repeats;
+    older records are pruned. It must outlast every sender's retries: Event Grid retries for up to 24 hours,
+    Standard Webhooks senders for a few days, Twilio does not retry inbound posts on its own."""
     max_pending_per_user: int = Field(50, gt=0)
     """Messages one external user may have waiting, inbound (beyond it: busy, as above) and outbound (beyond
     it, newer deliveries to them fail with backlog_full and they are told once). A sender's consecutive
@@ -376,9 +443,20 @@ class MeetingConfig(_Section):
         validate_template(value)
         return value
 
+    @field_validator("organizer_id")
+    @classmethod
+    def _organizer(cls, value: str | None) -> str | None:
+        return graph_ids.organizer_id(value) if value is not None else None
+
+    @field_validator("graph_meeting_id")
+    @classmethod
+    def _graph_meeting(cls, value: str | None) -> str | None:
+        return graph_ids.meeting_id(value) if value is not None else None
+
 
 class Settings(_Section):
     bridge: BridgeSection = Field(default_factory=BridgeSection)
+    http: HttpSection = Field(default_factory=HttpSection)
     acs: AcsSection = Field(default_factory=AcsSection)
     graph: GraphSection = Field(default_factory=GraphSection)
     sandbox: SandboxSection = Field(default_factory=SandboxSection)

@@ -46,6 +46,12 @@ class Metrics:
             registry=r,
         )
         self.throttled = Counter("bridge_acs_throttled", "ACS answers of 429", ["operation"], registry=r)
+        self.auth_failures = Counter(
+            "bridge_auth_failures", "Wrong operator tokens, by door (api, console)", ["door"], registry=r
+        )
+        self.auth_throttled = Counter(
+            "bridge_auth_throttled", "Token attempts answered 429 while their peer waits, by door", ["door"], registry=r
+        )
         self.token_refreshes = Counter("bridge_token_refreshes", "ACS access tokens issued", registry=r)
         self.sessions = Gauge("bridge_sessions", "Sessions by state", ["state"], registry=r)
         self.outbox = Gauge("bridge_outbox_depth", "Pending or held deliveries", ["direction"], registry=r)

@@ -45,6 +45,9 @@ class CallState(StrEnum):
     ENDED = "ended"
     LEFT = "left"
     FAILED = "failed"
+    """Final for the session too: retrying cannot help (an unknown end code, Teams interop refused, ...)."""
+    DROPPED = "dropped"
+    """The leg was lost without anyone meaning it (network, media, the browser holding it): joined again."""
 
     @property
     def final(self) -> bool:

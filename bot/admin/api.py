@@ -9,12 +9,14 @@ from typing import Any
 from aiohttp import web
 
 from ..config import SETTINGS
+from ..metrics import METRICS
 from ..models import Delivery, DeliveryState, Direction, SessionState
 from ..store import STORE
 from . import meetings, people
 from .common import OPENAPI_PATH, PREFIX, STARTED, ApiError, admin_middleware, iso, not_found, parse_int, parse_time
 from .common import uptime as uptime_of
 from .openapi import document
+from .throttle import THROTTLE, TokenThrottle
 from .views import delivery_view
 
 LAST_ERRORS = 5
@@ -129,5 +131,7 @@ def add_admin_api(app: web.Application) -> None:
     """Register the API on a bridge app before it starts (the router freezes then); handlers find the store,
     relay and registry on the app when a request comes."""
     app[STARTED] = time.monotonic()
+    admin = app[SETTINGS].admin
+    app[THROTTLE] = TokenThrottle(admin.failed_tokens_allowed, admin.lockout_max_s, app[METRICS])
     app.middlewares.append(admin_middleware)
     app.router.add_routes(routes())

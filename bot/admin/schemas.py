@@ -84,8 +84,12 @@ SCHEMAS: dict[str, Schema] = {
         ],
         "properties": {
             "link": {"type": "string", "minLength": 1, "description": "A Teams join link, long or short"},
-            "graphMeetingId": {"type": "string", "minLength": 1},
-            "organizerId": {"type": "string", "minLength": 1, "description": "The organizer's Entra object id"},
+            "graphMeetingId": {"type": "string", "minLength": 1, "description": "Graph's onlineMeeting id (base64)"},
+            "organizerId": {
+                "type": "string",
+                "minLength": 1,
+                "description": "The organizer's Entra object id (a GUID) or user principal name (name@domain)",
+            },
             "code": {"type": "string", "pattern": "^[0-9]{4,10}$", "description": "Generated when absent"},
             "name": _NAME,
             "identityMode": _MODE,

@@ -64,6 +64,10 @@ class IdentityBroker:
         self._tokens[identity_id] = (token, expires_on)
         return token
 
+    def forget_token(self, identity_id: str) -> None:
+        """The service refused the cached token: the next ``token`` call issues a new one."""
+        self._tokens.pop(identity_id, None)
+
     async def delete(self, identity_id: str) -> None:
         self._tokens.pop(identity_id, None)
         await self._api.delete_identity(identity_id)

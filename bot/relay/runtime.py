@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -14,7 +15,7 @@ from ..inflight import InFlight
 from ..metrics import Metrics
 from ..models import Direction
 from ..sessions import ACTIVE
-from ..store import Store
+from ..store import Store, utcnow
 from ..store.outage import outlasting
 from ..tasks import TaskSet
 from .identities import IdentityBroker
@@ -26,6 +27,7 @@ from .workers import InboundSender, OutboundDispatcher
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 30.0
+PRUNE_EVERY_S = 3600.0
 Work = Callable[[str], Awaitable[float | None]]
 
 
@@ -98,8 +100,28 @@ class Relay:
         for meeting_id in await self.store.pending_keys(Direction.INBOUND, "meeting_id"):
             self.sender.wake(meeting_id)
         self.tasks.spawn(self._sweep(), name="inactivity sweep")
+        await self.prune_repeats()
+        self.tasks.spawn(self._prune(), name="repeat-record pruning")
         if legs:
             log.info("resumed %d call legs", legs)
+
+    async def prune_repeats(self) -> int:
+        """Forget the provider ids of messages accepted longer ago than the retention (repeat_retention_days)."""
+        days = self._settings.repeat_retention_days
+        gone = await self.store.prune_inbox(utcnow() - timedelta(days=days))
+        if gone:
+            log.info("pruned %d repeat-detection records older than %g days", gone, days)
+        return gone
+
+    async def _prune(self) -> None:
+        # At least twice per retention, so nothing outlives it by more than half of it; hourly at most.
+        every = min(PRUNE_EVERY_S, self._settings.repeat_retention_days * 86400 / 2)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await outlasting(self.store, self.prune_repeats)
+            except Exception as exc:  # either backend's driver error too: the next round tries again
+                log.warning("pruning repeat-detection records failed: %s", exc)
 
     async def _sweep(self) -> None:
         while True:

@@ -33,6 +33,11 @@ class OutboxStore(StoreBase):
         row = await self._one(self.sql.inbox_answer, (channel, provider_id))
         return (int(row["status"]), json.loads(row["answer"])) if row else None
 
+    async def prune_inbox(self, before: datetime) -> int:
+        """Forget the provider ids recorded before `before`: a repeat after that is taken as new. How many went."""
+        async with self.one_statement() as tx:
+            return await tx.run(self.sql.prune_inbox, (_ts(before),))
+
     async def record_inbound(
         self,
         channel: str,

@@ -74,6 +74,8 @@ class Statements(Protocol):
     """(channel, provider_id)"""
     insert_inbox: str
     """(channel, provider_id, status, answer, received_at); touches no row when the id is known."""
+    prune_inbox: str
+    """(before): provider ids received before then."""
     waiting: str
     """(meeting_id, user_id, direction): how many of the meeting's, and of the user's, are pending or held."""
     meeting_head_due: str

@@ -90,6 +90,7 @@ class PostgresStatements:
     inbox_answer = "SELECT status, answer FROM inbox WHERE channel=$1 AND provider_id=$2"
     insert_inbox = """INSERT INTO inbox (channel, provider_id, status, answer, received_at) VALUES ($1,$2,$3,$4,$5)
            ON CONFLICT DO NOTHING"""
+    prune_inbox = "DELETE FROM inbox WHERE received_at < $1"
     waiting = """SELECT
              (SELECT COUNT(*) FROM outbox WHERE meeting_id=$1 AND direction=$3 AND state IN ('pending','held')),
              (SELECT COUNT(*) FROM outbox WHERE user_id=$2 AND direction=$3 AND state IN ('pending','held'))"""

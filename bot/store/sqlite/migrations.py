@@ -107,4 +107,8 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX outbox_by_user ON outbox(user_id, direction, state, seq);
     """,
+    # 4: provider ids by arrival: records older than the repeat retention are pruned
+    """
+    CREATE INDEX inbox_by_received ON inbox(received_at);
+    """,
 ]

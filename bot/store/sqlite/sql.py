@@ -80,6 +80,7 @@ class SqliteStatements:
            next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"""
     inbox_answer = "SELECT status, answer FROM inbox WHERE channel=? AND provider_id=?"
     insert_inbox = "INSERT OR IGNORE INTO inbox (channel, provider_id, status, answer, received_at) VALUES (?,?,?,?,?)"
+    prune_inbox = "DELETE FROM inbox WHERE received_at < ?"
     waiting = """SELECT
              (SELECT COUNT(*) FROM outbox WHERE meeting_id=?1 AND direction=?3 AND state IN ('pending','held')),
              (SELECT COUNT(*) FROM outbox WHERE user_id=?2 AND direction=?3 AND state IN ('pending','held'))"""
