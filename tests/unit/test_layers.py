@@ -22,8 +22,7 @@ LAYERS: list[set[str]] = [
     # the doors
     {"channels", "admin"},
     # the wiring and the command line
-    {"sessions", "formatting", "commands", "sms_text", "phones", "links", "config", "tasks", "backoff", "address"}
-    | {"graph_ids", "readiness", "peers", "store_url"},
+    {"app", "server", "drain", "unavailable", "embedded", "demo", "tools", "admin_commands", "cli", "__main__"},
 ]
 # The sandbox stands alone: it imports nothing of the bridge, and only these modules start it.
 SANDBOX = "sandbox"
