@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from . import doctor
 from .admin_commands import COMMANDS as ADMIN_COMMANDS
 from .admin_commands import add_parsers as add_admin_parsers
 from .admin_commands import run as run_admin
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     inbox = sub.add_parser("webhook-inbox", help="show what the demo webhook client received from the meeting")
     inbox.add_argument("--state-dir", type=Path, default=Path(".bridge"))
     add_admin_parsers(sub)  # meetings, sessions, users, status: clients of a running bridge's admin API
+    doctor.add_parser(sub)
     return parser
 
 
@@ -251,7 +253,11 @@ def check_config(config: Path | None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    target = "the embedded sandbox" if settings.use_sandbox else "the configured ACS resource"
+    target = (
+        "the embedded sandbox"
+        if settings.use_sandbox
+        else f"the ACS resource at {settings.acs.endpoint}, signing in with {settings.acs.sign_in}"
+    )
     print(
         f"ok: {len(settings.meetings)} meetings, {len(settings.webhook_clients)} webhook clients, running on {target}"
     )
@@ -280,4 +286,6 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(webhook_inbox(args.state_dir))
     if args.command in ADMIN_COMMANDS:
         return run_admin(args)
+    if args.command == "doctor":
+        return doctor.run(args)
     return EXIT_CONFIG

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
+from functools import partial
 
 from aiohttp import web
 
@@ -18,6 +19,7 @@ from ..sessions import ACTIVE
 from ..store import Store, utcnow
 from ..store.outage import outlasting
 from ..tasks import TaskSet
+from .chat_refused import ChatRefusals
 from .identities import IdentityBroker
 from .intake import Intake
 from .ports import CallConnector, Channel, ChatApi, IdentityApi
@@ -76,15 +78,34 @@ class Relay:
         self.dispatcher.units = self.units
         self.sender = _Sender(store, chat, self.presence, settings, self.tasks, self.dispatcher, self.metrics)
         self.sender.units = self.units
-        self.readers = MeetingReaders(store, chat, self.broker, self.dispatcher, settings, self.tasks, self.metrics)
+        self.refusals = ChatRefusals(store, chat, settings, self.tasks, self, self.metrics)
+        self.readers = MeetingReaders(
+            store,
+            chat,
+            self.broker,
+            self.dispatcher,
+            settings,
+            self.tasks,
+            self.metrics,
+            # A reader's 403 after a drop must not restart the leg's driver, which is re-joining by then.
+            forbidden=partial(self.presence.forbidden, recheck=False),
+        )
         self.intake = Intake(store, self.presence, settings, self, self.metrics)
         self._settings = settings
         self._chat = chat
 
-    # events from presence and intake
+    # events from presence, intake and the chat refusals
     def in_call(self, meeting_id: str) -> None:
         self.readers.ensure(meeting_id)
         self.sender.wake(meeting_id)
+        self.refusals.joined(meeting_id)
+
+    async def chat_refused(self, meeting_id: str, reason: str) -> None:
+        await self.refusals.refused(meeting_id, reason)
+
+    def chat_back(self, meeting_id: str) -> None:
+        self.sender.wake(meeting_id)
+        self.readers.poke(meeting_id)
 
     def notify(self, user_id: str) -> None:
         self.dispatcher.wake(user_id)
@@ -95,6 +116,7 @@ class Relay:
     async def start(self) -> None:
         await self.broker.load()
         legs = await self.presence.resume()
+        await self.refusals.resume()
         await self.readers.resume()
         await self.dispatcher.resume()
         for meeting_id in await self.store.pending_keys(Direction.INBOUND, "meeting_id"):

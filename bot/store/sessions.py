@@ -24,6 +24,8 @@ class SessionStore(StoreBase):
             joined_at=_dt(row["joined_at"]),
             last_activity=_dt(row["last_activity"]),
             identity_id=row["identity_id"],
+            condition=row["condition"],
+            condition_reason=row["condition_reason"],
         )
 
     async def get_session(self, session_id: int) -> Session | None:
@@ -68,10 +70,15 @@ class SessionStore(StoreBase):
         notices: Iterable[NewDelivery] = (),
         held: DeliveryState | None = None,
     ) -> None:
-        """Store a transition with its event row, the notices it causes, and what happens to held messages."""
+        """Store a transition with its event row, the notices it causes, and what happens to held messages. A
+        condition holds only in the call: leaving it clears the condition."""
         now = _ts(utcnow())
+        in_call = state == SessionState.IN_CALL
         async with self.transaction() as tx:
-            await tx.run(self.sql.set_session_state, (state.value, reason, call_id, _ts(joined_at), now, session_id))
+            await tx.run(
+                self.sql.set_session_state,
+                (state.value, reason, call_id, _ts(joined_at), now, in_call, session_id),
+            )
             await tx.run(self.sql.insert_session_event, (session_id, state.value, reason, now))
             if held is not None:
                 error = None if held == DeliveryState.PENDING else reason
@@ -98,3 +105,43 @@ class SessionStore(StoreBase):
     async def session_counts(self) -> dict[str, int]:
         rows = await self._all(self.sql.session_counts)
         return {r[0]: int(r[1]) for r in rows}
+
+    # conditions of sessions in the call ----------------------------------------------------------------
+
+    async def set_condition(
+        self, session_ids: Iterable[int], condition: str, reason: str, notices: Iterable[NewDelivery] = ()
+    ) -> None:
+        """Mark sessions that are in the call with a condition and its reason, with the notices telling them."""
+        now = _ts(utcnow())
+        async with self.transaction() as tx:
+            await tx.run_many(self.sql.set_condition, [(condition, reason, now, i) for i in session_ids])
+            await self._insert_deliveries(tx, notices)
+
+    async def clear_condition(self, session_ids: Iterable[int], notices: Iterable[NewDelivery] = ()) -> int:
+        """The condition is over: clear it, release what it held (pending again), tell them; the number released."""
+        now = _ts(utcnow())
+        released = 0
+        async with self.transaction() as tx:
+            for session_id in session_ids:
+                await tx.run(self.sql.clear_condition, (now, session_id))
+                released += await tx.run(self.sql.release_held, (now, session_id))
+            await self._insert_deliveries(tx, notices)
+        return released
+
+    async def held_since(self, session_ids: Iterable[int]) -> datetime | None:
+        """When the oldest message held for these sessions was accepted."""
+        ids = list(session_ids)
+        if not ids:
+            return None
+        sql, args = self.sql.held_since(ids)
+        row = await self._one(sql, args)
+        return _dt(row[0]) if row else None
+
+    async def expire_held(self, session_id: int, before: datetime, reason: str) -> int:
+        """Fail the session's held messages accepted before `before`, with the reason; how many."""
+        async with self.one_statement() as tx:
+            return await tx.run(self.sql.expire_held, (reason, _ts(utcnow()), session_id, _ts(before)))
+
+    async def condition_counts(self, condition: str) -> dict[str, int]:
+        """Sessions in the call with this condition, by meeting."""
+        return {r[0]: int(r[1]) for r in await self._all(self.sql.condition_counts, (condition,))}

@@ -52,7 +52,7 @@ class Statements(Protocol):
     insert_session_event: str
     """(session_id, state, reason, at)"""
     set_session_state: str
-    """(state, reason, call_id or None, joined_at or None, updated_at, id)"""
+    """(state, reason, call_id or None, joined_at or None, updated_at, in the call (keeps the condition), id)"""
     settle_held: str
     """(state, last_error, updated_at, session_id): the session's held deliveries."""
     touch_session: str
@@ -61,6 +61,18 @@ class Statements(Protocol):
     release_held: str
     """(updated_at, session_id)"""
     session_counts: str
+    set_condition: str
+    """(condition, condition_reason, updated_at, id): only while the session is in the call."""
+    clear_condition: str
+    """(updated_at, id)"""
+    expire_held: str
+    """(last_error, updated_at, session_id, before): fail its held deliveries accepted before then."""
+    condition_counts: str
+    """(condition): sessions in the call with it, by meeting."""
+
+    def held_since(self, session_ids: Sequence[int]) -> tuple[str, Sequence[Any]]:
+        """The oldest created_at of the sessions' held deliveries; with its arguments."""
+        ...
 
     def sessions(self, meeting_id: str | None, states: Sequence[str] | None) -> tuple[str, Sequence[Any]]:
         """Sessions of the meeting (any when None) in those states (any when None), by id; with its arguments."""

@@ -22,7 +22,19 @@ LAYERS: list[set[str]] = [
     # the doors
     {"channels", "admin"},
     # the wiring and the command line
-    {"app", "server", "drain", "unavailable", "embedded", "demo", "tools", "admin_commands", "cli", "__main__"},
+    {
+        "app",
+        "server",
+        "drain",
+        "unavailable",
+        "embedded",
+        "demo",
+        "tools",
+        "admin_commands",
+        "doctor",
+        "cli",
+        "__main__",
+    },
 ]
 # The sandbox stands alone: it imports nothing of the bridge, and only these modules start it.
 SANDBOX = "sandbox"

@@ -478,3 +478,42 @@ async def test_transaction_rolls_back_on_error(store: Store) -> None:
             raise RuntimeError("boom")
     m = await store.get_meeting("m-1")
     assert m is not None and m.name == "Weekly sync"
+
+
+async def test_a_condition_holds_in_the_call_only_and_its_end_releases_what_it_held(store: Store) -> None:
+    await setup(store, "webhook:app/ann", "webhook:app/bob")
+    ann = await store.create_session("webhook:app/ann", "m-1", None)
+    bob = await store.create_session("webhook:app/bob", "m-1", None)
+    await store.set_session_state(ann.id, S.IN_CALL)
+    await store.set_condition(
+        [ann.id, bob.id],
+        "chat_refused",
+        "403 from the chat",
+        [delivery("n-ann", direction=Direction.OUTBOUND, kind="notice")],
+    )
+    got_ann, got_bob = await store.get_session(ann.id), await store.get_session(bob.id)
+    assert got_ann is not None and (got_ann.condition, got_ann.condition_reason) == (
+        "chat_refused",
+        "403 from the chat",
+    )
+    assert got_bob is not None and got_bob.condition is None  # not in the call: no condition
+    assert await store.condition_counts("chat_refused") == {"m-1": 1}
+    assert await store.get_delivery("n-ann") is not None
+    await store.add_deliveries([delivery(f"h{i}", state=D.HELD, session_id=ann.id) for i in range(3)])
+    oldest = await store.held_since([ann.id, bob.id])
+    assert oldest is not None and abs(oldest - utcnow()) < timedelta(minutes=1)
+    assert await store.held_since([]) is None
+    assert await store.expire_held(ann.id, utcnow() - timedelta(hours=1), "too old") == 0
+    assert await store.clear_condition([ann.id]) == 3
+    assert [d.id for d in await store.pending(Direction.INBOUND, "meeting_id", "m-1")] == ["h0", "h1", "h2"]
+    assert await store.condition_counts("chat_refused") == {}
+    # A transition within the call keeps a condition; leaving the call clears it.
+    await store.set_condition([ann.id], "chat_refused", "again")
+    await store.set_session_state(ann.id, S.IN_CALL, "still connected")
+    kept = await store.get_session(ann.id)
+    assert kept is not None and kept.condition == "chat_refused"
+    await store.add_deliveries([delivery("late", state=D.HELD, session_id=ann.id)])
+    assert await store.expire_held(ann.id, utcnow() + timedelta(seconds=1), "held too long") == 1
+    await store.set_session_state(ann.id, S.LEFT, "user")
+    left = await store.get_session(ann.id)
+    assert left is not None and left.condition is None and left.condition_reason is None

@@ -65,13 +65,31 @@ class PostgresStatements:
            updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7) RETURNING *"""
     insert_session_event = "INSERT INTO session_events (session_id, state, reason, at) VALUES ($1,$2,$3,$4)"
     set_session_state = """UPDATE sessions SET state=$1, reason=$2, call_id=COALESCE($3, call_id),
-           joined_at=COALESCE($4, joined_at), updated_at=$5 WHERE id=$6"""
+           joined_at=COALESCE($4, joined_at), updated_at=$5,
+           condition=CASE WHEN $6 THEN condition END, condition_reason=CASE WHEN $6 THEN condition_reason END
+           WHERE id=$7"""
     settle_held = "UPDATE outbox SET state=$1, last_error=$2, updated_at=$3 WHERE session_id=$4 AND state='held'"
     touch_session = "UPDATE sessions SET last_activity=$1 WHERE id=$2"
     session_events = "SELECT state, reason FROM session_events WHERE session_id=$1 ORDER BY id"
     count_held = "SELECT COUNT(*) FROM outbox WHERE session_id=$1 AND state='held'"
     release_held = "UPDATE outbox SET state='pending', updated_at=$1 WHERE session_id=$2 AND state='held'"
     session_counts = "SELECT state, COUNT(*) FROM sessions GROUP BY state"
+    set_condition = (
+        "UPDATE sessions SET condition=$1, condition_reason=$2, updated_at=$3 WHERE id=$4 AND state='in_call'"
+    )
+    clear_condition = "UPDATE sessions SET condition=NULL, condition_reason=NULL, updated_at=$1 WHERE id=$2"
+    expire_held = """UPDATE outbox SET state='failed', last_error=$1, updated_at=$2
+           WHERE session_id=$3 AND state='held' AND created_at < $4"""
+    condition_counts = (
+        "SELECT meeting_id, COUNT(*) FROM sessions WHERE state='in_call' AND condition=$1 GROUP BY meeting_id"
+    )
+
+    @staticmethod
+    def held_since(session_ids: Sequence[int]) -> tuple[str, Sequence[Any]]:
+        return (
+            "SELECT MIN(created_at) FROM outbox WHERE state='held' AND session_id = ANY($1::bigint[])",
+            [list(session_ids)],
+        )
 
     @staticmethod
     def sessions(meeting_id: str | None, states: Sequence[str] | None) -> tuple[str, Sequence[Any]]:

@@ -57,14 +57,28 @@ class SqliteStatements:
     insert_session = """INSERT INTO sessions (user_id, meeting_id, state, identity_id, last_activity, created_at,
            updated_at) VALUES (?,?,?,?,?,?,?) RETURNING *"""
     insert_session_event = "INSERT INTO session_events (session_id, state, reason, at) VALUES (?,?,?,?)"
-    set_session_state = """UPDATE sessions SET state=?, reason=?, call_id=COALESCE(?, call_id),
-           joined_at=COALESCE(?, joined_at), updated_at=? WHERE id=?"""
+    set_session_state = """UPDATE sessions SET state=?1, reason=?2, call_id=COALESCE(?3, call_id),
+           joined_at=COALESCE(?4, joined_at), updated_at=?5,
+           condition=CASE WHEN ?6 THEN condition END, condition_reason=CASE WHEN ?6 THEN condition_reason END
+           WHERE id=?7"""
     settle_held = "UPDATE outbox SET state=?, last_error=?, updated_at=? WHERE session_id=? AND state='held'"
     touch_session = "UPDATE sessions SET last_activity=? WHERE id=?"
     session_events = "SELECT state, reason FROM session_events WHERE session_id=? ORDER BY rowid"
     count_held = "SELECT COUNT(*) FROM outbox WHERE session_id=? AND state='held'"
     release_held = "UPDATE outbox SET state='pending', updated_at=? WHERE session_id=? AND state='held'"
     session_counts = "SELECT state, COUNT(*) FROM sessions GROUP BY state"
+    set_condition = "UPDATE sessions SET condition=?, condition_reason=?, updated_at=? WHERE id=? AND state='in_call'"
+    clear_condition = "UPDATE sessions SET condition=NULL, condition_reason=NULL, updated_at=? WHERE id=?"
+    expire_held = """UPDATE outbox SET state='failed', last_error=?, updated_at=?
+           WHERE session_id=? AND state='held' AND created_at < ?"""
+    condition_counts = (
+        "SELECT meeting_id, COUNT(*) FROM sessions WHERE state='in_call' AND condition=? GROUP BY meeting_id"
+    )
+
+    @staticmethod
+    def held_since(session_ids: Sequence[int]) -> tuple[str, Sequence[Any]]:
+        marks = ",".join("?" * len(session_ids))
+        return f"SELECT MIN(created_at) FROM outbox WHERE state='held' AND session_id IN ({marks})", list(session_ids)
 
     @staticmethod
     def sessions(meeting_id: str | None, states: Sequence[str] | None) -> tuple[str, Sequence[Any]]:
