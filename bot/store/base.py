@@ -84,9 +84,9 @@ class StoreBase:
     `transaction()` is all-or-nothing: the body's statements commit together or not at all, and an exception in the
     body (a cancellation too) rolls back and propagates. A backend must keep what the domain methods rely on:
     a uniqueness rule holds across concurrent transactions (a repeat sees StoreConflictError or the row that won),
-    and the rows that `sql.serialize` names are locked until commit, so a count taken after it bounds what the
-    transaction inserts. SQLite has one writer at a time, so its serialize statement is none; PostgreSQL takes
-    transaction-scoped advisory locks.
+    and the keys `_serialize` names (a meeting's, a user's) stay locked until commit, so a count taken after it
+    bounds what the transaction inserts. SQLite has one writer at a time, so its serialize statement is none;
+    PostgreSQL takes transaction-scoped advisory locks. Isolation is READ COMMITTED or stronger.
 
     Errors: StoreConflictError for a broken uniqueness rule, StoreUnavailableError while the database cannot be
     reached; anything else is a bug and propagates as it is.
