@@ -78,10 +78,10 @@ bench-sandbox: $(VENV)/.installed
 # The benchmark suite (README "Performance"): every scenario against the sandbox, each bridge and sandbox in their
 # own process; writes bench-results.json and prints the table. bench-quick: smaller sizes, under 3 minutes.
 .PHONY: bench bench-quick
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed postgresql
 	$(PY) -m bench.suite $(BENCH_ARGS)
 
-bench-quick: $(VENV)/.installed
+bench-quick: $(VENV)/.installed postgresql
 	$(PY) -m bench.suite --quick $(BENCH_ARGS)
 
 # The crash and fault soak (README "Reliability"): 1,000 messages and 5 SIGKILLs, under 5 minutes on two cores.
