@@ -38,7 +38,8 @@ from .readiness import CachedCheck
 from .relay.consent import CONSENT, ConsentLedger
 from .relay.ports import Channel
 from .relay.runtime import RELAY, Relay
-from .store import STORE, Store
+from .store import STORE, Store, store_for
+from .unavailable import store_unavailable_middleware
 
 log = logging.getLogger(__name__)
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
@@ -206,7 +207,7 @@ class Parts:
         verify: str | bool = settings.acs.ca_file or True
         metrics = Metrics()
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S))
-        store = Store(settings.store_file)
+        store = store_for(settings.store_url)
         # The access key or an Entra ID credential; shared by the identity and SMS clients (chat uses user tokens).
         auth = acs_auth(settings.acs)
         identities = IdentityService(
@@ -285,7 +286,8 @@ def create_app(settings: Settings, *, extra_routes: Iterable[web.RouteDef] = ())
     """
     parts = Parts.build(settings)
     # The drain first, so a stopping bridge turns intake away before any door or the admin API's auth looks at it.
-    app = web.Application(client_max_size=256 * 1024, middlewares=[drain_middleware])
+    # Then the store's outage: a request it cuts short is answered 503, and the drain still counts it.
+    app = web.Application(client_max_size=256 * 1024, middlewares=[drain_middleware, store_unavailable_middleware])
     app.add_routes([web.get("/healthz", _health), web.get("/readyz", _ready), web.get("/metrics", _metrics)])
     app.add_routes([*parts.doors(), *extra_routes])
     app[SETTINGS] = settings

@@ -26,6 +26,7 @@ from .errors import ConfigError, SchemaTooNewError
 from .relay.runtime import RELAY
 from .sandbox import Sandbox, SandboxInfo
 from .server import BoundedRunner, BoundedSite
+from .store import StoreUnavailableError
 from .tools import phone, webhook_inbox, webhook_send
 
 if TYPE_CHECKING:
@@ -219,6 +220,9 @@ async def run_bridge(config: Path | None) -> int:
         except SchemaTooNewError as exc:
             print(f"store error: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+        except StoreUnavailableError as exc:
+            print(f"store error: {exc}", file=sys.stderr)
+            return 1
         except OSError as exc:
             where = f"{settings.bridge.host}:{settings.bridge.port}"
             print(f"error: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)

@@ -33,6 +33,7 @@ from .links import JoinLinkError, parse_join_link
 from .models import DEPRECATED_SHARED, IdentityMode
 from .phones import check_pattern
 from .quiet_hours import Window, parse_window
+from .store_url import StoreUrl, StoreUrlError, parse_store_url
 
 ENV_PREFIX = "BRIDGE__"
 REPLY_KEYS = frozenset(
@@ -61,7 +62,8 @@ _PLACEHOLDER = re.compile(
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A validation error never echoes the value it refused: it may be a secret (a URL with its password, a key).
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 def resolve_secret(value: str, environ: Mapping[str, str] | None = None) -> str:
@@ -106,11 +108,24 @@ class BridgeSection(_Section):
     public_url: str | None = None
     """The URL the outside world reaches the bridge at, when it sits behind a proxy."""
     state_dir: Path = Path(".bridge")
-    store_path: Path | None = None
-    """The SQLite file; default state_dir/bridge.db."""
+    store_url: StoreUrl | None = None
+    """sqlite:///path or postgresql://user:password@host:port/db; default sqlite:///<state_dir>/bridge.db. The
+    password (or the whole URL) may be env:NAME or file:PATH."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     shutdown_grace_s: float = Field(10.0, ge=0, le=300)
     """On SIGTERM or SIGINT: how long requests and sends under way get to finish before the rest is cut short."""
+
+    @field_validator("store_url", mode="before")
+    @classmethod
+    def _store_url(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        context = info.context if isinstance(info.context, dict) else {}
+        environ = context.get("environ")
+        try:
+            return parse_store_url(resolve_secret(value, environ), lambda v: resolve_secret(v, environ))
+        except StoreUrlError as exc:
+            raise ValueError(str(exc)) from None
 
 
 AcsCredential = Literal["default", "client_secret"]
@@ -662,8 +677,16 @@ class Settings(_Section):
         return self
 
     @property
+    def store_url(self) -> StoreUrl:
+        return self.bridge.store_url or StoreUrl.sqlite(self.bridge.state_dir / "bridge.db")
+
+    @property
     def store_file(self) -> Path:
-        return self.bridge.store_path or self.bridge.state_dir / "bridge.db"
+        """The SQLite file (tests and tools that read it directly); a PostgreSQL store has none."""
+        url = self.store_url
+        if url.path is None:
+            raise ConfigError(f"the store is not a file: {url}")
+        return url.path
 
     @property
     def use_sandbox(self) -> bool:

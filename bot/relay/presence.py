@@ -28,6 +28,7 @@ from ..models import (
 )
 from ..models import SessionState as S
 from ..store import NewDelivery, Store, utcnow
+from ..store.outage import outlasting
 from ..tasks import TaskSet
 from .identities import IdentityBroker
 from .ports import CallConnector, TokenSource
@@ -198,7 +199,8 @@ class Presence:
                 return
             leg.task.cancel()
         leg.leaving = False
-        leg.task = self._tasks.spawn(self._drive(key), name=f"leg {meeting_id}")
+        # Through an outage of the store the leg is watched afresh once it is back: its first event says where it is.
+        leg.task = self._tasks.spawn(outlasting(self._store, partial(self._drive, key)), name=f"leg {meeting_id}")
 
     async def _leg_sessions(self, key: tuple[str, str]) -> list[Session]:
         return [s for s in await self._store.sessions(key[0], machine.ACTIVE) if s.identity_id == key[1]]

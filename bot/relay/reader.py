@@ -9,12 +9,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from ..config import RelaySection
 from ..errors import NotInCallError, PermanentError, ThrottledError, TransientError
 from ..metrics import Metrics
 from ..models import ChatMessageView, Direction, Session, SessionState
 from ..store import NewDelivery, Store, utcnow
+from ..store.outage import outlasting
 from ..tasks import TaskSet
 from . import plans
 from .identities import IdentityBroker
@@ -113,7 +115,9 @@ class MeetingReaders:
     def ensure(self, meeting_id: str) -> None:
         task = self._running.get(meeting_id)
         if task is None or task.done():
-            self._running[meeting_id] = self._tasks.spawn(self._run(meeting_id), name=f"reader {meeting_id}")
+            self._running[meeting_id] = self._tasks.spawn(
+                outlasting(self._store, partial(self._run, meeting_id)), name=f"reader {meeting_id}"
+            )
 
     async def resume(self) -> None:
         for session in await self._store.sessions(states=[SessionState.IN_CALL]):

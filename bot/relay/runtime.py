@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from functools import partial
@@ -18,6 +17,7 @@ from ..metrics import Metrics
 from ..models import Direction
 from ..sessions import ACTIVE
 from ..store import Store, utcnow
+from ..store.outage import outlasting
 from ..tasks import TaskSet
 from .chat_refused import ChatRefusals
 from .identities import IdentityBroker
@@ -143,8 +143,8 @@ class Relay:
         while True:
             await asyncio.sleep(every)
             try:
-                await self.prune_repeats()
-            except (BridgeError, sqlite3.Error) as exc:
+                await outlasting(self.store, self.prune_repeats)
+            except Exception as exc:  # either backend's driver error too: the next round tries again
                 log.warning("pruning repeat-detection records failed: %s", exc)
 
     async def _sweep(self) -> None:
@@ -152,7 +152,7 @@ class Relay:
             # Often enough that nobody stays much past the timeout.
             await asyncio.sleep(min(SWEEP_EVERY_S, self._settings.inactivity_timeout_s / 2))
             try:
-                taken = await self.presence.sweep_inactive()
+                taken = await outlasting(self.store, self.presence.sweep_inactive)
             except BridgeError as exc:
                 log.warning("inactivity sweep failed: %s", exc)
                 continue

@@ -22,6 +22,7 @@ from bot.models import DeliveryState, SessionState
 from bot.relay.consent import CONSENT
 from bot.sandbox import SandboxInfo
 from bot.sms_text import segments
+from bot.store import StoreUrl
 from tests.support.bridge import Bridge, wait_for
 from tests.support.sandbox import Control
 from tests.support.sms import CODE, IN_CHAT, MEETING_NAME, OTHER, PHONE, SmsWorld, sms_world
@@ -212,9 +213,9 @@ async def cli_consent(bridge: Bridge, folder: Path, *args: str) -> str:
 
 
 async def test_the_ledger_outlives_a_forget_and_a_restart(
-    control: Control, info: SandboxInfo, tmp_path: Path, gateway: str
+    control: Control, info: SandboxInfo, tmp_path: Path, gateway: str, store_url: StoreUrl
 ) -> None:
-    async with sms_world(control, info, tmp_path, gateway, admin_token=TOKEN) as w:
+    async with sms_world(control, info, tmp_path, gateway, admin_token=TOKEN, store_url=store_url) as w:
         assert w.bridge.app[CONSENT].prune in w.bridge.relay.sweeps  # retention runs with the periodic sweep
         await w.joined()
         await w.text("STOP")

@@ -25,7 +25,7 @@ from bot.consent import (
 )
 from bot.models import DeliveryState, Direction
 from bot.relay.consent import ConsentLedger
-from bot.store import NewDelivery, Store
+from bot.store import NewDelivery, Store, StoreUrl, store_for
 from bot.store.consent import QUIET_HOLD
 
 NUMBER = "+15551234567"
@@ -86,15 +86,16 @@ def test_the_key_is_created_once_owner_only_and_read_back(tmp_path: Path) -> Non
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store(tmp_path / "bridge.db").open()
+async def store(store_url: StoreUrl) -> AsyncIterator[Store]:
+    """A fresh store on each backend in turn (SQLite, and PostgreSQL where it is installed)."""
+    opened = await store_for(store_url).open()
     try:
         yield opened
     finally:
         await opened.close()
 
 
-async def test_records_survive_a_restart_and_a_forget(store: Store, tmp_path: Path) -> None:
+async def test_records_survive_a_restart_and_a_forget(store: Store, store_url: StoreUrl) -> None:
     ledger = ConsentLedger(store, 1461, key=KEY)
     await store.upsert_user(f"sms:{NUMBER}", "sms", "Guest 4567")
     await ledger.record(NUMBER, JOIN)
@@ -103,7 +104,7 @@ async def test_records_survive_a_restart_and_a_forget(store: Store, tmp_path: Pa
     await store.forget_user(f"sms:{NUMBER}")
     await store.close()
 
-    reopened = await Store(tmp_path / "bridge.db").open()
+    reopened = await store_for(store_url).open()
     try:
         again = ConsentLedger(reopened, 1461, key=KEY)
         rows = await again.records(NUMBER)

@@ -1,4 +1,4 @@
-"""Numbered schema migrations; each runs once, in order, inside a transaction."""
+"""The SQLite schema: numbered migrations, each run once, in order, inside a transaction (PRAGMA user_version)."""
 
 from __future__ import annotations
 
