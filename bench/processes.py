@@ -172,6 +172,8 @@ class BridgeConfig:
         }
         if self.sms:
             sms = {"gateway": "acs", "number": sandbox["smsNumber"], "events_secret": self.sms_events_secret}
+            # A gateway outside the embedded sandbox is configured as a real one: HELP must name a contact.
+            sms["support"] = "https://example.com/help"
             env["BRIDGE__SMS"] = json.dumps({**sms, **self.sms_settings})
         if self.events:
             env["BRIDGE__EVENTS__SECRET"] = self.chat_events_secret

@@ -1,4 +1,4 @@
-"""The operators' commands (meetings, sessions, users, status): clients of a running bridge's admin API."""
+"""The operators' commands (meetings, sessions, users, consent, status): clients of a running bridge's admin API."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 from .admin.tables import status_lines, table, when
 from .demo import read_demo
 
-COMMANDS = ("meetings", "sessions", "users", "status")
+COMMANDS = ("meetings", "sessions", "users", "consent", "status")
 DEFAULT_URL = "http://127.0.0.1:8080"
 TOKEN_ENV = "BRIDGE_ADMIN_TOKEN"
 TIMEOUT_S = 60.0
@@ -71,6 +71,15 @@ def add_parsers(sub: Any) -> None:
         users.add_parser(action, parents=common, help=text).add_argument(
             "user", help="the address: webhook:<client>/<user> or sms:+15551234567"
         )
+    consent = sub.add_parser(
+        "consent", parents=common, help="the SMS consent ledger: may we text this number, and why; or its records"
+    )
+    consent.add_argument("--number", help="the phone number to check (E.164, e.g. +15551234567)")
+    consent.add_argument("--event", choices=["opt_in", "opt_out"], help="without --number: only these records")
+    consent.add_argument("--meeting", help="without --number: only this meeting's (id or join code)")
+    consent.add_argument("--since", help="without --number: records at or after this time (ISO 8601)")
+    consent.add_argument("--limit", help="without --number: at most this many (default 1000)")
+    consent.add_argument("--csv", action="store_true", help="without --number: the records as CSV, for an audit")
     sub.add_parser("status", parents=common, help="what is running: counts, queue depths, last errors")
 
 
@@ -78,7 +87,8 @@ class Client:
     def __init__(self, url: str, token: str) -> None:
         self.url, self._token = url.rstrip("/"), token
 
-    def call(self, method: str, path: str, body: Any = None) -> Any:
+    def call(self, method: str, path: str, body: Any = None, *, raw: bool = False) -> Any:
+        """The answer's JSON; with raw, its text as it came (the consent ledger's CSV)."""
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
         try:
@@ -95,6 +105,8 @@ class Client:
             raise CliError(f"the bridge at {self.url} did not answer within {TIMEOUT_S:.0f} s") from exc
         except (OSError, ValueError) as exc:  # a reset connection, or a URL urllib cannot use
             raise CliError(f"cannot reach the bridge at {self.url}: {exc}") from exc
+        if raw:
+            return text.decode("utf-8", errors="replace")
         try:
             return json.loads(text) if text else None
         except ValueError as exc:
@@ -188,6 +200,36 @@ def _users(args: argparse.Namespace, api: Client) -> list[str] | Any:
     return [f"{done}: {args.user}"]
 
 
+def _record_rows(records: list[dict[str, Any]]) -> list[str]:
+    rows = [
+        [r["id"], when(r["at"]), r["event"], r["method"], r["matched"], f"...{r['numberTail']}", r["meetingName"]]
+        for r in records
+    ]
+    for row, r in zip(rows, records, strict=True):
+        row.append("provider" if r["confirmation"] is None else "bridge")
+    return table(["ID", "AT (UTC)", "EVENT", "HOW", "MATCHED", "NUMBER", "MEETING", "CONFIRMED BY"], rows)
+
+
+def _consent(args: argparse.Namespace, api: Client) -> list[str] | Any:
+    if args.number:
+        # In the body, not the URL: a phone number stays out of every access log on the way.
+        found = api.call("POST", "/consent/check", {"number": args.number})
+        if args.json:
+            return found
+        verdict = "may be texted" if found["mayText"] else "may not be texted (only answered)"
+        lines = [f"{found['number']}: {verdict}: {found['reason']}", f"time zones: {', '.join(found['timeZones'])}"]
+        if found["quietUntil"]:
+            lines.append(f"quiet hours there now: texts the bridge starts wait until {when(found['quietUntil'])} UTC")
+        return [*lines, "", *_record_rows(found["records"])]
+    query = {k: v for k, v in (("event", args.event), ("meeting", args.meeting), ("since", args.since)) if v}
+    query |= {"limit": args.limit} if args.limit else {}
+    if args.csv:
+        text = api.call("GET", "/consent?" + urlencode(query | {"format": "csv"}), raw=True)
+        return [text.rstrip("\r\n")]
+    found = api.call("GET", "/consent" + (f"?{urlencode(query)}" if query else ""))
+    return found if args.json else _record_rows(found["records"])
+
+
 def run(args: argparse.Namespace) -> int:
     """Run one operator command; errors are one line on stderr and exit 1."""
     try:
@@ -198,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
             out = _sessions(args, api)
         elif args.command == "users":
             out = _users(args, api)
+        elif args.command == "consent":
+            out = _consent(args, api)
         else:
             found = api.call("GET", "/status")
             out = found if args.json else status_lines(found)

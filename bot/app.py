@@ -35,6 +35,7 @@ from .drain import DRAIN, Drain, drain_middleware
 from .meetings import REGISTRY, MeetingRegistry
 from .metrics import METRICS, CountingTokens, Metrics
 from .readiness import CachedCheck
+from .relay.consent import CONSENT, ConsentLedger
 from .relay.ports import Channel
 from .relay.runtime import RELAY, Relay
 from .store import STORE, Store, store_for
@@ -196,6 +197,7 @@ class Parts:
     connector: CallConnector
     relay: Relay
     registry: MeetingRegistry
+    consent: ConsentLedger
 
     @classmethod
     def build(cls, settings: Settings) -> Parts:
@@ -223,14 +225,23 @@ class Parts:
         relay = Relay(store, tokens, chat, connector, channels, settings.relay, metrics)
         graph = graph_resolver(settings)
         registry = MeetingRegistry(store, graph)
-        return cls(settings, metrics, http, store, auth, identities, chat, graph, gateway, connector, relay, registry)
+        key = settings.sms.consent_key
+        consent = ConsentLedger(
+            store,
+            settings.sms.consent_retention_days,
+            configured_key=key.get_secret_value() if key is not None else None,
+            state_dir=settings.bridge.state_dir,
+        )
+        relay.sweeps.append(consent.prune)
+        parts = (settings, metrics, http, store, auth, identities, chat, graph, gateway, connector, relay, registry)
+        return cls(*parts, consent)
 
     def doors(self) -> list[web.RouteDef]:
         """Every inbound door's routes: the webhook's always, SMS and Event Grid's where configured."""
         settings, store, relay = self.settings, self.store, self.relay
         routes = WebhookDoor(settings.webhook_clients, relay.intake).routes()
         if self.gateway is not None:
-            intake = SmsIntake(store, relay, settings.sms)
+            intake = SmsIntake(store, relay, settings.sms, self.consent)
             if self.gateway.name == "acs" and settings.sms.events_secret is not None:
                 routes += AcsSmsDoor(settings.sms.events_secret.get_secret_value(), intake).routes()
             tw = settings.twilio
@@ -249,6 +260,7 @@ class Parts:
         lifetimes = [
             _closing(self.http.close),
             _running(self.store.open, self.store.close),
+            _running(self.consent.open, _nothing),
             _closing(self.auth.close),  # after the identity and SMS clients that use it
             _closing(self.identities.close),
             _closing(self.chat.close),
@@ -285,6 +297,7 @@ def create_app(settings: Settings, *, extra_routes: Iterable[web.RouteDef] = ())
     app[STORE] = parts.store
     app[RELAY] = parts.relay
     app[REGISTRY] = parts.registry
+    app[CONSENT] = parts.consent
     app[ACS_CHECK] = CachedCheck(lambda: _acs_reachable(app))
     app.cleanup_ctx.extend(parts.lifetimes())
     if settings.admin.token is not None:

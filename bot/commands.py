@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from .formatting import clean_name
 from .models import SessionState
+from .sms_text import segments
 
 
 @dataclass(frozen=True)
@@ -137,13 +138,25 @@ def validate_name(name: str, max_chars: int) -> str | None:
 
 # ---------------------------------------------------------------- replies
 
+# The carriers' standard texts (CTIA): the opt-in confirmation names the program, how often, the rates and HELP/STOP;
+# HELP names the program, where to get help and STOP; STOP's answer says no further texts will come.
 DEFAULT_TEXTS: dict[str, str] = {
-    "help": (
-        "Meeting bridge: JOIN <code> joins a meeting, LEAVE leaves it, NAME <your name> sets your name, STATUS"
-        " checks. Other texts go to the meeting. STOP opts out."
+    "opt_in": (
+        "{program}: you'll get texts from {meeting}. {frequency}. Msg & data rates may apply."
+        " Reply HELP for help, STOP to opt out."
     ),
-    "stop": "You're unsubscribed from the meeting bridge and will get no more texts. Reply START to resubscribe.",
-    "start": "You're subscribed to the meeting bridge again. Text JOIN and a meeting code to join, HELP for help.",
+    "help": (
+        "{program}: JOIN <code> joins a meeting, LEAVE leaves, NAME <name> sets your name, STATUS checks."
+        " Help: {support}. Reply STOP to opt out."
+    ),
+    "stop": "{program}: you're unsubscribed and will get no further texts. Reply START to resubscribe.",
+    "start": (
+        "{program}: you're subscribed again. {frequency}. Msg & data rates may apply."
+        " Reply HELP for help, STOP to opt out."
+    ),
+    "opt_out_question": (
+        "Do you want no more texts from {program}? Reply STOP to opt out. Your text was not passed on to the meeting."
+    ),
     "join_usage": "To join a meeting, text JOIN and its code, for example JOIN 123456.",
     "joined": "Joining {meeting}. We'll text you when you're in; text LEAVE to leave, HELP for help.",
     "unknown_meeting": "No meeting has the code {code}. Check the code and text JOIN and the code again.",
@@ -155,6 +168,25 @@ DEFAULT_TEXTS: dict[str, str] = {
     "budget": "You've reached this hour's text limit. More meeting messages will follow when the hour has room.",
     "status_none": "You're not in a meeting. Text JOIN and the code to join one.",
     "status": "{meeting}: {state}. Text LEAVE to leave, HELP for help.",
+}
+# Shorter forms of the default texts, tried in turn when a long program, meeting or support name would take the
+# default past one segment; the shortest is sent when none fits.
+SHORTER_TEXTS: dict[str, tuple[str, ...]] = {
+    "opt_in": (
+        "{program}: texts from {meeting}. {frequency}. Msg&data rates may apply. HELP for help, STOP to opt out.",
+        "{program}: {frequency}. Msg&data rates may apply. Reply HELP for help, STOP to opt out.",
+        "{program}: Msg&data rates may apply. HELP for help, STOP to opt out.",
+    ),
+    "help": (
+        "{program} help: {support}. Text JOIN <code> to join a meeting, LEAVE to leave. Reply STOP to opt out.",
+        "{program} help: {support}. Reply STOP to opt out.",
+    ),
+    "stop": ("{program}: unsubscribed, no further texts. Reply START to resubscribe.",),
+    "start": (
+        "{program}: subscribed again. Msg&data rates may apply. HELP for help, STOP to opt out.",
+        "{program}: subscribed again. HELP for help, STOP to opt out.",
+    ),
+    "opt_out_question": ("No more texts from {program}? Reply STOP to opt out. Your text was not passed on.",),
 }
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _STATE_WORDS: dict[str, str] = {
@@ -173,18 +205,23 @@ def reply(key: str, overrides: Mapping[str, str], **values: object) -> str:
 
     Only `{word}` placeholders are filled, in one pass; any other brace, or a placeholder without a value, is
     left as written, so an operator's typo shows in the text instead of failing the reply. A blank override
-    falls back to the default: an empty setting must not silence the STOP confirmation carriers require.
-    KeyError for a key that has neither.
+    falls back to the default: an empty setting must not silence the STOP confirmation carriers require. A
+    default that the values take past one segment gives way to its first shorter form that fits (the shortest
+    when none does); an override is sent as written. KeyError for a key that has neither.
     """
+
+    def fill(template: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            name = match.group(1)
+            return str(values[name]) if name in values else match.group(0)
+
+        return _PLACEHOLDER.sub(one, template)
+
     template = overrides.get(key)
-    if template is None or not template.strip():
-        template = DEFAULT_TEXTS[key]
-
-    def fill(match: re.Match[str]) -> str:
-        name = match.group(1)
-        return str(values[name]) if name in values else match.group(0)
-
-    return _PLACEHOLDER.sub(fill, template)
+    if template is not None and template.strip():
+        return fill(template)
+    candidates = [fill(t) for t in (DEFAULT_TEXTS[key], *SHORTER_TEXTS.get(key, ()))]
+    return next((text for text in candidates if segments(text) == 1), min(candidates, key=segments))
 
 
 def describe_state(state: str) -> str:

@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 from pydantic import (
@@ -31,6 +32,7 @@ from .formatting import validate_template
 from .links import JoinLinkError, parse_join_link
 from .models import DEPRECATED_SHARED, IdentityMode
 from .phones import check_pattern
+from .quiet_hours import Window, parse_window
 from .store_url import StoreUrl, StoreUrlError, parse_store_url
 
 ENV_PREFIX = "BRIDGE__"
@@ -48,6 +50,8 @@ REPLY_KEYS = frozenset(
         "budget",
         "status",
         "status_none",
+        "opt_in",
+        "opt_out_question",
     }
 )
 # Whole values people leave in templates; real keys are random and never look like these.
@@ -94,6 +98,8 @@ def _secret(value: Any, info: ValidationInfo) -> Any:
 
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# A support contact as carriers want it in a HELP answer: a web address, an email address or a phone number.
+_SUPPORT = re.compile(r"^(https?://\S+|[^\s@]+@[^\s@]+\.[^\s@]+|\+?[0-9][0-9 ().-]{5,}[0-9])$")
 
 
 class BridgeSection(_Section):
@@ -347,8 +353,9 @@ class SmsSection(_Section):
     """What a number that is not allowed, or texts nonsense, gets: a short reply or nothing."""
     name_max_chars: int = Field(40, ge=1, le=256)
     texts: dict[str, str] = Field(default_factory=dict)
-    """Overrides for the replies (keys: help, stop, start, join_usage, unknown_meeting, not_allowed,
-    no_session, name_set, name_invalid, budget, status, status_none); session notices are not among them."""
+    """Overrides for the replies (keys: opt_in, help, stop, start, opt_out_question, join_usage, unknown_meeting,
+    not_allowed, no_session, name_set, name_invalid, budget, status, status_none); session notices are not among
+    them. {program}, {support} and {frequency} are filled in every one."""
 
     @field_validator("texts")
     @classmethod
@@ -358,7 +365,86 @@ class SmsSection(_Section):
             raise ValueError(f"unknown reply text(s) {', '.join(unknown)}; known: {', '.join(sorted(REPLY_KEYS))}")
         return value
 
-    _resolve = field_validator("events_secret", mode="before")(_secret)
+    # compliance: the standard wording, opt-out in words, quiet hours, the consent ledger
+    program: str = Field("Meeting bridge", min_length=1, max_length=60)
+    """The brand or program name the standard texts start with (the opt-in confirmation, HELP, STOP)."""
+    support: str = Field("", max_length=80)
+    """Where users get help, named in the HELP answer: a URL, a phone number or an email address. Required with
+    a real SMS gateway (carriers ask for it); on the sandbox the HELP answer names the meeting's organizer."""
+    frequency: str = Field("Msgs vary with the meeting", min_length=1, max_length=80)
+    """How often texts come, as the opt-in confirmation says it."""
+    provider_sends_stop_reply: bool = False
+    """The provider answers the STOP keywords itself (Twilio's default opt-out handling, ACS toll-free numbers at
+    the carrier): the bridge then sends no STOP confirmation of its own for them. Free-text opt-outs are the
+    bridge's alone, and always confirmed."""
+    free_text_opt_out: Literal["ask", "act", "off"] = "ask"
+    """A text whose whole meaning is an opt-out ("please stop texting me", "darme de baja"): exact matches opt
+    out; near ones (a typo, filler words) are asked about (ask) or opt out too (act); off: such texts are chat."""
+    quiet_hours: str = "21:00-08:00"
+    """When texts the bridge starts on its own are held, in the number's local time ("off": never)."""
+    quiet_hours_zone: str = "UTC"
+    """The time zone of a number whose zone phonenumbers does not know."""
+    conversation_s: float = Field(1800.0, ge=0, le=86400)
+    """A user who texted within this many seconds, or is in a meeting, is in a conversation: quiet hours hold
+    none of the texts to them."""
+    quiet_stale_h: float = Field(12.0, gt=0, le=168)
+    """A text held by quiet hours that is older than this when the morning comes is dropped as stale."""
+    consent_retention_days: int = Field(1461, ge=1, le=36500)
+    """How long the consent ledger keeps a record (each number's newest is kept however old). Default: 4 years."""
+    consent_key: SecretStr | None = None
+    """The key numbers are hashed with in the ledger (16+ characters; env:NAME or file:PATH). Default: generated
+    once into bridge.state_dir/consent.key. Changing it loses the way from a number to its older records."""
+
+    _resolve = field_validator("events_secret", "consent_key", mode="before")(_secret)
+
+    @field_validator("consent_key")
+    @classmethod
+    def _key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_window(value)
+        return value
+
+    @field_validator("quiet_hours_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not a known time zone (e.g. America/New_York, UTC)") from exc
+        return value
+
+    @field_validator("support")
+    @classmethod
+    def _contact(cls, value: str) -> str:
+        text = value.strip()
+        if text and not _SUPPORT.match(text):
+            raise ValueError(f"{text!r} is not a URL (https://...), an email address or a phone number")
+        return text
+
+    @field_validator("program", "frequency")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if not value.strip() or any(not ch.isprintable() for ch in value):
+            raise ValueError("must be one line of visible text")
+        return value.strip()
+
+    @property
+    def quiet_window(self) -> Window | None:
+        return parse_window(self.quiet_hours)
+
+    def wording(self) -> dict[str, str]:
+        """The values every reply text may use: {program}, {support}, {frequency}."""
+        return {
+            "program": self.program,
+            "support": self.support or "the meeting's organizer",
+            "frequency": self.frequency[:1].upper() + self.frequency[1:].rstrip(" ."),
+        }
 
 
 class TwilioSection(_Section):
@@ -571,6 +657,11 @@ class Settings(_Section):
                     "twilio.public_url is required when the bridge listens beyond loopback "
                     "(signatures are computed over the exact URL Twilio calls)"
                 )
+        if self.sms.gateway != "none" and not self.use_sandbox and not self.sms.support:
+            raise ValueError(
+                "sms.support is required with an SMS gateway: the HELP answer must say where to get help "
+                "(a URL, a phone number or an email address)"
+            )
         if self.sandbox.enabled == "never" and not self.acs.configured:
             raise ValueError(
                 "acs.connection_string (or acs.endpoint with a credential) is required when sandbox.enabled is never"

@@ -12,7 +12,7 @@ from ..config import SETTINGS
 from ..metrics import METRICS
 from ..models import Delivery, DeliveryState, Direction, SessionState
 from ..store import STORE
-from . import meetings, people
+from . import consent, meetings, people
 from .common import OPENAPI_PATH, PREFIX, STARTED, ApiError, admin_middleware, iso, not_found, parse_int, parse_time
 from .common import uptime as uptime_of
 from .openapi import document
@@ -126,6 +126,8 @@ def routes() -> list[web.RouteDef]:
         web.post(f"{p}/users/{{id}}/forget", people.forget_user),
         web.get(f"{p}/deliveries", list_deliveries),
         web.get(f"{p}/deliveries/{{id}}", get_delivery),
+        web.get(f"{p}/consent", consent.list_consent),
+        web.post(f"{p}/consent/check", consent.check_consent),
     ]
 
 

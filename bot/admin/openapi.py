@@ -185,6 +185,49 @@ PATHS: dict[str, Schema] = {
             operation_id="listDeliveries",
         )
     },
+    "/consent": {
+        "get": _op(
+            "The consent ledger, newest first, as JSON or CSV",
+            {
+                "200": {
+                    "description": "OK",
+                    "content": {
+                        "application/json": {"schema": _list_of("records", "ConsentRecord")},
+                        "text/csv": {"schema": {"type": "string"}},
+                    },
+                },
+                "400": _error("Bad filter"),
+            },
+            params=[
+                _query("event", "opt_in or opt_out", {"type": "string", "enum": ["opt_in", "opt_out"]}),
+                _query("meeting", "A meeting id or join code (a removed meeting's id too)"),
+                _query("digits", "The number's last four digits", {"type": "string", "pattern": "^[0-9]{4}$"}),
+                _query(
+                    "hash", "The number's hash, as a check gives it", {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+                ),
+                _query("since", "At or after (ISO 8601; UTC if no zone)", {"type": "string", "format": "date-time"}),
+                _query("until", "Before (ISO 8601)", {"type": "string", "format": "date-time"}),
+                _query(
+                    "limit", "At most this many (default 1000)", {"type": "integer", "minimum": 1, "maximum": 100000}
+                ),
+                _query("format", "json (default) or csv", {"type": "string", "enum": ["json", "csv"]}),
+            ],
+            operation_id="listConsent",
+        )
+    },
+    "/consent/check": {
+        "post": _op(
+            "May the bridge text this number, and why (a POST: the number stays out of URLs)",
+            {
+                "200": _json(ref("ConsentStanding"), "OK"),
+                "400": _error("Not a phone number, or an unknown field"),
+                "413": _error("The body is too large"),
+                "415": _error("The body is not declared as JSON"),
+            },
+            requestBody=_body("ConsentCheck"),
+            operation_id="checkConsent",
+        )
+    },
     "/deliveries/{id}": {
         "get": _op(
             "One delivery, with attempts and final reason",
@@ -216,7 +259,8 @@ def document() -> Schema:
         "info": {
             "title": "Meeting bridge admin API",
             "version": "1",
-            "description": "Operate the bridge: meetings, sessions, external users, deliveries. Every error is "
+            "description": "Operate the bridge: meetings, sessions, external users, deliveries, the SMS consent "
+            "ledger. Every error is "
             'JSON {"error", "reason"}. Send the operator token ([admin] token) as Authorization: Bearer <token>. '
             "The console at /console signs in with the same token and then calls this API with its session cookie; "
             "its changes carry the session's CSRF token in X-CSRF-Token and must come from the console's own pages.",

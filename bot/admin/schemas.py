@@ -45,6 +45,8 @@ _MODE = {
     "description": 'per_user, or shared: one identity per meeting for all ("relay", its old name, is read as shared)',
 }
 _TIME = _nullable("string", format="date-time")
+NUMBER_PATTERN = r"^\+?[0-9][0-9 ().-]{5,30}$"
+"""How a number to check may be written: digits, a leading +, the usual separators (no letters, no *, no #)."""
 
 SCHEMAS: dict[str, Schema] = {
     "Error": {
@@ -162,6 +164,55 @@ SCHEMAS: dict[str, Schema] = {
             "firstAttemptAt": _TIME,
             "nextAttemptAt": _TIME,
             "body": {"type": "object"},
+        },
+    },
+    "ConsentRecord": {
+        "type": "object",
+        "description": "One opt-in or opt-out; the number is kept only as a keyed hash and its last four digits",
+        "properties": {
+            "id": {"type": "integer"},
+            "at": {"type": "string", "format": "date-time"},
+            "event": {"type": "string", "enum": ["opt_in", "opt_out"]},
+            "method": {"type": "string", "enum": ["keyword", "free_text"]},
+            "matched": {"type": "string", "description": "JOIN <code>, START, the STOP keyword, or the phrase matched"},
+            "request": {"type": "string", "description": "The number's own text (at most 160 characters)"},
+            "numberTail": {"type": "string"},
+            "numberHash": {"type": "string", "description": "HMAC-SHA256 of the E.164 number under the ledger's key"},
+            "gateway": {"type": "string"},
+            "providerId": _nullable("string", description="The provider's id for the number's text"),
+            "program": {"type": "string"},
+            "meetingId": _nullable("string"),
+            "meetingName": _nullable("string"),
+            "confirmation": _nullable("string", description="The text the bridge sent; null: the provider's own"),
+            "confirmationId": _nullable("string", description="The delivery that carried it"),
+        },
+    },
+    "ConsentCheck": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["number"],
+        "properties": {
+            "number": {
+                "type": "string",
+                "pattern": NUMBER_PATTERN,
+                "description": "E.164, e.g. +15551234567 (a national form is read as a US number)",
+            }
+        },
+    },
+    "ConsentStanding": {
+        "type": "object",
+        "properties": {
+            "number": {"type": "string", "description": "Masked"},
+            "numberTail": {"type": "string"},
+            "numberHash": {"type": "string"},
+            "mayText": {"type": "boolean", "description": "May the bridge start texting it (beyond answering it)"},
+            "reason": {"type": "string"},
+            "since": _TIME,
+            "optedOut": _nullable("boolean", description="null: the bridge has no user for the number"),
+            "blocked": _nullable("boolean"),
+            "timeZones": {"type": "array", "items": {"type": "string"}},
+            "quietUntil": _nullable("string", format="date-time", description="Quiet hours there now: until then"),
+            "records": {"type": "array", "items": ref("ConsentRecord"), "description": "Newest first"},
         },
     },
     "Status": {

@@ -93,6 +93,8 @@ class Relay:
         self.intake = Intake(store, self.presence, settings, self, self.metrics)
         self._settings = settings
         self._chat = chat
+        self.sweeps: list[Callable[[], Awaitable[object]]] = []
+        """Housekeeping the periodic sweep runs after the inactivity check (e.g. retention pruning)."""
 
     # events from presence, intake and the chat refusals
     def in_call(self, meeting_id: str) -> None:
@@ -156,6 +158,11 @@ class Relay:
                 continue
             if taken:
                 log.info("took %d inactive sessions out of their calls", taken)
+            for sweep in self.sweeps:
+                try:
+                    await sweep()
+                except Exception as exc:  # housekeeping that failed once must not end the inactivity sweep too
+                    log.warning("periodic sweep failed: %s", exc)
 
     async def forget(self, user_id: str) -> None:
         """Forget a user: leave every call, delete their ACS identity and every stored message of theirs."""

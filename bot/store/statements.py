@@ -122,6 +122,25 @@ class Statements(Protocol):
     sms_usage: str
     """(user_id, since): total segments and the oldest send."""
 
+    # the SMS consent ledger, and what quiet hours read
+    insert_consent: str
+    """(at, number_hash, number_tail, event, method, matched, request, gateway, provider_id, program, meeting_id,
+    meeting_name, confirmation, confirmation_id) RETURNING the row."""
+    latest_consent: str
+    """(number_hash): the number's newest record."""
+    prune_consent: str
+    """(before): records older than then, except each number's newest."""
+    note_text: str
+    """(last_text_at, user_id)"""
+    release_quiet: str
+    """(next_attempt_at, updated_at, user_id, LIKE pattern of last_error): the user's pending outbound rows."""
+    sms_conversation: str
+    """(user_id): last_text_at, and whether the user has a session that is not over."""
+
+    def consent_records(self, columns: tuple[str, ...], since: bool, until: bool, newest_first: bool) -> str:
+        """(each column's value, since, until, limit): ledger rows matching them all, by id."""
+        ...
+
     def pending(self, key_column: str) -> str:
         """(direction, key, limit): pending rows of one meeting_id or user_id, oldest first."""
         ...

@@ -196,6 +196,7 @@ sandbox_endpoint = "{info.endpoint}"
 gateway = "acs"
 number = "{info.sms_number}"
 events_secret = "env:DOCTOR_SMS"
+support = "https://example.com/help"
 
 [[meetings]]
 link = "{meeting.link}"

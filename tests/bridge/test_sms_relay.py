@@ -20,8 +20,8 @@ from bot.channels.sms.acs import PATH as ACS_EVENTS_PATH
 from bot.channels.sms.twilio import INBOUND_PATH as TWILIO_PATH
 from bot.channels.sms.twilio import STATUS_PATH as TWILIO_STATUS_PATH
 from bot.channels.sms.twilio import twilio_signature
-from bot.commands import DEFAULT_TEXTS
-from bot.config import MeetingConfig
+from bot.commands import DEFAULT_TEXTS, reply
+from bot.config import MeetingConfig, SmsSection
 from bot.models import Delivery, DeliveryState, SessionState
 from bot.sandbox import SandboxInfo
 from bot.sms_text import segments
@@ -33,9 +33,14 @@ from tests.support.sms import CODE, IN_CHAT, MEETING_NAME, OTHER, PHONE, SmsWorl
 GATEWAYS = ["acs", "twilio"]
 
 
+def standard(key: str, **values: str) -> str:
+    """A default reply as the bridge words it with the default program, support and frequency."""
+    return reply(key, {}, **SmsSection().wording(), **values)
+
+
 def fragment(key: str) -> str:
     """A piece of a default reply without placeholders, to recognise it in a phone's inbox."""
-    return DEFAULT_TEXTS[key].split("{")[0][:40]
+    return standard(key).split("{")[0][:40]
 
 
 @pytest.fixture(params=GATEWAYS)
@@ -180,7 +185,7 @@ async def test_stop_is_honoured_until_start(world: SmsWorld) -> None:
     user = await world.bridge.store.get_user(f"sms:{PHONE}")
     assert user is not None and user.opted_out
     await world.until_state(SessionState.LEFT)
-    stop_texts = [t for t in await world.inbox() if t == DEFAULT_TEXTS["stop"]]
+    stop_texts = [t for t in await world.inbox() if t == standard("stop")]
     phone = await world.control.ok("GET", f"/sandbox/v1/phones/{quote(PHONE, safe='')}/sms")
     assert phone["optedOut"]  # the carrier side opted the number out when it texted STOP ...
     # ... so the provider refuses the bridge's own confirmation, as ACS and Twilio refuse any text to a number that
@@ -203,7 +208,7 @@ async def test_stop_is_honoured_until_start(world: SmsWorld) -> None:
 
     await world.text("START")
     [started] = await world.until_text(fragment("start"))
-    assert started == DEFAULT_TEXTS["start"]
+    assert started == standard("start")
     await world.joined()
     await world.post("welcome back")
     await world.until_text("Megan: welcome back")
@@ -215,7 +220,7 @@ async def test_help_name_unknown_code_and_bare_join(
     async with sms_world(control, info, tmp_path, gateway, allow=[f"sms:{PHONE}"]) as w:
         await w.text("HELP")
         [help_text] = await w.until_text("Meeting bridge:")
-        assert help_text == DEFAULT_TEXTS["help"]
+        assert help_text == standard("help")
 
         await w.text("NAME <b>Bold</b>")
         [invalid] = await w.until_text(fragment("name_invalid"))
@@ -402,10 +407,10 @@ async def test_undelivered_report_is_recorded_as_failed(control: Control, info: 
 async def test_hourly_budget_tells_once_and_holds_the_rest(
     control: Control, info: SandboxInfo, tmp_path: Path, gateway: str
 ) -> None:
-    async with sms_world(control, info, tmp_path, gateway, sms={"budget_segments_per_hour": 2}) as w:
-        await w.joined()  # the notice is one segment
+    async with sms_world(control, info, tmp_path, gateway, sms={"budget_segments_per_hour": 3}) as w:
+        await w.joined()  # the opt-in confirmation and the notice are a segment each
         await w.post("within the budget")
-        await w.until_text("Megan: within the budget")  # two: the budget is used up
+        await w.until_text("Megan: within the budget")  # three: the budget is used up
         for line in ("over one", "over two", "over three"):
             await w.post(line)
         [budget] = await w.until_text(fragment("budget"))
@@ -426,12 +431,13 @@ async def test_hourly_budget_tells_once_and_holds_the_rest(
         await w.post("one more")
         await wait_for(lambda: held(5), what="the reply and the new message to be held too")
         assert await w.inbox() == [
+            standard("opt_in", meeting=MEETING_NAME),
             next(t for t in await w.inbox() if IN_CHAT in t),
             "Megan: within the budget",
             DEFAULT_TEXTS["budget"],
         ]
         used, _ = await w.bridge.store.sms_usage(f"sms:{PHONE}", datetime(2000, 1, 1, tzinfo=UTC))
-        assert used == 2
+        assert used == 3
 
 
 # 11: allow and deny lists ---------------------------------------------------------------------------------

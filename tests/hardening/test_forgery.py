@@ -642,7 +642,7 @@ async def test_forged_twilio_posts_are_refused_stored_and_relayed_nowhere(twilio
         status, answer = await post_form(twilio, TWILIO_PATH, *forge(twilio_door(twilio), form))
         assert status == 403 and json.loads(answer)["error"] == "bad_signature", answer
     # A status callback saying the text the phone did get never arrived.
-    [sent] = [d for d in await twilio.outbound() if d.remote_id]
+    [sent] = [d for d in await twilio.outbound() if d.remote_id and "in the meeting chat" in str(d.body["text"])]
     assert sent.report == "delivered"
     report = {"MessageSid": sent.remote_id or "", "AccountSid": "AC0", "MessageStatus": "undelivered"}
     report |= {"ErrorCode": "30008"}

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from pydantic import SecretStr
+
 from bot.channels.sms.acs import PATH as ACS_EVENTS_PATH
 from bot.channels.sms.acs import SMS_RECEIVED
 from bot.channels.sms.twilio import INBOUND_PATH as TWILIO_PATH
 from bot.channels.sms.twilio import STATUS_PATH as TWILIO_STATUS_PATH
-from bot.config import MeetingConfig
+from bot.config import AdminSection, MeetingConfig
 from bot.embedded import SMS_EVENT_TYPES, point_sandbox_twilio, subscribe_sandbox_events, twilio_on_sandbox
 from bot.models import Delivery, Direction, SessionState
 from bot.sandbox import SandboxInfo
@@ -160,6 +162,7 @@ async def sms_world(
     lobby: str = "auto",
     sms: dict[str, Any] | None = None,
     extra_meetings: list[MeetingConfig] | None = None,
+    admin_token: str | None = None,
     store_url: StoreUrl | None = None,
     **meeting_opts: Any,
 ) -> AsyncIterator[SmsWorld]:
@@ -172,6 +175,8 @@ async def sms_world(
     settings = bridge_settings(
         info, tmp_path / "bridge", clients={}, meetings=meetings, sms=overrides, store_url=store_url
     )
+    if admin_token is not None:
+        settings = settings.model_copy(update={"admin": AdminSection(token=SecretStr(admin_token))})
     sock = listening_socket()
     try:
         if gateway == "twilio":

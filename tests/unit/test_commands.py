@@ -22,6 +22,7 @@ from bot.commands import (
     reply,
     validate_name,
 )
+from bot.config import SmsSection
 from bot.formatting import clean_name
 from bot.models import SessionState
 from bot.sms_text import is_gsm7, segments
@@ -156,11 +157,14 @@ _SAMPLE = {
     "name": "Ann Lee (SMS)",
     "reason": "it is longer than 40 characters",
     "code": "1234567890",
+    **SmsSection().wording(),
 }
 
 
 def test_default_texts_cover_every_key() -> None:
     assert set(DEFAULT_TEXTS) == {
+        "opt_in",
+        "opt_out_question",
         "help",
         "stop",
         "start",
@@ -194,11 +198,11 @@ def test_carrier_required_texts() -> None:
 
 def test_reply_prefers_override() -> None:
     assert reply("help", {"help": "Text us, {name}!"}, name="Ann") == "Text us, Ann!"
-    assert reply("help", {"stop": "x"}) == DEFAULT_TEXTS["help"]
+    assert reply("help", {"stop": "x"}, **_SAMPLE) == reply("help", {}, **_SAMPLE)
 
 
 def test_reply_blank_override_falls_back() -> None:
-    assert reply("stop", {"stop": "  "}) == DEFAULT_TEXTS["stop"]
+    assert reply("stop", {"stop": "  "}, **_SAMPLE) == reply("stop", {}, **_SAMPLE)
 
 
 def test_reply_fills_safely() -> None:

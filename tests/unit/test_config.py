@@ -634,7 +634,7 @@ def test_sms_number_patterns_that_can_never_match_are_refused(tmp_path: Path, pa
 def test_twilio_beyond_loopback_needs_its_public_url(tmp_path: Path) -> None:
     twilio = (
         '[acs]\nconnection_string = "endpoint=https://x.communication.azure.com/;accesskey=a2V5"\n'
-        '[sms]\ngateway = "twilio"\nnumber = "+18005550199"\n'
+        '[sms]\ngateway = "twilio"\nnumber = "+18005550199"\nsupport = "help@example.com"\n'
         '[twilio]\naccount_sid = "AC0123"\nauth_token = "a-real-looking-token-value"\n'
     )
     exposed = write(tmp_path, '[bridge]\nhost = "0.0.0.0"\n' + twilio)

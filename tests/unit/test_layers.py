@@ -15,7 +15,8 @@ LAYERS: list[set[str]] = [
     {"models", "errors"},
     # the pure core, and the settings every layer reads
     {"sessions", "formatting", "commands", "sms_text", "phones", "links", "config", "tasks", "backoff", "address"}
-    | {"graph_ids", "readiness", "peers", "store_url"},
+    | {"graph_ids", "readiness", "peers", "store_url"}
+    | {"opt_out", "opt_out_phrases", "quiet_hours", "consent"},
     # the ports and their implementations, the registry of meetings, the counters, the error envelope
     {"store", "acs", "calls", "metrics", "meetings", "inflight", "refusal"},
     {"relay"},

@@ -19,6 +19,7 @@ from ...relay.pacing import Pacer
 from ...sms_text import combine, fit, segments
 from ...store import Store, utcnow
 from .base import SmsGateway
+from .quiet import QuietHours
 
 log = logging.getLogger(__name__)
 HOUR = timedelta(hours=1)
@@ -109,17 +110,23 @@ class SmsChannel:
         self.batch_window_s = settings.burst_window_s
         self._told_budget: dict[str, float] = {}
         self._gate = SendGate(SEND_LIMITS.get(gateway.name, ()), store.sms_sent_since)
+        self._quiet = QuietHours(store, settings)
 
     def _parts(self, meeting: Meeting | None, deliveries: list[Delivery]) -> list[str]:
         cap = (meeting.sms_segment_cap if meeting is not None else None) or self._settings.segment_cap
         return [p for p in fit(compose(deliveries), cap, self._settings.cap_policy) if p.strip()]
 
     async def turn(self, user: ExternalUser, meeting: Meeting | None, deliveries: list[Delivery]) -> None:
+        if await self._quiet.check(user, deliveries) is not None:
+            return  # nothing will be sent: deliver says why
         # Every part's turn is taken before the try is counted. A later part that waited for its turn after the
         # first went out kept the try open as long as the queue was, and a crash meanwhile counted it as failed.
         await self._gate.wait_turn(len(self._parts(meeting, deliveries)))
 
     async def deliver(self, user: ExternalUser, meeting: Meeting | None, deliveries: list[Delivery]) -> str | None:
+        held = await self._quiet.check(user, deliveries)
+        if held is not None:
+            raise held
         head = deliveries[0]
         number = Address.of(user).handle
         parts = self._parts(meeting, deliveries)
@@ -167,7 +174,7 @@ class SmsChannel:
         if self._told_budget.get(user.id) != window_start:
             # Told once per window; the notice itself is outside the budget.
             self._told_budget[user.id] = window_start
-            text = reply("budget", self._settings.texts)
+            text = reply("budget", self._settings.texts, **self._settings.wording())
             try:
                 await self._gateway.send(number, text, key=part_key(head, 99), first_sent=head.created_at or now)
             except TransientError:

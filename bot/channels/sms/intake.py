@@ -6,7 +6,7 @@ import asyncio
 import fnmatch
 import logging
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from ... import commands
 from ...address import Address
@@ -14,11 +14,13 @@ from ...config import SmsSection
 from ...formatting import clean_name
 from ...models import Direction, ExternalUser, Meeting, Session
 from ...phones import InvalidNumber, mask, matches, normalize
-from ...relay.intake import Join, Message, Sender, Ticket
+from ...relay.consent import ConsentLedger
+from ...relay.intake import Join, Message, Sender, Ticket, refusal
 from ...relay.outcomes import Accepted
 from ...relay.runtime import Relay
 from ...store import NewDelivery, Store
 from .base import InboundSms
+from .consent import AskStop, SmsConsent, WordsStop, read_opt_out
 from .replies import chat_reply, join_reply
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,11 @@ LATE_REPORTS_MAX = 1000
 BUSY_TEXT = "The meeting is busy and your message was not sent. Please try again in a minute."
 
 
+def keyword(text: str) -> str:
+    """A keyword as the ledger records it: the text as sent, upper case, without the punctuation carriers allow."""
+    return " ".join(text.split()).strip(".!?").strip().upper()
+
+
 def invited_to(meeting: Meeting, user_id: str) -> bool:
     """Named in the meeting's allow-list by number or prefix, not merely let in by a wildcard."""
     return any(fnmatch.fnmatchcase(user_id, pattern) for pattern in meeting.allow if pattern not in ("*", "sms:*"))
@@ -37,23 +44,24 @@ def invited_to(meeting: Meeting, user_id: str) -> bool:
 class SmsIntake:
     """Implements SmsReceiver for both gateways; the provider's message id makes every inbound text count once."""
 
-    def __init__(self, store: Store, relay: Relay, settings: SmsSection) -> None:
+    def __init__(self, store: Store, relay: Relay, settings: SmsSection, ledger: ConsentLedger) -> None:
         self._store = store
         self._relay = relay
         self._settings = settings
+        self._consent = SmsConsent(store, ledger, settings)
         self._late_reports = 0
 
     def _text(self, key: str, **values: Any) -> str:
-        return commands.reply(key, self._settings.texts, **values)
+        return commands.reply(key, self._settings.texts, **self._settings.wording(), **values)
 
-    async def _reply(self, user: ExternalUser, text: str, meeting_id: str = "", *, always: bool = False) -> None:
+    async def _reply(self, user: ExternalUser, text: str, meeting_id: str = "", *, always: bool = False) -> str:
         body: dict[str, Any] = {"text": text}
         if always:
             body["always"] = True
-        await self._store.add_deliveries(
-            [NewDelivery(str(uuid.uuid4()), Direction.OUTBOUND, meeting_id, user.id, "notice", body)]
-        )
+        delivery = NewDelivery(str(uuid.uuid4()), Direction.OUTBOUND, meeting_id, user.id, "notice", body)
+        await self._store.add_deliveries([delivery])
         self._relay.notify(user.id)
+        return delivery.id
 
     async def _done(self, ticket: Ticket, what: str) -> None:
         """Note a text the intake did not keep, so that a redelivery of it is dropped too."""
@@ -94,23 +102,34 @@ class SmsIntake:
             return await self._done(ticket, "invalid number")
         address = Address.sms(number)
         existing = await self._store.get_user(str(address))
-        user = existing or await self._store.upsert_user(str(address), address.channel, f"Guest {number[-4:]}")
+        user = existing or await self._consent.restore(
+            await self._store.upsert_user(str(address), address.channel, f"Guest {number[-4:]}")
+        )
+        if await self._store.note_text(user.id):
+            self._relay.notify(user.id)  # what quiet hours held goes now: the number is in a conversation again
         command = commands.parse(sms.text, opted_out=user.opted_out)
-        note = await self._screen(user, command)
+        note = await self._screen(sms, user, command)
         if note is None:
-            note = await self._command(ticket, user, command)
+            note = await self._command(ticket, sms, user, command)
         if note is not None:
             await self._done(ticket, note)
 
-    async def _screen(self, user: ExternalUser, command: commands.Command) -> str | None:
-        """STOP, START, and any text from an opted-out or refused number end here: what the inbox notes of them.
-        None for a command to carry out."""
-        if isinstance(command, commands.Stop):
-            await self._stop(user)
+    async def _screen(self, sms: InboundSms, user: ExternalUser, command: commands.Command) -> str | None:
+        """STOP (a keyword or in words), START, and any text from an opted-out or refused number end here, as does
+        a text that may mean STOP: what the inbox notes of them. None for a command to carry out."""
+        mode = self._settings.free_text_opt_out
+        heard = read_opt_out(command.text, mode) if isinstance(command, commands.Chat) else None
+        if isinstance(command, commands.Stop) or isinstance(heard, WordsStop):
+            phrase = heard.phrase if isinstance(heard, WordsStop) else keyword(sms.text)
+            await self._stop(user, sms, "free_text" if heard is not None else "keyword", phrase)
             return "stop"
         if isinstance(command, commands.Start):
             await self._store.update_user(user.id, opted_out=False)
-            await self._reply(user, self._text("start"))
+            text = self._text("start")
+            sent = await self._reply(user, text)
+            await self._consent.record(
+                user, sms, "opt_in", "keyword", keyword(sms.text), confirmation=text, confirmation_id=sent
+            )
             return "start"
         if user.opted_out:
             # Nothing is sent to an opted-out number; what it texts (other than START) is dropped.
@@ -121,12 +140,18 @@ class SmsIntake:
             if self._settings.unknown_policy == "reply":
                 await self._reply(user, self._text("not_allowed"))
             return "not allowed"
+        if isinstance(heard, AskStop):
+            # Never relayed: a text that may mean "stop" must not reach the meeting while the number is asked.
+            await self._reply(user, self._text("opt_out_question"))
+            return "opt-out question"
         return None
 
-    async def _command(self, ticket: Ticket, user: ExternalUser, command: commands.Command) -> str | None:
+    async def _command(
+        self, ticket: Ticket, sms: InboundSms, user: ExternalUser, command: commands.Command
+    ) -> str | None:
         """Carry out a command; what the inbox notes of it, or None when the intake kept the text's outcome."""
         if isinstance(command, commands.Join):
-            return await self._join(ticket, user, command.code)
+            return await self._join(ticket, sms, user, command.code)
         if isinstance(command, commands.Chat):
             return await self._chat(ticket, user, command.text)
         if isinstance(command, commands.Help):
@@ -144,22 +169,51 @@ class SmsIntake:
             await self._status(user, session.meeting_id if session else None, session.state.value if session else "")
         return type(command).__name__.lower()
 
-    async def _stop(self, user: ExternalUser) -> None:
+    async def _stop(
+        self, user: ExternalUser, sms: InboundSms, method: Literal["keyword", "free_text"], phrase: str
+    ) -> None:
         session = await self._store.current_session(user.id)
+        meeting = await self._store.get_meeting(session.meeting_id) if session is not None else None
         if session is not None:
             await self._relay.presence.leave(session, "stopped")
-        # The one confirmation goes out even though the number is now opted out; nothing else will.
-        await self._reply(user, self._text("stop"), always=True)
+        # The one confirmation goes out even though the number is now opted out; nothing else will. A provider that
+        # answers the STOP keywords itself would make it a second one, but it knows nothing of opt-outs in words.
+        confirmation = sent = None
+        if method == "free_text" or not self._settings.provider_sends_stop_reply:
+            confirmation = self._text("stop")
+            sent = await self._reply(user, confirmation, always=True)
         await self._store.update_user(user.id, opted_out=True)
-        log.info("%s opted out", Address.of(user).masked)
+        await self._consent.record(
+            user, sms, "opt_out", method, phrase, meeting=meeting, confirmation=confirmation, confirmation_id=sent
+        )
 
-    async def _join(self, ticket: Ticket, user: ExternalUser, code: str | None) -> str | None:
+    async def _join(self, ticket: Ticket, sms: InboundSms, user: ExternalUser, code: str | None) -> str | None:
         if code is None:
             invited = [m for m in await self._store.list_meetings() if invited_to(m, user.id)]
             if len(invited) != 1:
                 await self._reply(user, self._text("join_usage"))
                 return "join usage"
             code = invited[0].code
+        meeting = await self._relay.intake.find_meeting(code)
+        if (
+            meeting is not None
+            and refusal(meeting, code, user, Address.of(user)) is None
+            and not await self._consent.opted_in(user)
+        ):
+            # The first text to a number is its opt-in confirmation, recorded with the JOIN that asked for it; sent
+            # before the JOIN is submitted, so that it comes before whatever the session has to say.
+            text = self._text("opt_in", meeting=meeting.name)
+            sent = await self._reply(user, text)
+            await self._consent.record(
+                user,
+                sms,
+                "opt_in",
+                "keyword",
+                f"JOIN {meeting.code}",
+                meeting=meeting,
+                confirmation=text,
+                confirmation_id=sent,
+            )
         # One meeting at a time on a phone: joining another leaves the first, once the other lets them in.
         current = await self._store.current_session(user.id)
         outcome = await self._relay.intake.submit(ticket, Sender(Address.of(user), user=user), Join(code, current))

@@ -124,4 +124,27 @@ MIGRATIONS: list[str] = [
     ALTER TABLE sessions ADD COLUMN condition text;
     ALTER TABLE sessions ADD COLUMN condition_reason text;
     """,
+    # 6: SMS compliance: the consent ledger, and when each user last texted
+    """
+    CREATE TABLE consent (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at timestamptz NOT NULL,
+        number_hash text NOT NULL,
+        number_tail text NOT NULL,
+        event text NOT NULL,
+        method text NOT NULL,
+        matched text NOT NULL,
+        request text NOT NULL,
+        gateway text NOT NULL,
+        provider_id text,
+        program text NOT NULL,
+        meeting_id text,
+        meeting_name text,
+        confirmation text,
+        confirmation_id text
+    );
+    CREATE INDEX consent_by_number ON consent(number_hash, id);
+    CREATE INDEX consent_by_time ON consent(at);
+    ALTER TABLE users ADD COLUMN last_text_at timestamptz;
+    """,
 ]

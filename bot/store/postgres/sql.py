@@ -10,6 +10,10 @@ from ..base import ACTIVE_SQL
 
 _WAITING_FOR_USER = "user_id=$1 AND direction='out' AND state='pending'"
 _IS_BACKLOG_NOTICE = "(kind='notice' AND body->>'state'=$2)"
+_CONSENT_COLUMNS = (
+    "at, number_hash, number_tail, event, method, matched, request, gateway, provider_id, program, meeting_id, "
+    "meeting_name, confirmation, confirmation_id"
+)
 
 
 def _marks(start: int, count: int) -> list[str]:
@@ -138,6 +142,28 @@ class PostgresStatements:
     add_sms_usage = "INSERT INTO sms_usage (user_id, at, segments) VALUES ($1,$2,$3)"
     sms_sent_since = "SELECT at FROM sms_usage WHERE at>=$1 ORDER BY at"
     sms_usage = "SELECT COALESCE(SUM(segments), 0), MIN(at) FROM sms_usage WHERE user_id=$1 AND at>=$2"
+
+    # the SMS consent ledger, and what quiet hours read -------------------------------------------------
+    insert_consent = f"INSERT INTO consent ({_CONSENT_COLUMNS}) VALUES ({','.join(_marks(1, 14))}) RETURNING *"
+    latest_consent = "SELECT * FROM consent WHERE number_hash=$1 ORDER BY id DESC LIMIT 1"
+    prune_consent = "DELETE FROM consent WHERE at<$1 AND id NOT IN (SELECT MAX(id) FROM consent GROUP BY number_hash)"
+    note_text = "UPDATE users SET last_text_at=$1 WHERE id=$2"
+    release_quiet = """UPDATE outbox SET next_attempt_at=$1, updated_at=$2 WHERE user_id=$3 AND direction='out'
+           AND state='pending' AND last_error LIKE $4"""
+    sms_conversation = f"""SELECT last_text_at, EXISTS(SELECT 1 FROM sessions WHERE user_id=users.id
+           AND state IN {ACTIVE_SQL}) FROM users WHERE id=$1"""
+
+    @staticmethod
+    @cache
+    def consent_records(columns: tuple[str, ...], since: bool, until: bool, newest_first: bool) -> str:
+        conditions = [f"{c}=${n}" for n, c in enumerate(columns, start=1)]
+        if since:
+            conditions.append(f"at>=${len(conditions) + 1}")
+        if until:
+            conditions.append(f"at<${len(conditions) + 1}")
+        where = " WHERE " + " AND ".join(conditions) if conditions else ""
+        order = " ORDER BY id DESC" if newest_first else " ORDER BY id"
+        return f"SELECT * FROM consent{where}{order} LIMIT ${len(conditions) + 1}"
 
     @staticmethod
     @cache

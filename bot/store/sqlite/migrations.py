@@ -117,4 +117,28 @@ MIGRATIONS: list[str] = [
     ALTER TABLE sessions ADD COLUMN condition TEXT;
     ALTER TABLE sessions ADD COLUMN condition_reason TEXT;
     """,
+    # 6: SMS compliance: the consent ledger (every opt-in and opt-out, by keyed hash of the number, kept when a user
+    #    is forgotten), and when each user last texted (a reply within a conversation is not held by quiet hours)
+    """
+    CREATE TABLE consent (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        number_hash TEXT NOT NULL,
+        number_tail TEXT NOT NULL,
+        event TEXT NOT NULL,
+        method TEXT NOT NULL,
+        matched TEXT NOT NULL,
+        request TEXT NOT NULL,
+        gateway TEXT NOT NULL,
+        provider_id TEXT,
+        program TEXT NOT NULL,
+        meeting_id TEXT,
+        meeting_name TEXT,
+        confirmation TEXT,
+        confirmation_id TEXT
+    );
+    CREATE INDEX consent_by_number ON consent(number_hash, id);
+    CREATE INDEX consent_by_time ON consent(at);
+    ALTER TABLE users ADD COLUMN last_text_at TEXT;
+    """,
 ]

@@ -9,6 +9,10 @@ from typing import Any
 from ..base import ACTIVE_SQL
 
 _WAITING_FOR_USER = "user_id=? AND direction='out' AND state='pending'"
+_CONSENT_COLUMNS = (
+    "at, number_hash, number_tail, event, method, matched, request, gateway, provider_id, program, meeting_id, "
+    "meeting_name, confirmation, confirmation_id"
+)
 _IS_BACKLOG_NOTICE = "(kind='notice' AND json_extract(body, '$.state')=?)"
 
 
@@ -126,6 +130,23 @@ class SqliteStatements:
     add_sms_usage = "INSERT INTO sms_usage (user_id, at, segments) VALUES (?,?,?)"
     sms_sent_since = "SELECT at FROM sms_usage WHERE at>=? ORDER BY at"
     sms_usage = "SELECT COALESCE(SUM(segments), 0), MIN(at) FROM sms_usage WHERE user_id=? AND at>=?"
+
+    # the SMS consent ledger, and what quiet hours read -------------------------------------------------
+    insert_consent = f"INSERT INTO consent ({_CONSENT_COLUMNS}) VALUES ({','.join('?' * 14)}) RETURNING *"
+    latest_consent = "SELECT * FROM consent WHERE number_hash=? ORDER BY id DESC LIMIT 1"
+    prune_consent = "DELETE FROM consent WHERE at<? AND id NOT IN (SELECT MAX(id) FROM consent GROUP BY number_hash)"
+    note_text = "UPDATE users SET last_text_at=? WHERE id=?"
+    release_quiet = """UPDATE outbox SET next_attempt_at=?, updated_at=? WHERE user_id=? AND direction='out'
+           AND state='pending' AND last_error LIKE ?"""
+    sms_conversation = f"""SELECT last_text_at, EXISTS(SELECT 1 FROM sessions WHERE user_id=users.id
+           AND state IN {ACTIVE_SQL}) FROM users WHERE id=?"""
+
+    @staticmethod
+    @cache
+    def consent_records(columns: tuple[str, ...], since: bool, until: bool, newest_first: bool) -> str:
+        sql = "SELECT * FROM consent WHERE 1=1" + "".join(f" AND {c}=?" for c in columns)
+        sql += " AND at>=?" * since + " AND at<?" * until
+        return sql + (" ORDER BY id DESC" if newest_first else " ORDER BY id") + " LIMIT ?"
 
     @staticmethod
     @cache
