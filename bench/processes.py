@@ -20,7 +20,8 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,37 @@ def free_port() -> int:
 
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+@asynccontextmanager
+async def py_spy(pid: int, label: str) -> AsyncIterator[None]:
+    """With BENCH_PROFILE=<folder>, py-spy samples process `pid` meanwhile into <folder>/<label>.txt (collapsed
+    stacks unless BENCH_PROFILE_FORMAT says otherwise; BENCH_PROFILE_ARGS, default --rate 250 --gil)."""
+    folder = os.environ.get("BENCH_PROFILE")
+    if not folder:
+        yield
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            os.environ.get("BENCH_PROFILE_FORMAT", "raw"),
+            *os.environ.get("BENCH_PROFILE_ARGS", "--rate 250 --gil").split(),
+            "--output",
+            str(Path(folder) / f"{label}.txt"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        await asyncio.to_thread(spy.wait, 30)
 
 
 def _child_env(extra: Mapping[str, str]) -> dict[str, str]:

@@ -37,7 +37,7 @@ from .population import (
     start_sandbox,
     wait_in_call,
 )
-from .processes import BridgeProcess, SandboxProcess, WebhookSender
+from .processes import BridgeProcess, SandboxProcess, WebhookSender, py_spy
 from .scenario import Result, target
 
 NAME = "scale"
@@ -148,9 +148,10 @@ async def measure(meetings: int, users: int, idle_s: float, workdir: Path) -> di
         await asyncio.sleep(2)
         rss_setup = bridge.rss_bytes()
         before = await _requests(sandbox)
-        (user0, sys0), t0 = bridge.cpu_times(), time.monotonic()
-        await asyncio.sleep(idle_s)
-        (user1, sys1), window = bridge.cpu_times(), time.monotonic() - t0
+        async with py_spy(bridge.pid, NAME):
+            (user0, sys0), t0 = bridge.cpu_times(), time.monotonic()
+            await asyncio.sleep(idle_s)
+            (user1, sys1), window = bridge.cpu_times(), time.monotonic() - t0
         cpu_s = (user1 - user0) + (sys1 - sys0)
         after = await _requests(sandbox)
         reads = _since(after, before, READS)
