@@ -46,6 +46,12 @@ class Metrics:
             registry=r,
         )
         self.throttled = Counter("bridge_acs_throttled", "ACS answers of 429", ["operation"], registry=r)
+        self.events_missed = Counter(
+            "bridge_chat_events_missed",
+            "Reads that found a meeting message no chat event announced in time: that meeting is polled until its "
+            "events arrive again",
+            registry=r,
+        )
         self.token_refreshes = Counter("bridge_token_refreshes", "ACS access tokens issued", registry=r)
         self.sessions = Gauge("bridge_sessions", "Sessions by state", ["state"], registry=r)
         self.outbox = Gauge("bridge_outbox_depth", "Pending or held deliveries", ["direction"], registry=r)

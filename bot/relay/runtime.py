@@ -62,7 +62,11 @@ class Relay:
         channels: Mapping[str, Channel],
         settings: RelaySection,
         metrics: Metrics | None = None,
+        *,
+        chat_events: bool = False,
     ) -> None:
+        """`chat_events`: Event Grid chat events are subscribed (the readers then poll only meetings whose events
+        do not arrive)."""
         self.store = store
         self.metrics = metrics or Metrics()
         self.tasks = TaskSet("relay")
@@ -73,7 +77,9 @@ class Relay:
         self.dispatcher.units = self.units
         self.sender = _Sender(store, chat, self.presence, settings, self.tasks, self.dispatcher, self.metrics)
         self.sender.units = self.units
-        self.readers = MeetingReaders(store, chat, self.broker, self.dispatcher, settings, self.tasks, self.metrics)
+        self.readers = MeetingReaders(
+            store, chat, self.broker, self.dispatcher, settings, self.tasks, self.metrics, chat_events=chat_events
+        )
         self.intake = Intake(store, self.presence, settings, self, self.metrics)
         self._settings = settings
         self._chat = chat
