@@ -52,6 +52,11 @@ class Metrics:
             "events arrive again",
             registry=r,
         )
+        self.meetings_polled = Gauge(
+            "bridge_meetings_polled_for_lost_events",
+            "Meetings with chat events on whose events are not arriving, so they are polled",
+            registry=r,
+        )
         self.token_refreshes = Counter("bridge_token_refreshes", "ACS access tokens issued", registry=r)
         self.sessions = Gauge("bridge_sessions", "Sessions by state", ["state"], registry=r)
         self.outbox = Gauge("bridge_outbox_depth", "Pending or held deliveries", ["direction"], registry=r)

@@ -162,7 +162,9 @@ class MeetingReaders:
                 await self._pause(meeting_id, pause)
         finally:
             self._seen.pop(meeting_id, None)
-            self._watches.pop(meeting_id, None)
+            watch = self._watches.pop(meeting_id, None)
+            if watch is not None and not watch.trusted:
+                self._metrics.meetings_polled.dec()
 
     def _check(self, meeting_id: str, messages: list[ChatMessageView], read_at: datetime) -> cadence.Watch:
         """What the read found against what the meeting's events announced; a miss puts the meeting on polling."""
@@ -177,10 +179,12 @@ class MeetingReaders:
         watch = cadence.settle(cadence.found(before, new, read_at, now), now)
         if watch.missed_at != before.missed_at:
             self._metrics.events_missed.inc()
-            if before.trusted:
-                log.info("meeting %s: a read found a message no chat event announced: polling it", meeting_id)
+        if before.trusted and not watch.trusted:
+            self._metrics.meetings_polled.inc()
+            log.info("meeting %s: a read found a message no chat event announced: polling it", meeting_id)
         elif watch.trusted and not before.trusted:
-            log.info("meeting %s: its chat events arrive again: read on them", meeting_id)
+            self._metrics.meetings_polled.dec()
+            log.info("meeting %s: its chat events arrive again: reading on them", meeting_id)
         self._watches[meeting_id] = watch
         return watch
 
