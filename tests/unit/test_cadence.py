@@ -97,11 +97,12 @@ def test_a_message_found_before_its_event_has_the_grace_for_it() -> None:
     watch = cadence.settle(cadence.found(watch, [(A, _at(10))], _at(11), 1011.0), 1011.0)
     assert watch.trusted and A in watch.unannounced
     # The reader wakes when the grace runs out, to judge it.
-    assert cadence.poll_pause(1011.0, 1011.0, None, watch, 0.0, SETTINGS) == pytest.approx(4.0)
-    late = cadence.settle(cadence.announce(watch, [A], 1012.0), 1012.0)
+    left = cadence.EVENT_GRACE_S - 1.0
+    assert cadence.poll_pause(1011.0, 1011.0, None, watch, 0.0, SETTINGS) == pytest.approx(left)
+    late = cadence.settle(cadence.announce(watch, [A], 1011.0 + left / 2), 1011.0 + left / 2)
     assert late.trusted and not late.unannounced and late.missed_at is None
-    missed = cadence.settle(watch, 1015.0)
-    assert not missed.trusted and missed.missed_at == 1015.0
+    missed = cadence.settle(watch, 1011.0 + left)
+    assert not missed.trusted and missed.missed_at == 1011.0 + left
 
 
 def test_repeated_and_late_events_for_what_was_read_start_no_reading() -> None:
