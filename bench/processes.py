@@ -175,6 +175,10 @@ class BridgeConfig:
     chat_events_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     event_delivery_attempts: int | None = None
     """Event Grid's tries per event (the sandbox's default when None; Azure's own default is 30)."""
+    connector: str = "sandbox"
+    """calls.connector; "browser" runs the sandbox's stand-in Calling SDK in the bridge's headless Chromium."""
+    browser: dict[str, Any] = field(default_factory=dict)
+    """calls.browser settings, for the browser connector."""
 
     @property
     def base(self) -> str:
@@ -188,7 +192,8 @@ class BridgeConfig:
             "BRIDGE__BRIDGE__LOG_LEVEL": self.log_level,
             "BRIDGE__ACS__CONNECTION_STRING": sandbox["connectionString"],
             "BRIDGE__ACS__CA_FILE": sandbox["caFile"],
-            "BRIDGE__CALLS__CONNECTOR": "sandbox",
+            "BRIDGE__CALLS__CONNECTOR": self.connector,
+            "BRIDGE__CALLS__BROWSER": json.dumps(self.browser),
             "BRIDGE__CALLS__SANDBOX_ENDPOINT": sandbox["endpoint"],
             "BRIDGE__SANDBOX__ENABLED": "never",
             "BRIDGE__WEBHOOK_CLIENTS": json.dumps(self.clients),

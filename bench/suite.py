@@ -37,6 +37,7 @@ SCENARIOS = [
     "fanout",
     "scale",
     "throttled_meeting",
+    "joiner",
 ]
 
 

@@ -48,7 +48,7 @@ def add_parsers(sub: Any) -> None:
     add.add_argument("--organizer-id", help="the organizer's Entra object id")
     add.add_argument("--code", help="the join code users give (default: generated)")
     add.add_argument("--name", help="the name users are told")
-    add.add_argument("--identity-mode", choices=["per_user", "relay"])
+    add.add_argument("--identity-mode", choices=["per_user", "shared"])
     add.add_argument("--allow", action="append", help="who may join (repeat); default anyone")
     remove = meetings.add_parser("remove", parents=common, help="end a meeting's sessions and remove it")
     remove.add_argument("meeting", help="the meeting's id or join code")

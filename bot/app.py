@@ -11,12 +11,15 @@ from datetime import timedelta
 import aiohttp
 from aiohttp import web
 
+from .acs.auth import AcsAuth, acs_auth
 from .acs.chat import ChatService
 from .acs.graph import GraphMeetingResolver
 from .acs.identity import IdentityService
 from .acs.sms import AcsSmsGateway
 from .admin import add_admin_api, add_console
 from .calls.base import CallConnector
+from .calls.browser import browser_connector
+from .calls.choice import connector_kind
 from .calls.client_reported import ClientReportedConnector
 from .calls.sandbox import SandboxCallConnector, access_key_of
 from .channels.chat_events import ChatEventsDoor
@@ -31,12 +34,15 @@ from .config import SETTINGS, Settings
 from .drain import DRAIN, Drain, drain_middleware
 from .meetings import REGISTRY, MeetingRegistry
 from .metrics import METRICS, CountingTokens, Metrics
+from .readiness import CachedCheck
 from .relay.ports import Channel
 from .relay.runtime import RELAY, Relay
 from .store import STORE, Store
 
 log = logging.getLogger(__name__)
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
+ACS_CHECK: web.AppKey[CachedCheck] = web.AppKey("acs_check")
+"""Whether ACS answers, for /readyz: asked at most once every few seconds however often it is called."""
 CLIENT_TIMEOUT_S = 30
 
 Lifetime = Callable[[web.Application], AsyncIterator[None]]
@@ -49,8 +55,8 @@ def public_base(settings: Settings) -> str:
 
 def check_wiring(settings: Settings) -> None:
     """What create_app needs beyond what the settings validated alone; raised before anything is opened."""
-    if settings.acs.connection_string is None or settings.acs.endpoint is None:
-        raise ValueError("acs.connection_string is required (the embedded sandbox provides one)")
+    if settings.acs.endpoint is None:
+        raise ValueError("an ACS resource is required: acs.connection_string, or acs.endpoint with a credential")
     sms, tw = settings.sms, settings.twilio
     if sms.gateway == "acs" and sms.number is None:
         raise ValueError("sms.number is required for the acs gateway")
@@ -58,12 +64,12 @@ def check_wiring(settings: Settings) -> None:
         raise ValueError("the twilio gateway needs twilio.account_sid, twilio.auth_token and sms.number")
 
 
-def _sms_gateway(settings: Settings, session: aiohttp.ClientSession) -> SmsGateway | None:
+def _sms_gateway(settings: Settings, auth: AcsAuth, session: aiohttp.ClientSession) -> SmsGateway | None:
     sms, tw = settings.sms, settings.twilio
     if sms.gateway == "acs":
-        assert settings.acs.connection_string is not None and sms.number is not None
+        assert sms.number is not None
         verify: str | bool = settings.acs.ca_file or True
-        return AcsSmsGateway(settings.acs.connection_string.get_secret_value(), sms.number, connection_verify=verify)
+        return AcsSmsGateway(auth, sms.number, connection_verify=verify)
     if sms.gateway == "twilio":
         assert tw.account_sid and tw.auth_token and sms.number
         return TwilioGateway(
@@ -78,10 +84,10 @@ def _sms_gateway(settings: Settings, session: aiohttp.ClientSession) -> SmsGatew
     return None
 
 
-def _connector(settings: Settings, endpoint: str, session: aiohttp.ClientSession) -> CallConnector:
-    kind = settings.calls.connector
-    if kind == "auto":
-        kind = "sandbox" if settings.use_sandbox or settings.calls.sandbox_endpoint else "client_reported"
+def call_connector(settings: Settings, endpoint: str, session: aiohttp.ClientSession) -> CallConnector:
+    kind = connector_kind(settings)
+    if kind == "browser":
+        return browser_connector(settings, endpoint)
     if kind == "sandbox":
         calls = settings.calls.sandbox_endpoint or endpoint
         secret = settings.acs.connection_string
@@ -93,7 +99,7 @@ def _connector(settings: Settings, endpoint: str, session: aiohttp.ClientSession
     return ClientReportedConnector()
 
 
-def _graph(settings: Settings) -> GraphMeetingResolver | None:
+def graph_resolver(settings: Settings) -> GraphMeetingResolver | None:
     graph = settings.graph
     if not graph.configured:
         return None
@@ -159,7 +165,7 @@ async def _ready(request: web.Request) -> web.Response:
     channels = {"webhook": bool(settings.webhook_clients), "sms": settings.sms.gateway != "none"}
     checks = {
         "store": await app[STORE].writable(),
-        "acs": await _acs_reachable(app),
+        "acs": await app[ACS_CHECK](),
         "channels": any(channels.values()),
     }
     ready = all(checks.values())
@@ -181,6 +187,7 @@ class Parts:
     metrics: Metrics
     http: aiohttp.ClientSession
     store: Store
+    auth: AcsAuth
     identities: IdentityService
     chat: ChatService
     graph: GraphMeetingResolver | None
@@ -192,29 +199,31 @@ class Parts:
     @classmethod
     def build(cls, settings: Settings) -> Parts:
         check_wiring(settings)
-        assert settings.acs.connection_string is not None and settings.acs.endpoint is not None
+        assert settings.acs.endpoint is not None
         endpoint = settings.acs.endpoint
         verify: str | bool = settings.acs.ca_file or True
         metrics = Metrics()
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S))
         store = Store(settings.store_file)
+        # The access key or an Entra ID credential; shared by the identity and SMS clients (chat uses user tokens).
+        auth = acs_auth(settings.acs)
         identities = IdentityService(
-            settings.acs.connection_string.get_secret_value(),
+            auth,
             connection_verify=verify,
             token_lifetime=timedelta(minutes=settings.acs.token_minutes),
         )
         tokens = CountingTokens(identities, metrics)
         chat = ChatService(endpoint, tokens, connection_verify=verify)
-        gateway = _sms_gateway(settings, http)
-        connector = _connector(settings, endpoint, http)
+        gateway = _sms_gateway(settings, auth, http)
+        connector = call_connector(settings, endpoint, http)
         channels: dict[str, Channel] = {"webhook": WebhookChannel(settings.webhook_clients, http)}
         if gateway is not None:
             channels["sms"] = SmsChannel(gateway, store, settings.sms)
         events = settings.events.secret is not None
         relay = Relay(store, tokens, chat, connector, channels, settings.relay, metrics, chat_events=events)
-        graph = _graph(settings)
+        graph = graph_resolver(settings)
         registry = MeetingRegistry(store, graph)
-        return cls(settings, metrics, http, store, identities, chat, graph, gateway, connector, relay, registry)
+        return cls(settings, metrics, http, store, auth, identities, chat, graph, gateway, connector, relay, registry)
 
     def doors(self) -> list[web.RouteDef]:
         """Every inbound door's routes: the webhook's always, SMS and Event Grid's where configured."""
@@ -240,9 +249,10 @@ class Parts:
         lifetimes = [
             _closing(self.http.close),
             _running(self.store.open, self.store.close),
+            _closing(self.auth.close),  # after the identity and SMS clients that use it
             _closing(self.identities.close),
             _closing(self.chat.close),
-            _closing(self.connector.close),
+            _running(self.connector.start, self.connector.close),
         ]
         if self.graph is not None:
             lifetimes.append(_closing(self.graph.close))
@@ -274,6 +284,7 @@ def create_app(settings: Settings, *, extra_routes: Iterable[web.RouteDef] = ())
     app[STORE] = parts.store
     app[RELAY] = parts.relay
     app[REGISTRY] = parts.registry
+    app[ACS_CHECK] = CachedCheck(lambda: _acs_reachable(app))
     app.cleanup_ctx.extend(parts.lifetimes())
     if settings.admin.token is not None:
         # No token, no API and no console: their routes are not even registered.

@@ -14,15 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from . import doctor
 from .admin_commands import COMMANDS as ADMIN_COMMANDS
 from .admin_commands import add_parsers as add_admin_parsers
 from .admin_commands import run as run_admin
+from .calls.choice import describe_connector
 from .config import Settings, load_settings
 from .drain import DRAIN
 from .embedded import EmbeddedSandbox
 from .errors import ConfigError, SchemaTooNewError
 from .relay.runtime import RELAY
 from .sandbox import Sandbox, SandboxInfo
+from .server import BoundedRunner, BoundedSite
 from .tools import phone, webhook_inbox, webhook_send
 
 if TYPE_CHECKING:
@@ -73,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     inbox = sub.add_parser("webhook-inbox", help="show what the demo webhook client received from the meeting")
     inbox.add_argument("--state-dir", type=Path, default=Path(".bridge"))
     add_admin_parsers(sub)  # meetings, sessions, users, status: clients of a running bridge's admin API
+    doctor.add_parser(sub)
     return parser
 
 
@@ -151,6 +155,7 @@ def _banner(
     settings: Settings, base: str, info: SandboxInfo | None, demo: Demo | None, admin_token: str | None = None
 ) -> str:
     lines = [f"bridge ready at {base}", f"  webhook door:  {base}/channels/webhook/<client>"]
+    lines.append(f"  calls:         {describe_connector(settings)}")
     if info is not None:
         lines.append(f"  sandbox:       {info.endpoint} (control {info.control_url}, pages {info.endpoint}sandbox/ui/)")
     if settings.admin.token is not None:
@@ -206,11 +211,11 @@ async def run_bridge(config: Path | None) -> int:
     if embedded is not None:
         settings = await embedded.start()
     app = create_app(settings, extra_routes=embedded.routes() if embedded is not None else ())
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=SERVER_SHUTDOWN_S)
+    runner = BoundedRunner(app, settings.http, access_log=None, shutdown_timeout=SERVER_SHUTDOWN_S)
     try:
         try:
             await runner.setup()
-            await web.TCPSite(runner, settings.bridge.host, settings.bridge.port).start()
+            await BoundedSite(runner, settings.bridge.host, settings.bridge.port).start()
         except SchemaTooNewError as exc:
             print(f"store error: {exc}", file=sys.stderr)
             return EXIT_CONFIG
@@ -244,7 +249,11 @@ def check_config(config: Path | None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    target = "the embedded sandbox" if settings.use_sandbox else "the configured ACS resource"
+    target = (
+        "the embedded sandbox"
+        if settings.use_sandbox
+        else f"the ACS resource at {settings.acs.endpoint}, signing in with {settings.acs.sign_in}"
+    )
     print(
         f"ok: {len(settings.meetings)} meetings, {len(settings.webhook_clients)} webhook clients, running on {target}"
     )
@@ -273,4 +282,6 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(webhook_inbox(args.state_dir))
     if args.command in ADMIN_COMMANDS:
         return run_admin(args)
+    if args.command == "doctor":
+        return doctor.run(args)
     return EXIT_CONFIG

@@ -7,6 +7,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .formatting import clean_name
 from .models import SessionState
 
 
@@ -71,7 +72,6 @@ _PUNCTUATION = ".!?"
 # Join codes are written as printed: "123 456", "123-456", "#123456".
 _CODE = re.compile(r"#?[0-9]+(?:[ .\-][0-9]+)*")
 _CODE_MAX_DIGITS = 16
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def parse(text: str, *, opted_out: bool = False) -> Command:
@@ -118,16 +118,16 @@ def _join(argument: str, text: str) -> Command:
 
 
 def validate_name(name: str, max_chars: int) -> str | None:
-    """Why a display name cannot be used, in words that fit the name_invalid reply; None when it can."""
+    """Why a display name cannot be used, in words that fit the name_invalid reply; None when it can. What is
+    checked, and what is then used, is the name cleaned as every channel cleans one (`clean_name`): invisible
+    characters taken out, so one that is nothing but them is empty."""
     if max_chars < 1:
         raise ValueError(f"max_chars must be at least 1, not {max_chars}")
-    if not name.strip():
+    name = clean_name(name)
+    if not name:
         return "it is empty"
     if len(name) > max_chars:
         return f"it is longer than {max_chars} characters"
-    # Bidi overrides are not Cc but can show a name reversed: refused like the other invisible controls.
-    if any(unicodedata.category(ch) in ("Cc", "Cs") or ch in _BIDI_CONTROLS for ch in name):
-        return "it has control characters"
     if "<" in name or ">" in name:
         return "it has < or >"
     if not any(unicodedata.category(ch).startswith("L") for ch in name):

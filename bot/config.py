@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 import re
 import tomllib
@@ -24,10 +25,11 @@ from pydantic import (
     model_validator,
 )
 
+from . import graph_ids
 from .errors import ConfigError
 from .formatting import validate_template
 from .links import JoinLinkError, parse_join_link
-from .models import IdentityMode
+from .models import DEPRECATED_SHARED, IdentityMode
 from .phones import check_pattern
 
 ENV_PREFIX = "BRIDGE__"
@@ -105,13 +107,57 @@ class BridgeSection(_Section):
     """On SIGTERM or SIGINT: how long requests and sends under way get to finish before the rest is cut short."""
 
 
+AcsCredential = Literal["default", "client_secret"]
+
+
+def endpoint_of(connection_string: str) -> str | None:
+    """The endpoint=... part of a connection string."""
+    for part in connection_string.split(";"):
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "endpoint":
+            return value.strip() or None
+    return None
+
+
+class HttpSection(_Section):
+    """The bridge's HTTP server: how long each stage of a request may take, and how many connections one address
+    may hold. A client too slow for them gets 408 (or, idle, a closed connection) and costs no more than its
+    socket meanwhile."""
+
+    head_timeout_s: float = Field(10.0, gt=0, le=300)
+    """From a request's first byte to the end of its head (request line and headers)."""
+    body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    """From the end of the head to the end of the body (every door's bodies are at most 1 MiB)."""
+    idle_timeout_s: float = Field(75.0, gt=0, le=3600)
+    """How long a connection may stay open with no request under way: a new one before its first byte, and one
+    kept alive between requests. Longer than a load balancer's own idle timeout (60 s for AWS's), so the balancer
+    is the one that closes and never sends on a connection the bridge is closing."""
+    max_connections_per_peer: int = Field(256, ge=0, le=1_000_000)
+    """Connections one address (an IPv6 /64) may hold open at once; a further one is answered 503 and closed.
+    0: no cap. Keep it well below the process's open-file limit (ulimit -n), so one address cannot take them all.
+    Behind a reverse proxy every connection comes from the proxy: raise it to the proxy's pool, or 0."""
+
+
 class AcsSection(_Section):
     connection_string: SecretStr | None = None
+    """endpoint=...;accesskey=...: requests are signed with the resource's access key (HMAC)."""
+    given_endpoint: str | None = Field(None, alias="endpoint")
+    """`endpoint` in the file: the resource's endpoint, for the Entra ID sign-in (with `credential` or a client
+    secret); with a connection string it may be left out. Read it as `endpoint`, which falls back to the
+    connection string's."""
+    credential: AcsCredential | None = None
+    """default: azure-identity's DefaultAzureCredential (managed identity, workload identity, AZURE_* environment,
+    Azure CLI); client_secret: an app registration's tenant_id, client_id and client_secret below."""
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    authority: str | None = None
+    """The Entra authority host for the client secret; default https://login.microsoftonline.com."""
     ca_file: str | None = None
     """A CA bundle to trust, for the sandbox or a TLS-inspecting proxy."""
     token_minutes: int = Field(1440, ge=60, le=1440)
 
-    _resolve = field_validator("connection_string", mode="before")(_secret)
+    _resolve = field_validator("connection_string", "client_secret", mode="before")(_secret)
 
     @field_validator("connection_string")
     @classmethod
@@ -122,16 +168,67 @@ class AcsSection(_Section):
                 raise ValueError("must read endpoint=https://...;accesskey=...")
         return value
 
+    @field_validator("given_endpoint", "authority")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https://[^\s/]+", value):
+            raise ValueError("must be an https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> AcsSection:
+        """Exactly one way to sign in: the access key of a connection string, or Entra ID with the endpoint."""
+        triple = {"tenant_id": self.tenant_id, "client_id": self.client_id, "client_secret": self.client_secret}
+        given = [name for name, value in triple.items() if value is not None]
+        if self.connection_string is not None:
+            own = endpoint_of(self.connection_string.get_secret_value())
+            for name in ("credential", *given):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name}: not used with connection_string (its access key signs in); give one of the two"
+                    )
+            url = self.given_endpoint
+            if url is not None and own is not None and url.rstrip("/") != own.rstrip("/"):
+                raise ValueError("endpoint: differs from the connection string's endpoint; give one of them")
+            return self
+        if self.credential == "default" and given:
+            raise ValueError(f'{given[0]}: not used with credential = "default" (it reads AZURE_* variables itself)')
+        if given or self.credential == "client_secret":
+            missing = [name for name in triple if name not in given]
+            if missing:
+                raise ValueError(
+                    f"{missing[0]}: needed for the client secret sign-in (tenant_id, client_id, client_secret)"
+                )
+            self.credential = "client_secret"
+        if self.credential is not None and self.given_endpoint is None:
+            raise ValueError("endpoint: needed with credential (https://<resource>.communication.azure.com/)")
+        if self.given_endpoint is not None and self.credential is None:
+            raise ValueError(
+                'credential: needed with endpoint: "default" (managed identity and the like) or a client secret '
+                "(tenant_id, client_id, client_secret); or give connection_string instead"
+            )
+        return self
+
     @property
     def endpoint(self) -> str | None:
-        """The resource's endpoint, from the connection string."""
-        if self.connection_string is None:
-            return None
-        for part in self.connection_string.get_secret_value().split(";"):
-            key, _, value = part.partition("=")
-            if key.strip().lower() == "endpoint":
-                return value.strip()
-        return None
+        """The resource's endpoint: the connection string's, or the one given for the Entra ID sign-in."""
+        if self.connection_string is not None:
+            return endpoint_of(self.connection_string.get_secret_value()) or self.given_endpoint
+        return self.given_endpoint
+
+    @property
+    def configured(self) -> bool:
+        """An ACS resource is configured: by connection string, or by endpoint and Entra ID."""
+        return self.endpoint is not None
+
+    @property
+    def sign_in(self) -> str:
+        """How the bridge signs in, in words for operators."""
+        if self.connection_string is not None:
+            return "the access key"
+        if self.credential == "default":
+            return "Entra ID (DefaultAzureCredential)"
+        return "Entra ID (client secret)" if self.credential == "client_secret" else "nothing"
 
 
 class GraphSection(_Section):
@@ -149,11 +246,47 @@ class GraphSection(_Section):
         return bool(self.tenant_id and self.client_id and self.client_secret)
 
 
+class BrowserSection(_Section):
+    """The browser connector: Microsoft's Calling SDK in one headless Chromium per bridge process."""
+
+    chromium: str = "/usr/bin/chromium"
+    """The Chromium to run (Debian's package); Playwright drives it, no browser is downloaded."""
+    sdk: str = "auto"
+    """Which Calling SDK the joiner page loads: real (the bundled @azure/communication-calling, `make joiner`),
+    an http(s) URL of an ES module with its API, or auto: the sandbox's stand-in on the sandbox, else real."""
+    legs_per_page: int = Field(10, ge=1, le=100)
+    """Call legs (one CallClient and CallAgent each) one page holds; a page is closed once it holds none."""
+    max_legs: int = Field(100, ge=1, le=10_000)
+    """Call legs one bridge process holds at most; a join beyond it fails and its user is told why."""
+    join_timeout_s: float = Field(90.0, gt=0, le=600)
+    """How long a join may take to reach the lobby or the call (the SDK gives group call set-up 85 s)."""
+    page_timeout_s: float = Field(30.0, gt=0, le=300)
+    """How long a new page may take to load and import the SDK."""
+    heartbeat_s: float = Field(2.0, gt=0, le=60)
+    """How often every page is asked whether it still answers; a hung page is given up within this plus the
+    heartbeat timeout."""
+    heartbeat_timeout_s: float = Field(5.0, gt=0, le=120)
+    args: list[str] = Field(default_factory=list)
+    """More Chromium switches, after the bridge's own (a proxy, or --host-resolver-rules to keep it on loopback)."""
+    user_agent: str | None = None
+    """A user agent for the pages; none: Chromium's own ("HeadlessChrome", which the SDK calls unsupported but
+    which worked in every trial)."""
+
+    @field_validator("sdk")
+    @classmethod
+    def _sdk(cls, value: str) -> str:
+        if value not in ("auto", "real") and not re.match(r"^https?://[^\s/]+/\S*$", value):
+            raise ValueError("must be auto, real or an http(s) URL of the SDK module")
+        return value
+
+
 class CallsSection(_Section):
-    connector: Literal["auto", "sandbox", "client_reported"] = "auto"
-    """auto: the sandbox's call API when the bridge runs on the sandbox, else client-reported."""
+    connector: Literal["auto", "sandbox", "client_reported", "browser"] = "auto"
+    """auto: the sandbox's call API when the bridge runs on the sandbox, else client-reported; browser: the
+    Calling SDK in headless Chromium (the only way into a real Teams meeting call; calls.browser)."""
     sandbox_endpoint: str | None = None
     """Where the sandbox's call API lives when it is not the ACS endpoint."""
+    browser: BrowserSection = Field(default_factory=BrowserSection)
 
 
 class EventsSection(_Section):
@@ -236,6 +369,13 @@ class AdminSection(_Section):
     """The operators' bearer token for /api/v1 (and the console); not set: the admin API is off. On the
     embedded sandbox `run` generates one and prints it."""
 
+    failed_tokens_allowed: int = Field(5, ge=1, le=10_000)
+    """Wrong tokens one address may send (to the API and the console's sign-in together) before its attempts
+    wait: 1 s after the next wrong one, doubling with each further one up to lockout_max_s. A right token, or 15
+    minutes without a wrong one, starts the count afresh. Behind a proxy every request comes from its address."""
+    lockout_max_s: float = Field(300.0, gt=0, le=86_400)
+    """The longest wait after repeated wrong tokens; meanwhile every attempt from that address is answered 429."""
+
     _resolve = field_validator("token", mode="before")(_secret)
 
     @field_validator("token")
@@ -248,7 +388,7 @@ class AdminSection(_Section):
 
 class SandboxSection(_Section):
     enabled: Literal["auto", "always", "never"] = "auto"
-    """auto: run the embedded sandbox when no ACS connection string is configured."""
+    """auto: run the embedded sandbox when no ACS resource (connection string or endpoint) is configured."""
     port: int = Field(0, ge=0, le=65535)
     demo: bool = True
     """Create a live demo meeting and a demo webhook client when the sandbox is embedded."""
@@ -277,6 +417,15 @@ class RelaySection(_Section):
     """Inbound messages one meeting may have waiting (queued or held); beyond it senders are told the meeting
     is busy (webhook 429, one SMS notice). 150 is five minutes of a thread's 30 sends per minute even when no
     two merge: a backlog older than that is no longer a conversation."""
+    hold_refused_s: float = Field(600.0, gt=0)
+    """While the meeting's chat refuses the bridge's guests though their call is connected (chat_refused), how long
+    their messages are kept, to be sent once chat works again; after that they fail with that reason."""
+    probe_refused_s: float = Field(30.0, gt=0, le=600)
+    """While chat is refused, how often one read checks whether it works again."""
+    repeat_retention_days: float = Field(7.0, gt=0, le=3650)
+    """How long the provider id of each accepted message (webhook-id, SMS message id) is kept to drop repeats;
+    older records are pruned. It must outlast every sender's retries: Event Grid retries for up to 24 hours,
+    Standard Webhooks senders for a few days, Twilio does not retry inbound posts on its own."""
     max_pending_per_user: int = Field(50, gt=0)
     """Messages one external user may have waiting, inbound (beyond it: busy, as above) and outbound (beyond
     it, newer deliveries to them fail with backlog_full and they are told once). A sender's consecutive
@@ -330,11 +479,21 @@ class MeetingConfig(_Section):
     """The short join code SMS users text; generated when absent."""
     name: str | None = None
     identity_mode: IdentityMode = IdentityMode.PER_USER
+    """per_user, or shared (one identity per meeting speaks for everyone); "relay" is read as shared, with a warning."""
     display_name_template: str = "{name} ({channel})"
     sms_segment_cap: int | None = Field(None, ge=1, le=10)
     """Overrides sms.segment_cap for this meeting."""
     allow: list[str] = Field(default_factory=lambda: ["*"])
     """Who may join: addresses or patterns such as webhook:demo/*, sms:+1555*; * for anyone."""
+
+    @field_validator("identity_mode", mode="before")
+    @classmethod
+    def _old_mode_name(cls, value: object) -> object:
+        if value == DEPRECATED_SHARED:
+            logging.getLogger(__name__).warning(
+                'identity_mode "relay" is now called "shared"; the old name still works but will be dropped'
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> MeetingConfig:
@@ -355,9 +514,20 @@ class MeetingConfig(_Section):
         validate_template(value)
         return value
 
+    @field_validator("organizer_id")
+    @classmethod
+    def _organizer(cls, value: str | None) -> str | None:
+        return graph_ids.organizer_id(value) if value is not None else None
+
+    @field_validator("graph_meeting_id")
+    @classmethod
+    def _graph_meeting(cls, value: str | None) -> str | None:
+        return graph_ids.meeting_id(value) if value is not None else None
+
 
 class Settings(_Section):
     bridge: BridgeSection = Field(default_factory=BridgeSection)
+    http: HttpSection = Field(default_factory=HttpSection)
     acs: AcsSection = Field(default_factory=AcsSection)
     graph: GraphSection = Field(default_factory=GraphSection)
     sandbox: SandboxSection = Field(default_factory=SandboxSection)
@@ -391,8 +561,10 @@ class Settings(_Section):
                     "twilio.public_url is required when the bridge listens beyond loopback "
                     "(signatures are computed over the exact URL Twilio calls)"
                 )
-        if self.sandbox.enabled == "never" and self.acs.connection_string is None:
-            raise ValueError("acs.connection_string is required when sandbox.enabled is never")
+        if self.sandbox.enabled == "never" and not self.acs.configured:
+            raise ValueError(
+                "acs.connection_string (or acs.endpoint with a credential) is required when sandbox.enabled is never"
+            )
         seen: dict[str, int] = {}
         for index, meeting in enumerate(self.meetings):
             if meeting.code is not None and meeting.code in seen:
@@ -411,7 +583,7 @@ class Settings(_Section):
     def use_sandbox(self) -> bool:
         if self.sandbox.enabled == "always":
             return True
-        return self.sandbox.enabled == "auto" and self.acs.connection_string is None
+        return self.sandbox.enabled == "auto" and not self.acs.configured
 
 
 def _env_value(raw: str) -> Any:
@@ -456,8 +628,13 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def _describe(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    where = ".".join(str(p) for p in err["loc"])
     message = str(err["msg"]).removeprefix("Value error, ")
+    # A check across a section's fields says which field it is about first: "acs" + "credential: ..." is one key.
+    key = re.match(r"([a-z_][a-z0-9_]*): ", message)
+    if key is not None and where:
+        where, message = f"{where}.{key[1]}", message[key.end() :]
+    where = where or "(top level)"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in f"{where}: {message}{more}")
 

@@ -17,8 +17,10 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
+from .admin.console_auth import wire_bytes
 from .channels.webhook import verify
 from .config import MeetingConfig, Settings, WebhookClient
+from .refusal import refuse
 
 log = logging.getLogger(__name__)
 DEMO_FILE = "demo.json"
@@ -116,17 +118,20 @@ class DemoInbox:
     async def receive(self, request: web.Request) -> web.Response:
         body = await request.read()
         if verify(self._client, body, request.headers) is not None:
-            return web.json_response({"error": "bad_signature"}, status=401)
-        self.items.append(json.loads(body))
+            return refuse(401, "bad_signature", "no signature of the demo client's matches")
+        try:
+            item = json.loads(body)
+        except ValueError:  # signed with the demo's secret, yet not JSON
+            return refuse(400, "bad_request", "the body is not JSON")
+        self.items.append(item)
         del self.items[: -self.KEEP]
         return web.json_response({"ok": True})
 
     async def listing(self, request: web.Request) -> web.Response:
-        # Reading the inbox needs the demo client's secret as a bearer token.
+        # Reading the inbox needs the demo client's secret as a bearer token; compared as the bytes sent, since a
+        # header byte that is not UTF-8 arrives as a lone surrogate that a plain encode() refuses.
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         expected = self._client.secrets[0].get_secret_value()
-        if not hmac.compare_digest(token.encode(), expected.encode()):
-            return web.json_response(
-                {"error": "unauthorized", "reason": "send the demo secret as a Bearer token"}, status=401
-            )
+        if not hmac.compare_digest(wire_bytes(token), wire_bytes(expected)):
+            return refuse(401, "unauthorized", "send the demo secret as a Bearer token")
         return web.json_response(self.items)

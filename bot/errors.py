@@ -64,6 +64,11 @@ class TransientError(BridgeError):
         self.retry_after = retry_after
 
 
+class StaleTokenError(TransientError):
+    """The service refused a call leg's token as invalid or expired although the bridge held it current (revoked, or
+    a clock apart): the caller drops its cached token and joins again with a newly issued one."""
+
+
 class ThrottledError(TransientError):
     """ACS answered 429; retry_after holds its Retry-After in seconds when it sent one."""
 

@@ -12,8 +12,19 @@ from urllib.parse import urlsplit
 
 DISPLAY_NAME_LIMIT = 256
 _PLACEHOLDERS = frozenset({"name", "channel"})
-# Bidi overrides and isolates are not Cc but let a name render reversed, so names lose them too.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# What a name loses: controls, format characters (zero-width spaces and joiners, the word joiner, bidi overrides and
+# isolates, soft hyphens, tags), surrogates, private-use and unassigned code points. None of them shows, so a name
+# padded with them looks like someone else's.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+# Letters and symbols that render as blank space: the Hangul fillers, the empty braille pattern, the combining
+# grapheme joiner and the Khmer inherent vowels.
+_FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5")
+_ZWJ = "\u200d"
+_PICTOGRAPHIC: tuple[tuple[int, int], ...] = (
+    *((0x1F000, 0x1FAFF), (0x1FC00, 0x1FFFD), (0x2190, 0x21FF), (0x2300, 0x23FF), (0x2600, 0x27BF), (0x2B00, 0x2BFF)),
+    *((0x3030, 0x3030), (0x303D, 0x303D), (0x3297, 0x3299), (0xA9, 0xA9), (0xAE, 0xAE), (0x203C, 0x203C)),
+    *((0x2049, 0x2049), (0x2122, 0x2122), (0x2139, 0x2139)),
+)
 _URL = re.compile(r"\bhttps?://[^\s<>\"]+", re.IGNORECASE)
 _URL_TRAILING = ".,;:!?'*"
 _HTML_SPACE = re.compile(r"([ \t\n\r\f]+)")  # only ASCII whitespace collapses in HTML
@@ -275,11 +286,26 @@ def html_to_text(html_text: str, *, attachments_note: bool = True) -> str:
 # ---------------------------------------------------------------- names and relay
 
 
-def _sanitise_name(value: str) -> str:
-    # Whitespace (newlines, tabs included) becomes one space before the remaining controls are removed.
-    value = " ".join(value.split())
-    value = "".join(ch for ch in value if ch not in _BIDI_CONTROLS and unicodedata.category(ch) != "Cc")
-    return " ".join(value.split())[:DISPLAY_NAME_LIMIT].rstrip()
+def _pictographic(ch: str) -> bool:
+    """Close enough to Unicode's Extended_Pictographic for telling an emoji sequence's joiner from padding."""
+    point = ord(ch)
+    return ch == "\ufe0f" or any(low <= point <= high for low, high in _PICTOGRAPHIC)
+
+
+def clean_name(value: str) -> str:
+    """A person's name as Teams and SMS show it: one line of single spaces, NFC, without invisible characters. A
+    zero-width joiner stays only between two emoji, where it joins them into one ("👩\u200d💻"). May be empty."""
+    value = " ".join(value.split())  # whitespace (newlines, tabs) becomes one space, not nothing
+    kept: list[str] = []
+    for index, ch in enumerate(value):
+        if ch == _ZWJ:
+            following = value[index + 1 : index + 2]
+            if kept and _pictographic(kept[-1]) and following and _pictographic(following):
+                kept.append(ch)
+        elif ch not in _FILLERS and unicodedata.category(ch) not in _INVISIBLE:
+            kept.append(ch)
+    # After the removal: a mark that followed a removed character may now compose with the letter before it.
+    return " ".join(unicodedata.normalize("NFC", "".join(kept)).split())
 
 
 def validate_template(template: str) -> None:
@@ -303,15 +329,21 @@ def validate_template(template: str) -> None:
 
 
 def display_name(template: str, *, name: str, channel: str) -> str:
-    """Fill the template with sanitised values; the result is one line of at most 256 characters."""
+    """The template filled with clean values: one line of at most 256 characters in which the template's fixed part
+    (" (SMS)") is always whole. The name is cut to the room the rest leaves: cutting the whole afterwards would cut
+    the suffix that tells Teams users this is not one of them."""
     validate_template(template)
-    filled = template.format(name=_sanitise_name(name), channel=_sanitise_name(channel))
-    return _sanitise_name(filled)
+    label = clean_name(channel)
+    uses = sum(1 for _text, field, _spec, _conversion in string.Formatter().parse(template) if field == "name")
+    room = (DISPLAY_NAME_LIMIT - len(template.format(name="", channel=label))) // max(uses, 1)
+    shown = clean_name(name)[: max(room, 0)].rstrip()
+    return clean_name(template.format(name=shown, channel=label))[:DISPLAY_NAME_LIMIT].rstrip()
 
 
-def relay_prefix(name: str, text: str) -> str:
-    """`"Name: text"` for relay mode; a name with nothing visible left leaves the text unprefixed."""
-    clean = _sanitise_name(name)
+def speaker_prefix(name: str, text: str) -> str:
+    """`"Name: text"` for the shared identity mode, the name cleaned as display_name cleans it; a name with nothing
+    visible leaves the text unprefixed (the doors refuse such names)."""
+    clean = clean_name(name)[:DISPLAY_NAME_LIMIT].rstrip()
     return f"{clean}: {text}" if clean else text
 
 

@@ -17,9 +17,30 @@ class SessionState(StrEnum):
     FAILED = "failed"
 
 
+class SessionCondition(StrEnum):
+    """What may hold a session that is in the call."""
+
+    CHAT_REFUSED = "chat_refused"
+    """The meeting's chat answers 403 though the call leg is connected."""
+
+
 class IdentityMode(StrEnum):
+    """Who speaks for an external user in a meeting: their own ACS identity and call leg (per_user), or one identity
+    and leg per meeting for everyone, each message prefixed with its sender's name (shared)."""
+
     PER_USER = "per_user"
-    RELAY = "relay"
+    SHARED = "shared"
+    RELAY = "shared"
+    """The old name of SHARED, kept while code written before the rename is merged."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> IdentityMode | None:
+        # "relay" named the shared mode until the word also meant the relay package and its runtime object: it is
+        # still read from configuration files, the admin API and meetings stored before the rename.
+        return cls.SHARED if value == DEPRECATED_SHARED else None
+
+
+DEPRECATED_SHARED = "relay"
 
 
 class CallState(StrEnum):
@@ -31,6 +52,9 @@ class CallState(StrEnum):
     ENDED = "ended"
     LEFT = "left"
     FAILED = "failed"
+    """Final for the session too: retrying cannot help (an unknown end code, Teams interop refused, ...)."""
+    DROPPED = "dropped"
+    """The leg was lost without anyone meaning it (network, media, the browser holding it): joined again."""
 
     @property
     def final(self) -> bool:
@@ -148,6 +172,10 @@ class Session:
     joined_at: datetime | None = None
     last_activity: datetime | None = None
     identity_id: str | None = None
+    condition: str | None = None
+    """While in the call: chat_refused when the meeting's chat refuses the identity though its leg is connected."""
+    condition_reason: str | None = None
+    """The service's words for the condition."""
 
 
 @dataclass

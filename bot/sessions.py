@@ -43,6 +43,7 @@ def from_call(call: CallState) -> SessionState:
         CallState.LEFT: S.LEFT,
         CallState.ENDED: S.ENDED,
         CallState.FAILED: S.FAILED,
+        CallState.DROPPED: S.JOINING,
     }[call]
 
 
@@ -71,6 +72,27 @@ def _notice(state: SessionState, meeting: str, reason: str | None = None) -> str
     if state == S.FAILED:
         return f"Could not connect you to {meeting}: {reason or 'unknown error'}."
     return None
+
+
+REJOINING = "rejoining"
+"""The reason a session that was in the lobby or the call carries while its dropped leg is joined again."""
+
+
+def rejoin_notice(state: SessionState, meeting: str, was_in_call: bool) -> str | None:
+    """What a re-joining session is told on reaching the lobby or the call again: only what is news to it.
+
+    A leg joined again cannot read what was posted before its new join (ACS hides it), so a user who was in the
+    call hears once that Teams messages from the gap may be missing; one who only waited in the lobby hears nothing
+    new until admitted. Anything else is told as usual.
+    """
+    if state == S.IN_CALL and was_in_call:
+        return (
+            f"You're back in the meeting chat of {meeting}. "
+            "Teams messages posted while the bridge was reconnecting may be missing."
+        )
+    if state == S.LOBBY and not was_in_call:
+        return None
+    return notice(state, meeting)
 
 
 def undelivered_notice(count: int, meeting: str) -> str:

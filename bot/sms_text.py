@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Literal
+
+from .formatting import clean_name
 
 Encoding = Literal["GSM-7", "UCS-2"]
 Policy = Literal["truncate", "split"]
@@ -20,7 +21,6 @@ _UCS2_SINGLE, _UCS2_PART = 70, 67
 GSM7_MARKER = "..."
 SENDER_MAX = 20
 """Characters of a sender's name kept in a prefix: a phone screen is narrow and every character is paid for."""
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # Typographic characters that phones and Teams put in ordinary text; each alone would make a text UCS-2.
 _GSM7_LOOKALIKES = str.maketrans(
     {
@@ -202,9 +202,7 @@ def simplify(text: str) -> str:
 
 def sender_label(sender: str) -> str:
     """The sender's name as a prefix shows it: one line, no controls, at most SENDER_MAX characters."""
-    name = " ".join(sender.split())
-    name = "".join(ch for ch in name if ch not in _BIDI_CONTROLS and unicodedata.category(ch) != "Cc")
-    name = " ".join(name.split())
+    name = clean_name(sender)
     if len(name) <= SENDER_MAX:
         return name
     cut = name[: SENDER_MAX + 1]

@@ -20,6 +20,7 @@ from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
+from bot import graph_ids
 from bot.errors import MeetingLookupError
 from bot.models import MeetingInfo
 
@@ -102,10 +103,13 @@ class GraphMeetingResolver:
 
     @staticmethod
     def _check_organizer(organizer_id: str) -> str:
-        organizer = organizer_id.strip().removeprefix("8:orgid:")
-        if not organizer:
+        if not organizer_id.strip():
             raise MeetingLookupError("no organizer id: Graph finds meetings only through their organizer")
-        return organizer
+        # A path segment of the request: only an id of its shape, never "." or ".." (see bot.graph_ids).
+        try:
+            return graph_ids.organizer_id(organizer_id)
+        except graph_ids.GraphIdError as exc:
+            raise MeetingLookupError(f"organizer id {organizer_id!r} is not an object id: {exc}") from exc
 
     async def _first(self, organizer_id: str, odata_filter: str, what: str) -> OnlineMeeting | None:
         config = RequestConfiguration(query_parameters=_Query(filter=odata_filter))
@@ -144,7 +148,12 @@ class GraphMeetingResolver:
         organizer = self._check_organizer(organizer_id)
         if not meeting_id.strip():
             raise MeetingLookupError("no meeting id given")
-        item = self._graph.users.by_user_id(organizer).online_meetings.by_online_meeting_id(meeting_id.strip())
+        try:
+            checked = graph_ids.meeting_id(meeting_id)
+        except graph_ids.GraphIdError as exc:
+            raise MeetingLookupError(f"meeting id {meeting_id!r} is not a Graph id: {exc}") from exc
+        # The SDK percent-encodes each segment's reserved characters ("/" as %2F); the check keeps out dot segments.
+        item = self._graph.users.by_user_id(organizer).online_meetings.by_online_meeting_id(checked)
         with graph_errors("look up a meeting by id", not_found=MeetingLookupError):
             meeting = await item.get()
         if meeting is None:

@@ -9,13 +9,15 @@ from typing import Any
 from aiohttp import web
 
 from ..config import SETTINGS
+from ..metrics import METRICS
 from ..models import Delivery, DeliveryState, Direction, SessionState
 from ..store import STORE
 from . import meetings, people
 from .common import OPENAPI_PATH, PREFIX, STARTED, ApiError, admin_middleware, iso, not_found, parse_int, parse_time
 from .common import uptime as uptime_of
 from .openapi import document
-from .views import delivery_view
+from .throttle import THROTTLE, TokenThrottle
+from .views import chat_refused_view, delivery_view
 
 LAST_ERRORS = 5
 
@@ -81,7 +83,8 @@ async def status(request: web.Request) -> web.Response:
     store, settings = app[STORE], app[SETTINGS]
     all_meetings = await store.list_meetings()
     by_state = {s.value: 0 for s in SessionState}
-    for session in await store.sessions():
+    every = await store.sessions()
+    for session in every:
         by_state[session.state.value] += 1
     depth = await store.outbox_depth()
     failed = await store.deliveries(state=DeliveryState.FAILED, newest_first=True, limit=LAST_ERRORS)
@@ -94,6 +97,7 @@ async def status(request: web.Request) -> web.Response:
         "sessions": by_state,
         "outbox": {d.value: depth.get(d.value, 0) for d in Direction},
         "lastErrors": [_failure(d) for d in failed],
+        "chatRefused": chat_refused_view(all_meetings, [s for s in every if s.state == SessionState.IN_CALL]),
     }
     return web.json_response(body)
 
@@ -129,5 +133,7 @@ def add_admin_api(app: web.Application) -> None:
     """Register the API on a bridge app before it starts (the router freezes then); handlers find the store,
     relay and registry on the app when a request comes."""
     app[STARTED] = time.monotonic()
+    admin = app[SETTINGS].admin
+    app[THROTTLE] = TokenThrottle(admin.failed_tokens_allowed, admin.lockout_max_s, app[METRICS])
     app.middlewares.append(admin_middleware)
     app.router.add_routes(routes())

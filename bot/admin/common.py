@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -15,7 +14,8 @@ from pydantic import ValidationError
 from ..channels.bodies import declares_json
 from ..config import SETTINGS
 from ..refusal import refuse
-from .console_auth import refusal, session_of, wire_bytes
+from .console_auth import refusal, session_of
+from .throttle import try_token
 
 PREFIX = "/api/v1"
 OPENAPI_PATH = f"{PREFIX}/openapi.json"
@@ -24,6 +24,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _ERRORS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
 _ERRORS |= {409: "conflict", 413: "too_large", 415: "unsupported_media_type", 422: "unprocessable", 503: "unavailable"}
+_ERRORS |= {429: "too_many_attempts"}
 
 
 class ApiError(Exception):
@@ -58,9 +59,12 @@ def _unauthorized(request: web.Request) -> web.Response | None:
     if scheme.lower() != "bearer" or not given.strip():
         reason = "send the operator token as Authorization: Bearer <token>"
         return ApiError(401, reason).response({"WWW-Authenticate": "Bearer"})
-    # Constant time, on bytes: a timing difference must not reveal how much of a guess was right. A header byte
-    # that is not UTF-8 arrives as a lone surrogate (surrogateescape): encoded back, never a crash.
-    if not hmac.compare_digest(wire_bytes(given.strip()), wire_bytes(token.get_secret_value())):
+    # Compared in constant time, on bytes (see token_matches); a peer that guessed wrong too often waits.
+    attempt = try_token(request, given, "api")
+    if attempt.retry_after:
+        reason = f"too many wrong tokens from this address; try again in {attempt.retry_after} s"
+        return ApiError(429, reason, error="too_many_attempts").response({"Retry-After": str(attempt.retry_after)})
+    if not attempt.accepted:
         reason = "the bearer token is not the operator token"
         return ApiError(401, reason).response({"WWW-Authenticate": 'Bearer error="invalid_token"'})
     return None

@@ -22,14 +22,15 @@ from .console_auth import (
     refusal,
     session_of,
     set_cookie,
-    token_matches,
 )
 from .console_events import STREAMS, Streams, events
+from .throttle import Attempt, try_token
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 PAGES = ("login", "dashboard", "meeting")
-_NEXT = re.compile(r"^/console(/meetings/[A-Za-z0-9._~%-]{1,200})?$")
+# Matched whole (fullmatch): `$` alone also accepts a trailing newline, which would end up in the Location header.
+_NEXT = re.compile(r"/console(/meetings/[A-Za-z0-9._~%-]{1,200})?")
 _SECURITY_HEADERS = {
     # Only our own files: no inline script, no third-party anything, no framing.
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -71,7 +72,7 @@ async def meeting_page(request: web.Request) -> web.Response:
     ref = request.match_info["id"]
     session = session_of(request)
     if session is None:
-        return _login_page(request, next_path=request.path if _NEXT.match(request.path) else "/console")
+        return _login_page(request, next_path=request.path if _NEXT.fullmatch(request.path) else "/console")
     store = request.app[STORE]
     if ref.isdigit() and await store.get_meeting(ref) is None:
         by_code = await store.meeting_by_code(ref)
@@ -96,11 +97,17 @@ async def login(request: web.Request) -> web.Response:
     if isinstance(form, web.Response):
         return form
     next_path = str(form.get("next") or "/console")
-    next_path = next_path if _NEXT.match(next_path) else "/console"
+    next_path = next_path if _NEXT.fullmatch(next_path) else "/console"
     if cross_site(request):
         return _login_page(request, error="Sign in from this console's own page.", status=403, next_path=next_path)
     token = form.get("token")
-    if not isinstance(token, str) or not token_matches(request, token):
+    attempt = try_token(request, token, "console") if isinstance(token, str) else Attempt(False)
+    if attempt.retry_after:
+        wait = f"Too many wrong tokens from this address: try again in {attempt.retry_after} s."
+        page = _login_page(request, error=wait, status=429, next_path=next_path)
+        page.headers["Retry-After"] = str(attempt.retry_after)
+        return page
+    if not attempt.accepted:
         log.info("console: a sign-in with a wrong token was refused")
         return _login_page(request, error="That is not the operator token.", status=401, next_path=next_path)
     sessions = request.app[CONSOLE_SESSIONS]

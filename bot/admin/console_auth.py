@@ -134,8 +134,9 @@ def _secure(request: web.Request) -> bool:
     if request.secure:
         return True
     public = request.app[SETTINGS].bridge.public_url
-    # Behind a proxy that ends TLS, the browser still speaks https to the public address.
-    return bool(public) and urlsplit(public).scheme == "https" and urlsplit(public).netloc == request.host
+    # Behind a proxy that ends TLS the browser still speaks https to the public address, whatever Host the proxy
+    # passes on (its own upstream address by default, a port, another case): the configured scheme decides.
+    return bool(public) and urlsplit(public).scheme.lower() == "https"
 
 
 def _cookie(request: web.Request, value: str, path: str, *, clear: bool = False) -> str:

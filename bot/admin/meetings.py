@@ -106,7 +106,7 @@ def _config(body: dict[str, Any]) -> MeetingConfig:
     if unknown:
         raise ApiError(400, f"{unknown[0]}: not a field of a new meeting", field=unknown[0])
     try:
-        # Strict, from JSON: "3" is not a number and 1 is not a string, but "relay" is an identity mode.
+        # Strict, from JSON: "3" is not a number and 1 is not a string, but "shared" is an identity mode.
         cfg = MeetingConfig.model_validate_json(json.dumps({by_json[k]: v for k, v in body.items()}), strict=True)
         # A new meeting's name and allow-list follow the rules a change to them does (one line, lengths, counts).
         named = {"name": cfg.name} if cfg.name is not None else {}

@@ -41,7 +41,11 @@ def _op(summary: str, responses: dict[str, Schema], *, params: list[Schema] | No
         "summary": summary,
         "operationId": extra.pop("operation_id"),
         "parameters": params or [],
-        "responses": {**responses, "401": _error("No bearer token or console session, or not the operator token")},
+        "responses": {
+            **responses,
+            "401": _error("No bearer token or console session, or not the operator token"),
+            "429": _error("Too many wrong tokens from this address: wait Retry-After seconds"),
+        },
         **extra,
     }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models import DeliveryState, Direction, IdentityMode, SessionState
+from ..models import DeliveryState, Direction, IdentityMode, SessionCondition, SessionState
 
 Schema = dict[str, Any]
 
@@ -39,7 +39,11 @@ _NAME = {
     "pattern": rf"^[^{NAME_REFUSED_CHARACTERS}]*[^\s{NAME_REFUSED_CHARACTERS}][^{NAME_REFUSED_CHARACTERS}]*$",
     "description": "One line of visible text: no controls, line separators or bidi overrides",
 }
-_MODE = {"type": "string", "enum": [m.value for m in IdentityMode]}
+_MODE = {
+    "type": "string",
+    "enum": [m.value for m in IdentityMode],
+    "description": 'per_user, or shared: one identity per meeting for all ("relay", its old name, is read as shared)',
+}
 _TIME = _nullable("string", format="date-time")
 
 SCHEMAS: dict[str, Schema] = {
@@ -80,8 +84,12 @@ SCHEMAS: dict[str, Schema] = {
         ],
         "properties": {
             "link": {"type": "string", "minLength": 1, "description": "A Teams join link, long or short"},
-            "graphMeetingId": {"type": "string", "minLength": 1},
-            "organizerId": {"type": "string", "minLength": 1, "description": "The organizer's Entra object id"},
+            "graphMeetingId": {"type": "string", "minLength": 1, "description": "Graph's onlineMeeting id (base64)"},
+            "organizerId": {
+                "type": "string",
+                "minLength": 1,
+                "description": "The organizer's Entra object id (a GUID) or user principal name (name@domain)",
+            },
             "code": {"type": "string", "pattern": "^[0-9]{4,10}$", "description": "Generated when absent"},
             "name": _NAME,
             "identityMode": _MODE,
@@ -113,6 +121,12 @@ SCHEMAS: dict[str, Schema] = {
             "state": {"type": "string", "enum": [s.value for s in SessionState]},
             "reason": _nullable("string"),
             "callId": _nullable("string"),
+            "condition": _nullable(
+                "string",
+                enum=[*(c.value for c in SessionCondition), None],
+                description="In the call but held back: chat_refused (the meeting chat answers 403)",
+            ),
+            "conditionReason": _nullable("string", description="The service's words for the condition"),
             "joinedAt": _TIME,
             "lastActivity": _TIME,
         },
@@ -161,6 +175,20 @@ SCHEMAS: dict[str, Schema] = {
             "sessions": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "By state"},
             "outbox": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "By direction"},
             "lastErrors": {"type": "array", "items": {"type": "object"}, "description": "Latest failed deliveries"},
+            "chatRefused": {
+                "type": "array",
+                "description": "Meetings whose chat refuses the bridge's guests though their calls are connected",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "meetingId": {"type": "string"},
+                        "code": {"type": "string"},
+                        "name": {"type": "string"},
+                        "sessions": {"type": "integer"},
+                        "reason": _nullable("string"),
+                    },
+                },
+            },
         },
     },
 }

@@ -37,20 +37,25 @@ class CallConnector(Protocol):
     bridge learns of the lobby, admission, removal and the meeting's end.
 
     ``token`` is always an ACS user access token with the ``voip`` scope. The bridge owns identities and
-    tokens; a connector only uses the token it is handed on each call. ``watch`` may be handed a ``TokenSource``
-    instead, called only when a token is needed: a watch may outlive its first token, and one that learns of its
-    call by other means (the resource-wide stream) needs none, so taking up thousands of legs after a restart
-    issues no tokens for them.
+    tokens; a connector only uses the token it is handed on each call. ``join`` and ``watch`` may be handed a
+    ``TokenSource`` instead, called only when a token is needed: a leg may outlive its first token (the browser
+    connector's page asks for a fresh one as the old one nears its expiry), and a watch that learns of its call by
+    other means (the resource-wide stream) needs none, so taking up thousands of legs after a restart issues no
+    tokens for them. A connector never writes a token anywhere: not to disk, a URL or a log.
 
     Errors come from ``bot.errors``: ``AuthError`` (token refused), ``NotFoundError`` (unknown call),
     ``PermanentError`` (wrong passcode, missing scope, meeting ended...), ``TransientError`` (the service is
-    unreachable or failing; worth retrying later). Connectors do not retry ``join`` themselves: joining twice
-    would put two legs in the call.
+    unreachable or failing; worth retrying later), ``StaleTokenError`` (a TransientError: join again with a newly
+    issued token; ``watch`` may raise it too). Connectors do not retry ``join`` themselves: joining twice would put
+    two legs in the call.
+
+    ``watch`` ends with ``CallState.DROPPED`` for a leg lost without anyone meaning it (the caller joins again),
+    and with ``FAILED`` for one that retrying cannot bring back (the event's reason says why).
     """
 
     async def join(
         self,
-        token: str,
+        token: str | TokenSource,
         *,
         meeting_link: str | None = None,
         meeting_id: str | None = None,
@@ -75,6 +80,11 @@ class CallConnector(Protocol):
         A generator rather than a bare iterator, so a caller that stops early can ``aclose()`` it (or use
         ``contextlib.aclosing``) and release the open stream at once instead of whenever it is collected.
         """
+        ...
+
+    async def start(self) -> None:
+        """Open what the connector holds for its lifetime (the browser connector launches its browser here, so a
+        missing or broken one shows when the bridge starts); called once, before the first join."""
         ...
 
     async def close(self) -> None:

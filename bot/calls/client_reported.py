@@ -48,7 +48,7 @@ class ClientReportedConnector:
 
     async def join(
         self,
-        token: str,
+        token: str | TokenSource,
         *,
         meeting_link: str | None = None,
         meeting_id: str | None = None,
@@ -105,6 +105,9 @@ class ClientReportedConnector:
                     yield event
         finally:
             call.watchers.discard(queue)
+
+    async def start(self) -> None:
+        """Nothing to open: calls are reported to it."""
 
     async def close(self) -> None:
         self._closed = True

@@ -26,6 +26,7 @@ from ..models import CallEvent, CallHandle, CallState
 from .base import TokenSource, check_join, parse_state, token_of
 from .hub import CallEventHub, hmac_headers
 from .sse import SseParser
+from .states import FINAL_STATE, end_reason
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,9 @@ class SandboxCallConnector:
             self._session = aiohttp.ClientSession()
         return self._session
 
+    async def start(self) -> None:
+        """Nothing to open: the HTTP session is made on first use."""
+
     async def close(self) -> None:
         self._closed = True
         if self._hub is not None:
@@ -96,7 +100,7 @@ class SandboxCallConnector:
 
     async def join(
         self,
-        token: str,
+        token: str | TokenSource,
         *,
         meeting_link: str | None = None,
         meeting_id: str | None = None,
@@ -110,7 +114,7 @@ class SandboxCallConnector:
         else:
             body |= {"meetingId": meeting_id or "", "passcode": passcode or ""}
         try:
-            answer = await self._request("POST", CALLS_PATH, token, body)
+            answer = await self._request("POST", CALLS_PATH, await token_of(token), body)
         except NotFoundError as exc:
             # On join the only thing that can be missing is the meeting the link or id names.
             raise MeetingLookupError(str(exc)) from exc
@@ -275,8 +279,19 @@ def _hub_event(data: str) -> CallEvent | None:
 
 
 def _event(call_id: str, body: Any) -> CallEvent | None:
-    """A call snapshot (from GET or an event) as a CallEvent; None, logged, if it has no state this code knows."""
+    """A call snapshot (from GET or an event) as a CallEvent; None, logged, if it has no state this code knows.
+
+    A finished leg's callEndReason, when the snapshot has one, decides its state by the one table (states.py),
+    so a network drop is re-joined and an unknown code fails, as with the Calling SDK itself.
+    """
     state = parse_state(body.get("state")) if isinstance(body, dict) else None
+    end = body.get("callEndReason") if isinstance(body, dict) else None
+    if isinstance(end, dict) and (state is None or state.final):
+        outcome = end_reason(end.get("code"), end.get("subCode"))
+        reason = body.get("reason")
+        return CallEvent(
+            call_id, FINAL_STATE[outcome.verdict], outcome.reason or (reason if isinstance(reason, str) else None)
+        )
     if state is None:
         log.warning("call %s: a snapshot without a known state was skipped", call_id)
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import binascii
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,12 +14,13 @@ from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from ..address import Address
 from ..config import WebhookClient
 from ..errors import PermanentError, TransientError, from_status, parse_retry_after
+from ..formatting import clean_name
 from ..models import Delivery, ExternalUser, Meeting
 from ..refusal import refuse
 from ..relay.intake import Action, Forget, Intake, Join, Leave, Message, Sender, Ticket
@@ -34,17 +36,29 @@ from ..relay.outcomes import (
     UnknownMeeting,
     record,
 )
-from .bodies import declares_json, read_body
+from .bodies import declares_json, id_refusal, read_body
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 CALLBACK_TIMEOUT_S = 10.0
+_TIMESTAMP = re.compile(r"0|[1-9][0-9]{0,11}")
 
 
 class WebhookUser(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@+-]+$")
     display_name: str | None = Field(None, alias="displayName", min_length=1, max_length=256)
+
+    @field_validator("display_name")
+    @classmethod
+    def _visible(cls, value: str | None) -> str | None:
+        # Stored as shown, cleaned as on every channel; a name of invisible characters alone would show as nothing.
+        if value is None:
+            return None
+        cleaned = clean_name(value)
+        if not cleaned:
+            raise ValueError("has nothing visible once invisible and control characters are taken out")
+        return cleaned
 
 
 class WebhookEvent(BaseModel):
@@ -150,6 +164,10 @@ def verify(client: WebhookClient, body: bytes, headers: Mapping[str, str]) -> st
     """The reason the signature is refused, or None when one of the client's secrets signed this body."""
     if not all(headers.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature")):
         return "missing webhook-id, webhook-timestamp or webhook-signature header"
+    if not _TIMESTAMP.fullmatch(headers["webhook-timestamp"]):
+        # The library parses it with float() and signs over the whole seconds: "T.99", "+T" or "0T" would pass
+        # with a signature made over "T". Only the form a sender writes is taken.
+        return "malformed webhook-timestamp header: integer seconds since the epoch expected"
     reason = "no signature matches"
     for secret in client.secrets:
         try:
@@ -182,6 +200,8 @@ class WebhookDoor:
         body = await read_body(request, MAX_BODY_BYTES)
         if body is None:
             return _reject(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+        if (too_long := id_refusal("webhook-id", request.headers.get("webhook-id", ""))) is not None:
+            return _reject(400, "bad_request", f"{too_long} (Standard Webhooks ids are short)")
         refusal = verify(client, body, request.headers)
         if refusal is not None:
             log.info("webhook client %s: signature refused (%s)", name, refusal)
@@ -196,7 +216,7 @@ class WebhookDoor:
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "body"
-            return _reject(400, "bad_request", f"{where}: {err['msg']}")
+            return _reject(400, "bad_request", f"{where}: {str(err['msg']).removeprefix('Value error, ')}")
         ticket = await self._intake.open(f"webhook:{name}", request.headers["webhook-id"])
         if not isinstance(ticket, Ticket):
             return _json_answer(http_answer(ticket, event.type))

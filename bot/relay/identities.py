@@ -40,7 +40,7 @@ class IdentityBroker:
             log.info("created ACS identity for a %s user", user.channel)
             return identity
 
-    async def for_relay(self, meeting: Meeting) -> str:
+    async def for_meeting(self, meeting: Meeting) -> str:
         async with self._lock:
             fresh = await self._store.get_meeting(meeting.id)
             if fresh is not None and fresh.relay_identity:
@@ -48,7 +48,7 @@ class IdentityBroker:
             identity = await self._api.create_identity()
             self._ours.add(identity)
             await self._store.update_meeting(meeting.id, relay_identity=identity)
-            log.info("created the relay identity of meeting %s", meeting.id)
+            log.info("created the shared identity of meeting %s", meeting.id)
             return identity
 
     async def token(self, identity_id: str) -> str:
@@ -63,6 +63,10 @@ class IdentityBroker:
             raise PermanentError("the ACS identity no longer exists; join again") from exc
         self._tokens[identity_id] = (token, expires_on)
         return token
+
+    def forget_token(self, identity_id: str) -> None:
+        """The service refused the cached token: the next ``token`` call issues a new one."""
+        self._tokens.pop(identity_id, None)
 
     async def delete(self, identity_id: str) -> None:
         self._tokens.pop(identity_id, None)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from ..backoff import Backoff
 from ..errors import NotInCallError, PermanentError, ThrottledError, TransientError
-from ..formatting import html_to_text, merge_texts, relay_prefix, text_to_html
+from ..formatting import html_to_text, merge_texts, speaker_prefix, text_to_html
 from ..models import (
     ChatMessageView,
     Delivery,
@@ -27,6 +27,8 @@ MAX_CHAT_CHARS = 28_000
 # Re-read a little before the cursor: a message stored just before a newer one may become visible after it.
 OVERLAP = timedelta(seconds=5)
 CHAT_TYPES = ("text", "html")
+CHECK_KEY = "bridgeCheck"
+"""In a message's metadata: a set-up check's test message (python -m bot doctor --join), relayed to nobody."""
 
 
 # what a try's failure means --------------------------------------------------------------------------------------
@@ -122,12 +124,14 @@ def unsendable(meeting: Meeting | None, session: Session | None) -> Finish | Non
         if session.state in (SessionState.JOINING, SessionState.LOBBY):
             return Finish(DeliveryState.HELD)
         return Finish(DeliveryState.FAILED, f"session is {session.state}")
+    if session.condition is not None:
+        return Finish(DeliveryState.HELD)  # in the call, but its chat is refused: held until that clears
     return None
 
 
 def prefix_for(meeting: Meeting, user: ExternalUser | None, user_id: str) -> str | None:
     """The name a relayed message starts with: the sender's, when one identity speaks for everyone (relay mode)."""
-    if meeting.identity_mode != IdentityMode.RELAY:
+    if meeting.identity_mode != IdentityMode.SHARED:
         return None
     return user.display_name if user is not None else user_id
 
@@ -136,7 +140,7 @@ def chat_html(batch: Sequence[Delivery], prefix: str | None) -> str:
     """The one chat message (HTML) that carries these rows into the thread."""
     texts = [str(r.body.get("text", "")) for r in batch]
     text = merge_texts(texts) if len(texts) > 1 else texts[0]
-    return text_to_html(relay_prefix(prefix, text) if prefix is not None else text)
+    return text_to_html(speaker_prefix(prefix, text) if prefix is not None else text)
 
 
 def merges(head: Delivery, paced: bool, waiting: int, merge_backlog: int) -> bool:
@@ -205,7 +209,7 @@ class TeamsMessage:
 
 def reader_of(meeting: Meeting, sessions: Sequence[Session]) -> str | None:
     """The identity that reads the thread: the meeting's own in relay mode, else the first one in the call."""
-    relay = meeting.relay_identity if meeting.identity_mode == IdentityMode.RELAY else None
+    relay = meeting.relay_identity if meeting.identity_mode == IdentityMode.SHARED else None
     return relay or sessions[0].identity_id
 
 
@@ -226,8 +230,8 @@ def version_of(message: ChatMessageView) -> str:
 
 
 def relayable(message: ChatMessageView) -> bool:
-    """Chat, not a system message (someone added, the topic changed)."""
-    return message.type in CHAT_TYPES
+    """Chat, not a system message (someone added, the topic changed) nor a set-up check's test message."""
+    return message.type in CHAT_TYPES and CHECK_KEY not in message.metadata
 
 
 def message_cursor(cursor: datetime | None, message: ChatMessageView) -> datetime:

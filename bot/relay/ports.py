@@ -92,14 +92,20 @@ class IdentityApi(Protocol):
         ...
 
 
+TokenSource = Callable[[], Awaitable[str]]
+"""Gives a current ACS access token when one is needed (a leg may outlive its first token)."""
+
+
 class CallConnector(Protocol):
     """What the relay uses of a call connector: one ACS identity's leg in a Teams meeting's call. `token` is an ACS
-    access token with the voip scope, or (for `watch`) a callable giving a current one when it is needed. The
-    connector does not retry `join`: joining twice would put two legs in the call."""
+    access token with the voip scope, or a callable giving a current one when it is needed. The connector does not
+    retry `join`: joining twice would put two legs in the call. A watch ends DROPPED for a leg lost without anyone
+    meaning it (join again), FAILED for one that retrying cannot bring back; `StaleTokenError` from `join` or `watch`
+    means join again with a newly issued token."""
 
     async def join(
         self,
-        token: str,
+        token: str | TokenSource,
         *,
         meeting_link: str | None = None,
         meeting_id: str | None = None,
@@ -113,6 +119,11 @@ class CallConnector(Protocol):
         """Hang up; leaving a finished or unknown call is not an error."""
         ...
 
-    def watch(self, call_id: str, token: str | Callable[[], Awaitable[str]]) -> AsyncGenerator[CallEvent, None]:
+    async def get(self, call_id: str, token: str) -> CallHandle:
+        """The leg's state now (NotFoundError for a call it does not know): asked to tell a 403 on the meeting's
+        chat of a leg that is gone from one of a meeting that refuses its chat."""
+        ...
+
+    def watch(self, call_id: str, token: str | TokenSource) -> AsyncGenerator[CallEvent, None]:
         """The leg's current state, then every change, ending after a final state."""
         ...

@@ -13,17 +13,27 @@ from typing import Protocol
 from .. import sessions as machine
 from ..address import Address
 from ..config import RelaySection
-from ..errors import NotFoundError, PermanentError, TransientError
+from ..errors import NotFoundError, PermanentError, StaleTokenError, TransientError
 from ..formatting import display_name
-from ..models import CallHandle, CallState, DeliveryState, Direction, ExternalUser, IdentityMode, Meeting, Session
+from ..models import (
+    CallEvent,
+    CallHandle,
+    CallState,
+    DeliveryState,
+    Direction,
+    ExternalUser,
+    IdentityMode,
+    Meeting,
+    Session,
+)
 from ..models import SessionState as S
 from ..store import NewDelivery, Store, utcnow
 from ..tasks import TaskSet
 from .identities import IdentityBroker
-from .ports import CallConnector
+from .ports import CallConnector, TokenSource
 
 log = logging.getLogger(__name__)
-RELAY_SPEAKER = "External guests"
+SHARED_SPEAKER = "External guests"
 MAX_REJOINS = 5
 HEALTHY_AFTER_S = 60.0
 """A leg connected this long has recovered: its earlier drops no longer count toward MAX_REJOINS."""
@@ -35,6 +45,9 @@ class PresenceEvents(Protocol):
 
     def notify(self, user_id: str) -> None:
         """Something was queued for this user."""
+
+    async def chat_refused(self, meeting_id: str, reason: str) -> None:
+        """A connected leg of this meeting was refused its chat (403): not a matter of the call."""
 
 
 @dataclass
@@ -54,8 +67,8 @@ def channel_label(user: ExternalUser) -> str:
 
 def speaker_name(meeting: Meeting, user: ExternalUser | None) -> str:
     """The name Teams shows for the identity speaking for this user in this meeting."""
-    if meeting.identity_mode == IdentityMode.RELAY or user is None:
-        return RELAY_SPEAKER
+    if meeting.identity_mode == IdentityMode.SHARED or user is None:
+        return SHARED_SPEAKER
     return display_name(meeting.display_name_template, name=user.display_name, channel=channel_label(user))
 
 
@@ -90,9 +103,13 @@ class Presence:
         self._legs: dict[tuple[str, str], _Leg] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
+    @property
+    def connector(self) -> CallConnector:
+        return self._connector
+
     async def identity_for(self, user: ExternalUser, meeting: Meeting) -> str:
-        if meeting.identity_mode == IdentityMode.RELAY:
-            return await self._broker.for_relay(meeting)
+        if meeting.identity_mode == IdentityMode.SHARED:
+            return await self._broker.for_meeting(meeting)
         return await self._broker.for_user(user)
 
     async def join(self, user: ExternalUser, meeting: Meeting) -> Session:
@@ -143,6 +160,25 @@ class Presence:
         if session.identity_id is not None:
             self._ensure_leg(session.meeting_id, session.identity_id, force=True)
 
+    async def forbidden(self, meeting_id: str, identity: str, reason: str, *, recheck: bool = True) -> bool:
+        """ACS answered 403 on the meeting's thread for this identity, which means one of two things: told apart by
+        the leg's state, as the connector gives it now. Connected: the meeting refuses the chat (a tenant setting, a
+        service fault), which the events hear of (True). Otherwise the identity is not in the call (False), and with
+        `recheck` its leg's driver looks again; without, it is left to learn of it from its own watch."""
+        leg = self._legs.get((meeting_id, identity))
+        if leg is not None and leg.call_id is not None and leg.state == CallState.CONNECTED:
+            try:
+                handle = await self._connector.get(leg.call_id, await self._broker.token(identity))
+            except (TransientError, PermanentError) as exc:
+                log.info("meeting %s: could not ask where the call leg stands: %s", meeting_id, exc)
+            else:
+                if handle.state == CallState.CONNECTED:
+                    await self._events.chat_refused(meeting_id, reason)
+                    return True
+        if recheck:
+            self._ensure_leg(meeting_id, identity, force=True)
+        return False
+
     async def sweep_inactive(self) -> int:
         cutoff = utcnow() - timedelta(seconds=self._settings.inactivity_timeout_s)
         taken = 0
@@ -178,10 +214,13 @@ class Presence:
             leg = self._legs[key]
             if not sessions or meeting is None or leg.leaving:
                 return
+            call_id = None
             try:
                 call_id = next((s.call_id for s in sessions if s.call_id and s.call_id != gone), None)
                 if call_id is None:
-                    handle = await self._join(key, meeting, await token())
+                    # Issued before the sessions are read again, so whoever leaves meanwhile is never joined.
+                    await token()
+                    handle = await self._join(key, meeting, token)
                     if handle is None:
                         return  # everyone left before the join went out
                     call_id = handle.call_id
@@ -190,37 +229,44 @@ class Presence:
                     # Everyone left while the join was under way (leave had no call id yet): hang up here.
                     await self._connector.leave(call_id, await token())
                     return
-                final: CallState | None = None
+                final: CallEvent | None = None
                 connected_at: float | None = None
                 # The watch's first event is where the call stands now: a leg taken up after a restart needs no
                 # lookup of its own, and the token is asked for only if the connector needs one.
                 async for event in self._connector.watch(call_id, token):
-                    if event.state in (CallState.LEFT, CallState.FAILED) and not leg.leaving:
-                        final = event.state  # dropped without being asked to: re-join below
+                    if event.state in (CallState.LEFT, CallState.DROPPED) and not leg.leaving:
+                        final = event  # lost without being asked to: re-join below
+                        leg.state = None  # a session joining meanwhile waits for the new leg, not the lost one
                         break
                     if event.state == CallState.CONNECTED and connected_at is None:
                         connected_at = asyncio.get_running_loop().time()
                     await self._apply(key, meeting, event.state, event.reason)
                     if event.state.final:
-                        final = event.state
+                        final = event
                         break
                 if final is None:
                     raise TransientError("the call's event stream ended without a final state")
-                if leg.leaving or final in (CallState.REMOVED, CallState.ENDED):
+                if leg.leaving or final.state in (CallState.REMOVED, CallState.ENDED, CallState.FAILED):
                     return
                 gone = call_id
                 if connected_at is not None and asyncio.get_running_loop().time() - connected_at >= HEALTHY_AFTER_S:
                     # Only drops in a row give up on a leg: one that held for a while starts its count afresh.
                     failures = 0
                 failures += 1
-                log.warning("call leg of meeting %s dropped (%s); re-joining", key[0], final)
+                log.warning("call leg of meeting %s dropped (%s); re-joining", key[0], final.reason or final.state)
             except NotFoundError:
-                # The service no longer knows the call: join again, at once.
+                # The service no longer knows the call (or a restarted connector never held it): join again, at once.
                 gone = call_id
                 continue
             except PermanentError as exc:
                 await self._apply(key, meeting, CallState.FAILED, str(exc))
                 return
+            except StaleTokenError as exc:
+                # The cached token was refused although it looked current: the re-join asks for a new one.
+                self._broker.forget_token(key[1])
+                gone = call_id
+                failures += 1
+                log.warning("call leg of meeting %s: %s; re-joining with a new token", key[0], exc)
             except TransientError as exc:
                 failures += 1
                 log.warning("call leg of meeting %s: %s (attempt %d)", key[0], exc, failures)
@@ -229,14 +275,16 @@ class Presence:
                 return
             await asyncio.sleep(min(30.0, 0.5 * 2**failures))
 
-    async def _join(self, key: tuple[str, str], meeting: Meeting, token: str) -> CallHandle | None:
+    async def _join(self, key: tuple[str, str], meeting: Meeting, token: TokenSource) -> CallHandle | None:
         # Read again: whoever left while the token was fetched must not be moved back to joining.
         sessions = await self._leg_sessions(key)
         if not sessions or self._legs[key].leaving:
             return None
         for session in sessions:
             if session.state != S.JOINING:
-                await self._move(session, S.JOINING, None)
+                # One that was in the lobby or the call is coming back: what it is told next says so (rejoin_notice).
+                back = session.state in (S.LOBBY, S.IN_CALL)
+                await self._move(session, S.JOINING, machine.REJOINING if back else None)
         name = speaker_name(meeting, await self._store.get_user(sessions[0].user_id))
         if meeting.join_meeting_id and meeting.passcode:
             handle = await self._connector.join(
@@ -263,6 +311,9 @@ class Presence:
                 leg.state = call
             for session in await self._leg_sessions(key):
                 if session.state == target:
+                    if target == S.IN_CALL and session.condition is None:
+                        # Still in the call after all (a 403 had it looked at again): what that 403 held goes out.
+                        await self._store.release_held(session.id)
                     continue
                 if target == S.FAILED or target in machine.FINAL:
                     await self._finish(session, target, reason)
@@ -282,7 +333,10 @@ class Presence:
         call_id: str | None = None,
     ) -> None:
         label = meeting.name if meeting is not None else "the meeting"
-        text = machine.notice(target, label, reason)
+        if session.reason == machine.REJOINING and target in (S.LOBBY, S.IN_CALL):
+            text = machine.rejoin_notice(target, label, was_in_call=session.joined_at is not None)
+        else:
+            text = machine.notice(target, label, reason)
         notes = [notice(session, text, target.value)] if text else []
         await self._store.set_session_state(
             session.id,
@@ -293,7 +347,7 @@ class Presence:
             notices=notes,
             held=DeliveryState.PENDING if target == S.IN_CALL else None,
         )
-        session.state = target
+        session.state, session.reason = target, reason
         log.info("session %d → %s", session.id, target.value)
         if notes:
             self._events.notify(session.user_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 # Who is in the call and where the cursor stands are looked up again only after a read that returned something,
 # after an error, and every STORE_EVERY quiet rounds: an idle meeting's read then costs no store queries.
 STORE_EVERY = 6
+Forbidden = Callable[[str, str, str], Awaitable[bool]]
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -62,9 +63,13 @@ class MeetingReaders:
         tasks: TaskSet,
         metrics: Metrics,
         *,
+        forbidden: Forbidden | None = None,
         chat_events: bool = False,
     ) -> None:
-        """`chat_events`: Event Grid chat events are subscribed, so a meeting whose events arrive is not polled."""
+        """`forbidden` hears of a 403 on a thread (meeting, reader identity, reason) and says whether the meeting's
+        chat refuses guests in the call (then the reader slows to its idle pace until that clears). `chat_events`:
+        Event Grid chat events are subscribed, so a meeting whose events arrive is not polled."""
+        self._forbidden = forbidden
         self._metrics = metrics
         self._store = store
         self._chat = chat
@@ -203,9 +208,10 @@ class MeetingReaders:
         try:
             self.polls += 1
             messages = await self._chat.list_since(view.reader, view.thread_id, view.cursor)
-        except NotInCallError:
+        except NotInCallError as exc:
             state.quiet = STORE_EVERY  # the reader identity left: pick another from who is in the call now
-            await asyncio.sleep(self._settings.poll_active_s)
+            refused = self._forbidden is not None and await self._forbidden(meeting_id, view.reader, str(exc))
+            await asyncio.sleep(self._settings.poll_idle_s if refused else self._settings.poll_active_s)
             return None
         except (TransientError, PermanentError) as exc:
             # A permanent error belongs to this reader identity (deleted a moment ago, token refused): the next

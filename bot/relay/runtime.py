@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from functools import partial
 
 from aiohttp import web
 
@@ -14,8 +17,9 @@ from ..inflight import InFlight
 from ..metrics import Metrics
 from ..models import Direction
 from ..sessions import ACTIVE
-from ..store import Store
+from ..store import Store, utcnow
 from ..tasks import TaskSet
+from .chat_refused import ChatRefusals
 from .identities import IdentityBroker
 from .intake import Intake
 from .ports import CallConnector, Channel, ChatApi, IdentityApi
@@ -25,6 +29,7 @@ from .workers import InboundSender, OutboundDispatcher
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 30.0
+PRUNE_EVERY_S = 3600.0
 Work = Callable[[str], Awaitable[float | None]]
 
 
@@ -77,17 +82,35 @@ class Relay:
         self.dispatcher.units = self.units
         self.sender = _Sender(store, chat, self.presence, settings, self.tasks, self.dispatcher, self.metrics)
         self.sender.units = self.units
+        self.refusals = ChatRefusals(store, chat, settings, self.tasks, self, self.metrics)
         self.readers = MeetingReaders(
-            store, chat, self.broker, self.dispatcher, settings, self.tasks, self.metrics, chat_events=chat_events
+            store,
+            chat,
+            self.broker,
+            self.dispatcher,
+            settings,
+            self.tasks,
+            self.metrics,
+            # A reader's 403 after a drop must not restart the leg's driver, which is re-joining by then.
+            forbidden=partial(self.presence.forbidden, recheck=False),
+            chat_events=chat_events,
         )
         self.intake = Intake(store, self.presence, settings, self, self.metrics)
         self._settings = settings
         self._chat = chat
 
-    # events from presence and intake
+    # events from presence, intake and the chat refusals
     def in_call(self, meeting_id: str) -> None:
         self.readers.ensure(meeting_id)
         self.sender.wake(meeting_id)
+        self.refusals.joined(meeting_id)
+
+    async def chat_refused(self, meeting_id: str, reason: str) -> None:
+        await self.refusals.refused(meeting_id, reason)
+
+    def chat_back(self, meeting_id: str) -> None:
+        self.sender.wake(meeting_id)
+        self.readers.poke(meeting_id)
 
     def notify(self, user_id: str) -> None:
         self.dispatcher.wake(user_id)
@@ -98,13 +121,34 @@ class Relay:
     async def start(self) -> None:
         await self.broker.load()
         legs = await self.presence.resume()
+        await self.refusals.resume()
         await self.readers.resume()
         await self.dispatcher.resume()
         for meeting_id in await self.store.pending_keys(Direction.INBOUND, "meeting_id"):
             self.sender.wake(meeting_id)
         self.tasks.spawn(self._sweep(), name="inactivity sweep")
+        await self.prune_repeats()
+        self.tasks.spawn(self._prune(), name="repeat-record pruning")
         if legs:
             log.info("resumed %d call legs", legs)
+
+    async def prune_repeats(self) -> int:
+        """Forget the provider ids of messages accepted longer ago than the retention (repeat_retention_days)."""
+        days = self._settings.repeat_retention_days
+        gone = await self.store.prune_inbox(utcnow() - timedelta(days=days))
+        if gone:
+            log.info("pruned %d repeat-detection records older than %g days", gone, days)
+        return gone
+
+    async def _prune(self) -> None:
+        # At least twice per retention, so nothing outlives it by more than half of it; hourly at most.
+        every = min(PRUNE_EVERY_S, self._settings.repeat_retention_days * 86400 / 2)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.prune_repeats()
+            except (BridgeError, sqlite3.Error) as exc:
+                log.warning("pruning repeat-detection records failed: %s", exc)
 
     async def _sweep(self) -> None:
         while True:

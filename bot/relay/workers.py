@@ -196,9 +196,11 @@ class InboundSender(_Workers):
         verdict: plans.Retry | plans.GiveUp | plans.Hold,
     ) -> float:
         if isinstance(verdict, plans.Hold):
-            log.info("meeting %s: identity not in the call; holding its messages", head.meeting_id)
+            log.info("meeting %s: chat refused the identity (403); holding its messages", head.meeting_id)
             await self._store.finish(ids, DeliveryState.HELD)
-            self._presence.recheck(session)
+            # In the call, the meeting's chat refuses guests; out of it, the leg is joined again: held either way.
+            assert session.identity_id is not None
+            await self._presence.forbidden(head.meeting_id, session.identity_id, str(exc))
             return 0.0
         if isinstance(verdict, plans.GiveUp):
             await self._fail(ids, session.user_id, head, verdict.reason)

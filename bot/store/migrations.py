@@ -107,4 +107,14 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX outbox_by_user ON outbox(user_id, direction, state, seq);
     """,
+    # 4: provider ids by arrival: records older than the repeat retention are pruned
+    """
+    CREATE INDEX inbox_by_received ON inbox(received_at);
+    """,
+    # 5: a condition on a session in the call (chat_refused: the meeting's chat answers 403 while the call is
+    #    connected) with the service's words, kept across a restart with the messages it holds
+    """
+    ALTER TABLE sessions ADD COLUMN condition TEXT;
+    ALTER TABLE sessions ADD COLUMN condition_reason TEXT;
+    """,
 ]

@@ -39,6 +39,12 @@ class OutboxStore(StoreBase):
         )
         return (int(row["status"]), json.loads(row["answer"])) if row else None
 
+    async def prune_inbox(self, before: datetime) -> int:
+        """Forget the provider ids recorded before `before`: a repeat after that is taken as new. How many went."""
+        async with self.transaction() as db:
+            async with db.execute("DELETE FROM inbox WHERE received_at < ?", (_ts(before),)) as cur:
+                return cur.rowcount
+
     async def record_inbound(
         self,
         channel: str,

@@ -31,6 +31,8 @@ class SessionStore(StoreBase):
             joined_at=_dt(row["joined_at"]),
             last_activity=_dt(row["last_activity"]),
             identity_id=row["identity_id"],
+            condition=row["condition"],
+            condition_reason=row["condition_reason"],
         )
 
     async def get_session(self, session_id: int) -> Session | None:
@@ -91,13 +93,17 @@ class SessionStore(StoreBase):
         notices: Iterable[NewDelivery] = (),
         held: DeliveryState | None = None,
     ) -> None:
-        """Store a transition with its event row, the notices it causes, and what happens to held messages."""
+        """Store a transition with its event row, the notices it causes, and what happens to held messages. A
+        condition holds only in the call: leaving it clears the condition."""
         now = _ts(utcnow())
+        in_call = state == SessionState.IN_CALL
         async with self.transaction() as db:
             await db.execute(
                 """UPDATE sessions SET state=?, reason=?, call_id=COALESCE(?, call_id),
-                   joined_at=COALESCE(?, joined_at), updated_at=? WHERE id=?""",
-                (state.value, reason, call_id, _ts(joined_at), now, session_id),
+                   joined_at=COALESCE(?, joined_at), updated_at=?,
+                   condition=CASE WHEN ? THEN condition END, condition_reason=CASE WHEN ? THEN condition_reason END
+                   WHERE id=?""",
+                (state.value, reason, call_id, _ts(joined_at), now, in_call, in_call, session_id),
             )
             await db.execute(
                 "INSERT INTO session_events (session_id, state, reason, at) VALUES (?,?,?,?)",
@@ -135,4 +141,66 @@ class SessionStore(StoreBase):
 
     async def session_counts(self) -> dict[str, int]:
         rows = await self._all("SELECT state, COUNT(*) FROM sessions GROUP BY state")
+        return {r[0]: int(r[1]) for r in rows}
+
+    # conditions of sessions in the call ----------------------------------------------------------------
+
+    async def set_condition(
+        self, session_ids: Iterable[int], condition: str, reason: str, notices: Iterable[NewDelivery] = ()
+    ) -> None:
+        """Mark sessions that are in the call with a condition and its reason, with the notices telling them."""
+        ids = list(session_ids)
+        async with self.transaction() as db:
+            await db.executemany(
+                "UPDATE sessions SET condition=?, condition_reason=?, updated_at=? WHERE id=? AND state='in_call'",
+                [(condition, reason, _ts(utcnow()), i) for i in ids],
+            )
+            await self._insert_deliveries(db, notices)
+
+    async def clear_condition(self, session_ids: Iterable[int], notices: Iterable[NewDelivery] = ()) -> int:
+        """The condition is over: clear it, release what it held (pending again), tell them; the number released."""
+        ids = list(session_ids)
+        now = _ts(utcnow())
+        released = 0
+        async with self.transaction() as db:
+            for session_id in ids:
+                await db.execute(
+                    "UPDATE sessions SET condition=NULL, condition_reason=NULL, updated_at=? WHERE id=?",
+                    (now, session_id),
+                )
+                cur = await db.execute(
+                    "UPDATE outbox SET state='pending', updated_at=? WHERE session_id=? AND state='held'",
+                    (now, session_id),
+                )
+                released += cur.rowcount
+            await self._insert_deliveries(db, notices)
+        return released
+
+    async def held_since(self, session_ids: Iterable[int]) -> datetime | None:
+        """When the oldest message held for these sessions was accepted."""
+        ids = list(session_ids)
+        if not ids:
+            return None
+        row = await self._one(
+            f"SELECT MIN(created_at) FROM outbox WHERE state='held' AND session_id IN ({','.join('?' * len(ids))})",
+            ids,
+        )
+        return _dt(row[0]) if row else None
+
+    async def expire_held(self, session_id: int, before: datetime, reason: str) -> int:
+        """Fail the session's held messages accepted before `before`, with the reason; how many."""
+        async with self.transaction() as db:
+            cur = await db.execute(
+                """UPDATE outbox SET state='failed', last_error=?, updated_at=?
+                   WHERE session_id=? AND state='held' AND created_at < ?""",
+                (reason, _ts(utcnow()), session_id, _ts(before)),
+            )
+            return cur.rowcount
+
+    async def condition_counts(self, condition: str) -> dict[str, int]:
+        """Sessions in the call with this condition, by meeting."""
+        rows = await self._all(
+            "SELECT meeting_id, COUNT(*) FROM sessions WHERE state='in_call' AND condition=? GROUP BY meeting_id",
+            (condition,),
+        )
         return {r[0]: int(r[1]) for r in rows}

@@ -133,8 +133,8 @@ async def test_add_meeting_and_its_refusals(admin: Admin) -> None:
     third = await admin.control.meeting(subject="Retro")
     status, body = await admin.api("POST", "/meetings", {"link": third["joinWebUrl"], "code": CODE})
     assert status == 409 and body["error"] == "duplicate_code"
-    status, fresh = await admin.api("POST", "/meetings", {"link": third["joinWebUrl"], "identityMode": "relay"})
-    assert status == 201 and fresh["code"].isdigit() and fresh["identityMode"] == "relay"
+    status, fresh = await admin.api("POST", "/meetings", {"link": third["joinWebUrl"], "identityMode": "shared"})
+    assert status == 201 and fresh["code"].isdigit() and fresh["identityMode"] == "shared"
     bad: list[tuple[dict[str, Any], str]] = [
         ({}, "body"),
         ({"link": 5}, "link"),
@@ -142,7 +142,7 @@ async def test_add_meeting_and_its_refusals(admin: Admin) -> None:
         ({"link": other["joinWebUrl"], "code": "12"}, "code"),
         ({"link": other["joinWebUrl"], "code": 123456}, "code"),
         ({"link": other["joinWebUrl"], "bogus": 1}, "bogus"),
-        ({"link": other["joinWebUrl"], "identityMode": "shared"}, "identityMode"),
+        ({"link": other["joinWebUrl"], "identityMode": "solo"}, "identityMode"),
         ({"link": other["joinWebUrl"], "displayNameTemplate": "{nick}"}, "displayNameTemplate"),
         ({"link": other["joinWebUrl"], "smsSegmentCap": "3"}, "smsSegmentCap"),
         ({"link": other["joinWebUrl"], "allow": "*"}, "allow"),
@@ -163,7 +163,7 @@ async def test_patch_meeting_policy(admin: Admin) -> None:
     changes = {
         "name": "Renamed",
         "allow": ["webhook:app/*"],
-        "identityMode": "relay",
+        "identityMode": "shared",
         "displayNameTemplate": "{name} via {channel}",
         "smsSegmentCap": 2,
         "paused": True,
@@ -171,7 +171,10 @@ async def test_patch_meeting_policy(admin: Admin) -> None:
     changed = await admin.ok("PATCH", f"/meetings/{CODE}", changes)
     assert {k: changed[k] for k in changes} == changes
     stored = await admin.bridge.store.meeting_by_code(CODE)
-    assert stored is not None and stored.allow == ["webhook:app/*"] and stored.identity_mode == "relay"
+    assert stored is not None and stored.allow == ["webhook:app/*"] and stored.identity_mode == "shared"
+    # "relay", the shared mode's old name, is still taken, and read as shared.
+    old = await admin.ok("PATCH", f"/meetings/{CODE}", {"identityMode": "relay"})
+    assert old["identityMode"] == "shared"
     assert (await admin.ok("PATCH", f"/meetings/{CODE}", {"smsSegmentCap": None}))["smsSegmentCap"] is None
     for body_in, field in [
         ({}, "body"),

@@ -291,7 +291,7 @@ async def test_leaving_while_the_joins_token_is_issued_never_joins(
 async def test_relay_mode_speaks_for_everyone_with_one_identity(
     control: Control, info: SandboxInfo, tmp_path: Path
 ) -> None:
-    async with scene(control, info, tmp_path, identity_mode=IdentityMode.RELAY) as w:
+    async with scene(control, info, tmp_path, identity_mode=IdentityMode.SHARED) as w:
         await w.joined("ann")
         await w.joined("bob")
         assert (await w.send("ann", text="hello from ann"))[0] == 202

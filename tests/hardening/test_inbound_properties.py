@@ -22,6 +22,7 @@ from bot.channels.sms import acs as sms_acs
 from bot.channels.sms import twilio as sms_twilio
 from bot.config import Settings, WebhookClient, env_overrides, load_settings
 from bot.errors import MAX_RETRY_AFTER_S, ConfigError, parse_retry_after
+from bot.formatting import clean_name
 from tests.support.bridge import new_secret
 from tests.support.properties import ANY_TEXT, PROFILE
 
@@ -57,11 +58,13 @@ RAW_BODIES = st.one_of(
 
 _USER_ID = st.from_regex(r"[A-Za-z0-9_.@+-]{1,128}", fullmatch=True)
 _VISIBLE = st.text(alphabet=st.characters(exclude_categories=["Cs"]), min_size=1, max_size=256)
+_NAMES = _VISIBLE.map(clean_name).filter(bool)
+"""Names as the door stores them: cleaned (see test_webhook_names_are_stored_clean_or_refused)."""
 
 
 def _maybe_named(event: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
     """The event as it is, or with a display name for its user."""
-    return st.just(event) | _VISIBLE.map(lambda name: {**event, "user": {**event["user"], "displayName": name}})
+    return st.just(event) | _NAMES.map(lambda name: {**event, "user": {**event["user"], "displayName": name}})
 
 
 WEBHOOK_EVENTS = st.fixed_dictionaries(
@@ -86,6 +89,18 @@ def test_webhook_bodies_raise_only_validation_error(body: bytes) -> None:
 def test_valid_webhook_events_round_trip(event: dict[str, Any]) -> None:
     parsed = webhook.WebhookEvent.model_validate_json(json.dumps(event))
     assert parsed.model_dump(by_alias=True, exclude_unset=True) == event
+
+
+@PROFILE
+@given(name=_VISIBLE)
+def test_webhook_names_are_stored_clean_or_refused(name: str) -> None:
+    event = {"type": "join", "user": {"id": "ann", "displayName": name}, "meeting": "123456"}
+    try:
+        parsed = webhook.WebhookEvent.model_validate_json(json.dumps(event))
+    except ValidationError as exc:
+        assert not clean_name(name) and exc.errors()[0]["loc"] == ("user", "displayName")
+        return
+    assert parsed.user.display_name == clean_name(name) != ""
 
 
 CLIENT = WebhookClient(secrets=[SecretStr(new_secret()), SecretStr(new_secret())])

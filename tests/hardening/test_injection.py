@@ -27,7 +27,7 @@ from bot.admin.openapi import document
 from bot.config import AdminSection, MeetingConfig
 from bot.formatting import clean_text, html_to_text
 from bot.models import IdentityMode, SessionState
-from bot.relay.presence import RELAY_SPEAKER
+from bot.relay.presence import SHARED_SPEAKER
 from bot.sandbox import SandboxInfo
 from tests.support.bridge import Bridge, Receiver, bridge_settings, client_for, new_secret, wait_for
 from tests.support.sandbox import Control
@@ -35,8 +35,8 @@ from tests.support.sms import sms_world
 from tests.support.store import settled, stored
 
 TOKEN = "operator-token-injection-1"
-CODES = {IdentityMode.PER_USER: "616161", IdentityMode.RELAY: "626262"}
-MODES = [pytest.param(IdentityMode.PER_USER, id="per_user"), pytest.param(IdentityMode.RELAY, id="relay")]
+CODES = {IdentityMode.PER_USER: "616161", IdentityMode.SHARED: "626262"}
+MODES = [pytest.param(IdentityMode.PER_USER, id="per_user"), pytest.param(IdentityMode.SHARED, id="shared")]
 SHOWN_AS = re.compile(r"[ \t\n\r\f]+")
 """What HTML collapses into one space when it renders text (only ASCII whitespace; &nbsp; stays)."""
 
@@ -242,8 +242,8 @@ async def test_webhook_text_reaches_teams_as_sent_in_both_identity_modes(stage: 
     shown = {mode: await stage.say("ann", mode, text) for mode in CODES}
     assert shown[IdentityMode.PER_USER]["senderDisplayName"] == "Ann (app)"
     assert_shows_exactly(shown[IdentityMode.PER_USER], text)
-    assert shown[IdentityMode.RELAY]["senderDisplayName"] == RELAY_SPEAKER
-    assert_shows_exactly(shown[IdentityMode.RELAY], f"Ann: {text}")
+    assert shown[IdentityMode.SHARED]["senderDisplayName"] == SHARED_SPEAKER
+    assert_shows_exactly(shown[IdentityMode.SHARED], f"Ann: {text}")
 
 
 HOSTILE_NAMES = [
@@ -267,8 +267,8 @@ async def test_hostile_display_names_stay_text(stage: Stage, name: str, shown_as
     # A display name is shown as text by Teams: as given (never escaped twice), one line.
     assert per_user["senderDisplayName"] == f"{shown_as} (app)"
     assert_shows_exactly(per_user, text)
-    relay = await stage.say("ann", IdentityMode.RELAY, text)
-    assert relay["senderDisplayName"] == RELAY_SPEAKER
+    relay = await stage.say("ann", IdentityMode.SHARED, text)
+    assert relay["senderDisplayName"] == SHARED_SPEAKER
     assert_shows_exactly(relay, f"{shown_as}: {text}")
 
 
@@ -297,7 +297,7 @@ async def test_sms_text_and_name_reach_teams_as_sent(
             assert message["senderDisplayName"] == f"{SMS_NAME} (SMS)"
             assert_shows_exactly(message, SMS_TEXT)
         else:
-            assert message["senderDisplayName"] == RELAY_SPEAKER
+            assert message["senderDisplayName"] == SHARED_SPEAKER
             assert_shows_exactly(message, f"{SMS_NAME}: {SMS_TEXT}")
 
 

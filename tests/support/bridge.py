@@ -8,7 +8,7 @@ import json
 import secrets
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from bot.config import MeetingConfig, Settings, WebhookClient, load_settings
 from bot.embedded import on_sandbox
 from bot.relay.runtime import RELAY, Relay
 from bot.sandbox import SandboxInfo
+from bot.server import BoundedRunner, BoundedSite
 from bot.store import STORE, Store
 
 
@@ -100,9 +101,16 @@ def base_url(sock: socket.socket) -> str:
 class Bridge:
     """One bridge process's worth of app, started in this event loop on an ephemeral port (or on `sock`)."""
 
-    def __init__(self, settings: Settings, sock: socket.socket | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sock: socket.socket | None = None,
+        extra_routes: Iterable[web.RouteDef] = (),
+    ) -> None:
         self.settings = settings
         self.sock = sock
+        self.extra_routes = list(extra_routes)
+        """What `run` adds beside the bridge's own routes (the embedded demo's inbox)."""
         self.runner: web.AppRunner | None = None
         self.base = ""
         self.http: aiohttp.ClientSession | None = None
@@ -121,14 +129,10 @@ class Bridge:
         return self.app[STORE]
 
     async def start(self) -> Bridge:
-        self.runner = web.AppRunner(create_app(self.settings), access_log=None)
-        await self.runner.setup()
-        site: web.BaseSite
-        if self.sock is not None:
-            site = web.SockSite(self.runner, self.sock)
-        else:
-            site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
+        app = create_app(self.settings, extra_routes=self.extra_routes)
+        runner = self.runner = BoundedRunner(app, self.settings.http, access_log=None)  # served as `run` serves it
+        await runner.setup()
+        await BoundedSite(runner, "127.0.0.1", 0, sock=self.sock).start()
         self.base = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
         self.http = aiohttp.ClientSession()
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import os
 import re
@@ -21,6 +22,7 @@ from pydantic import BaseModel
 from bot.config import (
     AcsSection,
     BridgeSection,
+    BrowserSection,
     MeetingConfig,
     RelaySection,
     Settings,
@@ -97,7 +99,7 @@ def test_example_validates(example_env: dict[str, str]) -> None:
     assert long.link and "/l/meetup-join/" in long.link and long.graph_meeting_id is None
     assert short.link and "/meet/" in short.link and short.organizer_id
     assert graph.link is None and graph.graph_meeting_id and graph.organizer_id
-    assert {m.identity_mode for m in s.meetings} == {IdentityMode.PER_USER, IdentityMode.RELAY}
+    assert {m.identity_mode for m in s.meetings} == {IdentityMode.PER_USER, IdentityMode.SHARED}
     assert all(m.code and m.name for m in s.meetings)
     assert short.allow == ["webhook:app/*", "sms:+1555*"]
     # Secrets never show in a repr or a dump.
@@ -107,7 +109,7 @@ def test_example_validates(example_env: dict[str, str]) -> None:
 def test_example_sets_values_equal_to_the_defaults_it_documents(example_env: dict[str, str]) -> None:
     s = load_settings(EXAMPLE, example_env)
     defaults = Settings()
-    for section in ("bridge", "sandbox", "calls", "relay"):
+    for section in ("bridge", "http", "sandbox", "calls", "relay"):
         assert getattr(s, section) == getattr(defaults, section), section
     assert s.acs.token_minutes == AcsSection().token_minutes
     client = WebhookClient.model_validate({"secrets": [WHSEC]})
@@ -121,12 +123,21 @@ def _models() -> list[type[BaseModel]]:
     for info in Settings.model_fields.values():
         candidates = [info.annotation, *typing.get_args(info.annotation)]
         found += [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
-    return found
+    return found + [m for section in found[1:] for m in _subsections(section).values()]
+
+
+def _subsections(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """A section's own tables, such as [calls.browser]."""
+    return {
+        name: info.annotation
+        for name, info in model.model_fields.items()
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+    }
 
 
 def test_the_model_list_is_complete() -> None:
-    assert {WebhookClient, MeetingConfig, BridgeSection, RelaySection} <= set(_models())
-    assert len(_models()) == len(Settings.model_fields) + 1
+    assert {WebhookClient, MeetingConfig, BridgeSection, RelaySection, BrowserSection} <= set(_models())
+    assert len(_models()) == len(Settings.model_fields) + 1 + 1  # Settings, its sections, and [calls.browser]
 
 
 @pytest.mark.parametrize("model", _models(), ids=lambda m: m.__name__)
@@ -135,8 +146,11 @@ def test_example_mentions_every_setting(model: type[BaseModel]) -> None:
     for field in model.model_fields:
         if model is Settings:
             assert re.search(rf"^\[\[?{field}[\].]", text, re.M), f"no [{field}] section in the example"
+        elif field in _subsections(model):
+            assert re.search(rf"^\[[a-z_]+\.{field}\]", text, re.M), f"no [*.{field}] table in the example"
         else:
-            assert re.search(rf"^#? ?{field} = ", text, re.M), f"{model.__name__}.{field} is not in the example"
+            key = model.model_fields[field].alias or field  # the name the file uses
+            assert re.search(rf"^#? ?{key} = ", text, re.M), f"{model.__name__}.{key} is not in the example"
 
 
 def test_example_documents_the_variables_it_references() -> None:
@@ -351,7 +365,8 @@ INVALID = [
     ('[sandbox]\nenabled = "sometimes"', "sandbox.enabled"),
     ("[sandbox]\nport = 70000", "sandbox.port"),
     ('[sandbox]\ndemo = "perhaps"', "sandbox.demo"),
-    ('[calls]\nconnector = "browser"', "calls.connector"),
+    ('[calls]\nconnector = "teams"', "calls.connector"),
+    ("[calls.browser]\nlegs_per_page = 0", "calls.browser.legs_per_page"),
     ("[relay]\npoll_active_s = 0", "relay.poll_active_s"),
     ("[relay]\npoll_idle_s = 601", "relay.poll_idle_s"),
     ("[relay]\nidle_after_s = -1", "relay.idle_after_s"),
@@ -370,12 +385,15 @@ INVALID = [
     (CLIENT + "rate_per_second = 0", "webhook_clients.app.rate_per_second"),
     (f'[webhook_clients."has space"]\nsecrets = ["{WHSEC}"]', "webhook_clients"),
     ("[[meetings]]\nname = 'no source'", "meetings.0"),
-    (MEETING + 'graph_meeting_id = "abc"\norganizer_id = "o"', "meetings.0"),
+    (MEETING + 'graph_meeting_id = "abc"\norganizer_id = "4b1d7c8e-2f3a-4c5d-9e6f-7a8b9c0d1e2f"', "meetings.0"),
+    ('[[meetings]]\ngraph_meeting_id = "abc"\norganizer_id = ".."', "meetings.0.organizer_id"),
+    ('[[meetings]]\ngraph_meeting_id = "abc"\norganizer_id = "megan"', "meetings.0.organizer_id"),
+    ('[[meetings]]\ngraph_meeting_id = ".."\norganizer_id = "megan@contoso.com"', "meetings.0.graph_meeting_id"),
     ('[[meetings]]\ngraph_meeting_id = "abc"', "meetings.0"),
     (MEETING + MEETING + 'code = "12"', "meetings.1.code"),
     (MEETING + 'code = "12ab56"', "meetings.0.code"),
     (MEETING + "code = 123456", "meetings.0.code"),
-    (MEETING + 'identity_mode = "shared"', "meetings.0.identity_mode"),
+    (MEETING + 'identity_mode = "solo"', "meetings.0.identity_mode"),
     (MEETING + 'display_name_template = "{name} {email}"', "meetings.0.display_name_template"),
     (MEETING + 'display_name_template = "{name!r}"', "meetings.0.display_name_template"),
     (MEETING + 'display_name_template = "{name"', "meetings.0.display_name_template"),
@@ -399,7 +417,7 @@ def test_invalid_value_names_the_key(tmp_path: Path, toml: str, key: str) -> Non
     [
         ("colour = 'blue'", "colour"),
         ("[bridge]\nprot = 8080", "bridge.prot"),
-        ("[acs]\nendpoint = 'https://a'", "acs.endpoint"),
+        ("[acs]\naccess_key = 'k'", "acs.access_key"),
         ("[graph]\nsecret = 'x'", "graph.secret"),
         ("[relay]\npoll_s = 1", "relay.poll_s"),
         (CLIENT + "secret = 'x'", "webhook_clients.app.secret"),
@@ -625,3 +643,14 @@ def test_twilio_beyond_loopback_needs_its_public_url(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path, twilio, "loopback.toml"), {}).sms.gateway == "twilio"
     public = twilio + 'public_url = "https://bridge.example.com/channels/twilio-sms"\n'
     assert load_settings(write(tmp_path, '[bridge]\nhost = "0.0.0.0"\n' + public, "public.toml"), {}).twilio.public_url
+
+
+def test_the_shared_identity_mode_is_still_read_under_its_old_name(caplog: pytest.LogCaptureFixture) -> None:
+    # Meetings stored and files written before the rename say "relay".
+    assert IdentityMode("relay") is IdentityMode.SHARED
+    with caplog.at_level(logging.WARNING, logger="bot.config"):
+        meeting = MeetingConfig.model_validate({"link": LONG_LINK, "identity_mode": "relay"})
+    assert meeting.identity_mode is IdentityMode.SHARED
+    assert any('"relay" is now called "shared"' in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError):
+        IdentityMode("relayed")

@@ -11,11 +11,12 @@ from hypothesis import strategies as st
 
 from bot.formatting import (
     DISPLAY_NAME_LIMIT,
+    clean_name,
     clean_text,
     display_name,
     html_to_text,
     merge_texts,
-    relay_prefix,
+    speaker_prefix,
     text_to_html,
     validate_template,
 )
@@ -323,9 +324,41 @@ def test_display_name(template: str, name: str, channel: str, expected: str) -> 
     assert display_name(template, name=name, channel=channel) == expected
 
 
-def test_display_name_limit() -> None:
+def test_display_name_limit_cuts_the_name_and_keeps_the_suffix() -> None:
     result = display_name("{name} ({channel})", name="x" * 300, channel="SMS")
-    assert result == "x" * DISPLAY_NAME_LIMIT
+    assert result == "x" * (DISPLAY_NAME_LIMIT - len(" (SMS)")) + " (SMS)"
+    # A name used twice shares the room; the fixed part " aka  (SMS)" stays whole.
+    room = (DISPLAY_NAME_LIMIT - len(" aka  (SMS)")) // 2
+    twice = display_name("{name} aka {name} ({channel})", name="y" * 300, channel="SMS")
+    assert twice == f"{'y' * room} aka {'y' * room} (SMS)"
+
+
+CLEAN_NAMES = [
+    ("zero-width padding", "Megan Bowen" + "\u200b" * 245, "Megan Bowen"),
+    ("fillers", "\u3164Megan\u115f Bowen\uffa0\u2800", "Megan Bowen"),
+    ("word joiner and bom", "Me\u2060gan\ufeff Bowen", "Megan Bowen"),
+    ("bidi isolates and marks", "\u2066Ann\u2069\u200f", "Ann"),
+    ("tags", "Ann\U000e0041\U000e007f", "Ann"),
+    ("composed", "Zoe\u0308", "Zo\u00eb"),
+    ("composed across a removed character", "Zoe\u200b\u0308", "Zo\u00eb"),
+    ("emoji sequences keep their joiner", "Ann \U0001f469\u200d\U0001f4bb \u2764\ufe0f\u200d\U0001f525", None),
+    ("a joiner between letters goes", "A\u200dnn \u200d\U0001f469", "Ann \U0001f469"),
+    ("nothing visible", "\u200b\u3164 \u00ad", ""),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), [c[1:] for c in CLEAN_NAMES], ids=[c[0] for c in CLEAN_NAMES])
+def test_clean_name(value: str, expected: str | None) -> None:
+    assert clean_name(value) == (value if expected is None else expected)
+
+
+@given(st.text())
+def test_clean_name_leaves_nothing_invisible_and_is_idempotent(value: str) -> None:
+    cleaned = clean_name(value)
+    assert clean_name(cleaned) == cleaned
+    assert cleaned == cleaned.strip() and "  " not in cleaned
+    assert not any(unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") for ch in cleaned)
+    assert all(ch == "\u200d" for ch in cleaned if unicodedata.category(ch) == "Cf")
 
 
 BAD_TEMPLATES = [
@@ -378,12 +411,14 @@ def test_display_name_is_one_clean_line(name: str, channel: str) -> None:
         ("\x00 \n", "x", "x"),
     ],
 )
-def test_relay_prefix(name: str, text: str, expected: str) -> None:
-    assert relay_prefix(name, text) == expected
+def test_speaker_prefix(name: str, text: str, expected: str) -> None:
+    assert speaker_prefix(name, text) == expected
 
 
-def test_relay_prefix_is_escaped_downstream() -> None:
-    assert text_to_html(relay_prefix('<at id="0">Boss</at>', "hi")) == "&lt;at id=&quot;0&quot;&gt;Boss&lt;/at&gt;: hi"
+def test_speaker_prefix_is_escaped_downstream() -> None:
+    assert (
+        text_to_html(speaker_prefix('<at id="0">Boss</at>', "hi")) == "&lt;at id=&quot;0&quot;&gt;Boss&lt;/at&gt;: hi"
+    )
 
 
 @pytest.mark.parametrize(

@@ -217,8 +217,8 @@ def test_a_message_from_a_session_in_the_call_can_go_once_the_thread_is_known() 
 def test_only_relay_mode_prefixes_the_senders_name() -> None:
     ann = ExternalUser("sms:+15550100", "sms", "Ann")
     assert plans.prefix_for(meeting(), ann, ann.id) is None
-    assert plans.prefix_for(meeting(IdentityMode.RELAY), ann, ann.id) == "Ann"
-    assert plans.prefix_for(meeting(IdentityMode.RELAY), None, "sms:+15550100") == "sms:+15550100"
+    assert plans.prefix_for(meeting(IdentityMode.SHARED), ann, ann.id) == "Ann"
+    assert plans.prefix_for(meeting(IdentityMode.SHARED), None, "sms:+15550100") == "sms:+15550100"
 
 
 def test_a_send_is_the_html_of_its_rows_one_per_line() -> None:
@@ -331,8 +331,8 @@ def test_a_retried_delivery_goes_with_the_rows_tried_with_it() -> None:
 def test_the_reader_is_the_meetings_own_identity_in_relay_mode_else_the_first_in_the_call() -> None:
     ann, bob = session("sms:+1"), session("sms:+2")
     assert plans.reader_of(meeting(), [ann, bob]) == ann.identity_id
-    assert plans.reader_of(meeting(IdentityMode.RELAY, relay_identity="8:acs:relay"), [ann]) == "8:acs:relay"
-    assert plans.reader_of(meeting(IdentityMode.RELAY), [bob]) == bob.identity_id
+    assert plans.reader_of(meeting(IdentityMode.SHARED, relay_identity="8:acs:relay"), [ann]) == "8:acs:relay"
+    assert plans.reader_of(meeting(IdentityMode.SHARED), [bob]) == bob.identity_id
     assert plans.reader_of(meeting(relay_identity="8:acs:relay"), [ann]) == ann.identity_id
 
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from ...errors import PermanentError, TransientError
 from ...phones import mask
 from ...refusal import refuse
+from ..bodies import id_refusal
 from ..eventgrid import VALIDATION_EVENT, EventGridDoor, is_text
 from .base import InboundSms, SmsReceiver
 
@@ -67,6 +68,8 @@ def parse_event(event: object) -> Parsed | None:
         return None
     if not isinstance(event_id, str) or not event_id or not is_text(event_id):
         raise Malformed(f"the {kind} event has no id")
+    if (too_long := id_refusal("id", event_id)) is not None:
+        raise Malformed(f"the {kind} event's {too_long}")
     data = event.get("data")
     if not isinstance(data, dict):
         raise Malformed(f"the {kind} event's data must be an object")
@@ -75,6 +78,8 @@ def parse_event(event: object) -> Parsed | None:
         return Parsed(event_id, kind, validation_code=code)
     if kind == SMS_RECEIVED:
         message_id, sender, to, text = _strings(data, "messageId", "from", "to", "message")
+        if (too_long := id_refusal("data.messageId", message_id)) is not None:
+            raise Malformed(too_long)  # kept to drop repeats, like a webhook-id
         return Parsed(event_id, kind, sms=InboundSms("acs", message_id, sender, to, text))
     message_id, status = _strings(data, "messageId", "deliveryStatus")
     details = data.get("deliveryStatusDetails")

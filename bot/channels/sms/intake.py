@@ -11,6 +11,7 @@ from typing import Any
 from ... import commands
 from ...address import Address
 from ...config import SmsSection
+from ...formatting import clean_name
 from ...models import Direction, ExternalUser, Meeting, Session
 from ...phones import InvalidNumber, mask, matches, normalize
 from ...relay.intake import Join, Message, Sender, Ticket
@@ -176,8 +177,9 @@ class SmsIntake:
         if problem is not None:
             await self._reply(user, self._text("name_invalid", reason=problem))
             return
-        await self._store.update_user(user.id, display_name=name.strip())
-        await self._reply(user, self._text("name_set", name=name.strip()))
+        shown = clean_name(name)  # what validate_name checked
+        await self._store.update_user(user.id, display_name=shown)
+        await self._reply(user, self._text("name_set", name=shown))
 
     async def _status(self, user: ExternalUser, meeting_id: str | None, state: str) -> None:
         if meeting_id is None:

@@ -18,7 +18,7 @@ from aiohttp import web
 from ...errors import AuthError, PermanentError, TransientError, from_status, parse_retry_after
 from ...phones import mask
 from ...refusal import refuse
-from ..bodies import read_body
+from ..bodies import id_refusal, read_body
 from .base import InboundSms, SmsReceiver
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,8 @@ class TwilioDoor:
         try:
             form = await self._verified_form(request, self._public_url)
             sid, sender, to, text = _required(form, "MessageSid", "From", "To", "Body")
+            if (too_long := id_refusal("MessageSid", sid)) is not None:
+                raise _Refused(400, "bad_request", too_long)  # kept to drop repeats; Twilio's are 34 characters
         except _Refused as refused:
             return refused.response()
         try:
