@@ -175,6 +175,8 @@ class BridgeConfig:
     chat_events_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     event_delivery_attempts: int | None = None
     """Event Grid's tries per event (the sandbox's default when None; Azure's own default is 30)."""
+    chat_event_faults: dict[str, Any] | None = None
+    """The sandbox's delivery faults on the chat events subscription ({"lose", "duplicate", ...})."""
     connector: str = "sandbox"
     """calls.connector; "browser" runs the sandbox's stand-in Calling SDK in the bridge's headless Chromium."""
     browser: dict[str, Any] = field(default_factory=dict)
@@ -273,9 +275,15 @@ class BridgeProcess:
             body = {"endpoint": endpoint, "eventTypes": SMS_EVENT_TYPES, "schema": "EventGrid"}
             await self.sandbox.control("POST", "/event-subscriptions", body | self._attempts())
         if self.config.events:
-            endpoint = f"{self.base}/channels/acs/events?code={self.config.chat_events_secret}"
-            body = {"endpoint": endpoint, "eventTypes": CHAT_EVENT_TYPES, "schema": "EventGrid"}
-            await self.sandbox.control("POST", "/event-subscriptions", body | self._attempts())
+            await self.subscribe_chat_events()
+
+    async def subscribe_chat_events(self) -> dict[str, Any]:
+        """The sandbox's Event Grid subscription to the bridge's chat events door, with the config's faults."""
+        endpoint = f"{self.base}/channels/acs/events?code={self.config.chat_events_secret}"
+        body = {"endpoint": endpoint, "eventTypes": CHAT_EVENT_TYPES, "schema": "EventGrid"} | self._attempts()
+        if self.config.chat_event_faults is not None:
+            body["faults"] = self.config.chat_event_faults
+        return dict(await self.sandbox.control("POST", "/event-subscriptions", body))
 
     def _attempts(self) -> dict[str, Any]:
         attempts = self.config.event_delivery_attempts
