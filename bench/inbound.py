@@ -6,13 +6,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +20,7 @@ from azure.communication.identity import CommunicationTokenScope
 from azure.communication.identity.aio import CommunicationIdentityClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from .processes import BridgeConfig, BridgeProcess, SandboxProcess, Sink, WebhookSender, new_secret
+from .processes import BridgeConfig, BridgeProcess, SandboxProcess, Sink, WebhookSender, new_secret, py_spy
 
 CLIENT = "bench"
 # Each relayed text carries one token, so a merged chat message (several texts, one per line) counts each.
@@ -134,35 +131,9 @@ class Rig:
                 samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = float(sample.value)
         return samples
 
-    @asynccontextmanager
-    async def profiled(self, label: str) -> AsyncIterator[None]:
+    def profiled(self, label: str) -> AbstractAsyncContextManager[None]:
         """With BENCH_PROFILE=<folder>, py-spy samples the bridge process meanwhile (collapsed stacks)."""
-        folder = os.environ.get("BENCH_PROFILE")
-        if not folder:
-            yield
-            return
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        out = Path(folder) / f"{label}.txt"
-        spy = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "py-spy"),
-                "record",
-                "--pid",
-                str(self.bridge.pid),
-                "--format",
-                os.environ.get("BENCH_PROFILE_FORMAT", "raw"),
-                *os.environ.get("BENCH_PROFILE_ARGS", "--rate 250 --gil").split(),
-                "--output",
-                str(out),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            yield
-        finally:
-            spy.send_signal(signal.SIGINT)
-            await asyncio.to_thread(spy.wait, 30)
+        return py_spy(self.bridge.pid, label)
 
     async def idle(self, limit_s: float = 120.0) -> bool:
         """Wait until nothing is pending or held in the bridge's outbox, in either direction."""

@@ -20,7 +20,8 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,37 @@ def free_port() -> int:
 
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+@asynccontextmanager
+async def py_spy(pid: int, label: str) -> AsyncIterator[None]:
+    """With BENCH_PROFILE=<folder>, py-spy samples process `pid` meanwhile into <folder>/<label>.txt (collapsed
+    stacks unless BENCH_PROFILE_FORMAT says otherwise; BENCH_PROFILE_ARGS, default --rate 250 --gil)."""
+    folder = os.environ.get("BENCH_PROFILE")
+    if not folder:
+        yield
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            os.environ.get("BENCH_PROFILE_FORMAT", "raw"),
+            *os.environ.get("BENCH_PROFILE_ARGS", "--rate 250 --gil").split(),
+            "--output",
+            str(Path(folder) / f"{label}.txt"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        await asyncio.to_thread(spy.wait, 30)
 
 
 def _child_env(extra: Mapping[str, str]) -> dict[str, str]:
@@ -145,6 +177,8 @@ class BridgeConfig:
     """Event Grid's tries per event (the sandbox's default when None; Azure's own default is 30)."""
     store_url: str | None = None
     """bridge.store_url; None: SQLite in state_dir."""
+    chat_event_faults: dict[str, Any] | None = None
+    """The sandbox's delivery faults on the chat events subscription ({"lose", "duplicate", ...})."""
     connector: str = "sandbox"
     """calls.connector; "browser" runs the sandbox's stand-in Calling SDK in the bridge's headless Chromium."""
     browser: dict[str, Any] = field(default_factory=dict)
@@ -247,9 +281,15 @@ class BridgeProcess:
             body = {"endpoint": endpoint, "eventTypes": SMS_EVENT_TYPES, "schema": "EventGrid"}
             await self.sandbox.control("POST", "/event-subscriptions", body | self._attempts())
         if self.config.events:
-            endpoint = f"{self.base}/channels/acs/events?code={self.config.chat_events_secret}"
-            body = {"endpoint": endpoint, "eventTypes": CHAT_EVENT_TYPES, "schema": "EventGrid"}
-            await self.sandbox.control("POST", "/event-subscriptions", body | self._attempts())
+            await self.subscribe_chat_events()
+
+    async def subscribe_chat_events(self) -> dict[str, Any]:
+        """The sandbox's Event Grid subscription to the bridge's chat events door, with the config's faults."""
+        endpoint = f"{self.base}/channels/acs/events?code={self.config.chat_events_secret}"
+        body = {"endpoint": endpoint, "eventTypes": CHAT_EVENT_TYPES, "schema": "EventGrid"} | self._attempts()
+        if self.config.chat_event_faults is not None:
+            body["faults"] = self.config.chat_event_faults
+        return dict(await self.sandbox.control("POST", "/event-subscriptions", body))
 
     def _attempts(self) -> dict[str, Any]:
         attempts = self.config.event_delivery_attempts

@@ -90,9 +90,15 @@ async def run(quick: bool, workdir: Path) -> Result:
         cpu_before = bridge.cpu_seconds()
         rows = await _messages(sandbox, sink, room, messages, "events")
         cpu = bridge.cpu_seconds() - cpu_before
-        # The same meeting with its Event Grid subscription gone: the reader finds each message at its next poll.
+        # The same meeting with its Event Grid subscription gone: the next safety read finds the first message no
+        # event announced, and from then on the reader finds each message at its next poll.
         for subscription in (await sandbox.control("GET", "/event-subscriptions"))["value"]:
             await sandbox.control("DELETE", f"/event-subscriptions/{subscription['id']}")
+        lost, created = await teams_post(sandbox, room, "fan-out events gone")
+        await _wait_all(sink, lost, USERS, RelaySection().poll_safety_s + 60)
+        arrivals = sorted(sink.by_message.get(lost, []))
+        lost_ms = round((arrivals[-1] - created) * 1000, 1) if len(arrivals) >= USERS else None
+        await asyncio.sleep(SPACING_S)
         polled = await _messages(sandbox, sink, room, messages, "polling")
     finally:
         if sender is not None:
@@ -114,6 +120,7 @@ async def run(quick: bool, workdir: Path) -> Result:
         "first_delivery_median_ms": rounded(statistics.median(firsts), 1) if firsts else None,
         "incomplete_messages": incomplete,
         "bridge_cpu_ms_per_message": round(cpu / messages * 1000, 1),
+        "events_gone_last_delivery_ms": lost_ms,
         **_polled_figures(polled),
         "setup_s": round(setup_s, 1),
     }
@@ -140,8 +147,10 @@ async def run(quick: bool, workdir: Path) -> Result:
             f"1 meeting, {USERS} webhook users in its call (per-user identities and call legs), Event Grid chat "
             f"events on; {messages} Teams messages {SPACING_S:g}-{SPACING_S + 1:g} s apart after a warm-up; "
             f"sandbox createdOn → the last callback at the client (one machine clock), per message: {each} ms. "
-            f"Then {messages} more with the Event Grid subscription deleted, found by polling (poll_active_s "
-            f"{RelaySection().poll_active_s:g} s, "
+            f"Then the Event Grid subscription deleted: the first message, which no event announced, found by the "
+            f"next safety read (poll_safety_s {RelaySection().poll_safety_s:g} s), last delivery after "
+            f"{lost_ms} ms; that put the meeting back on polling, and {messages} more were found by polling "
+            f"(poll_active_s {RelaySection().poll_active_s:g} s, "
             f"the wait for the next read included): last delivery median "
             f"{figures['polling_last_delivery_median_ms']} ms, worst {figures['polling_last_delivery_worst_ms']} ms "
             f"(figures, not the target: the target is the fan-out). Join answers "

@@ -41,7 +41,7 @@ from bot.store.outbox import BACKLOG_NOTICE as BACKLOG_FULL
 
 from .processes import BridgeConfig, BridgeProcess, SandboxProcess, Sink, WebhookSender, new_secret
 from .soak_check import Tally, check_recipient, check_thread, token, tokens
-from .soak_report import EXPECTED_FAILURES, FAULTS, by_kind, table
+from .soak_report import CHAT_EVENT_FAULTS, EXPECTED_FAILURES, FAULTS, by_kind, table
 
 CLIENT = "soak"
 FILLERS = (
@@ -93,6 +93,8 @@ class SoakOptions:
     """Default: a fifth of `messages`."""
     seed: int = 1
     faults: bool = True
+    chat_events: bool = False
+    """Event Grid chat events on: meetings are read on them (with faults, a share lost and a share repeated)."""
     drain_timeout_s: float = 240.0
     state_dir: Path | None = None
 
@@ -226,6 +228,10 @@ class Soak:
             sms_settings={"cap_policy": "split", "segment_cap": 10, "budget_segments_per_hour": 1_000_000},
             admin_token=self.admin_token,
             event_delivery_attempts=30,
+            events=self.o.chat_events,
+            chat_event_faults=CHAT_EVENT_FAULTS | {"seed": self.o.seed}
+            if self.o.chat_events and self.o.faults
+            else None,
         )
         self.bridge = BridgeProcess(config, self.sandbox)
         await self.bridge.start()
@@ -497,7 +503,7 @@ class Soak:
         inbound_by_kind: Counter[str] = Counter()
         for u in self.externals:
             inbound_by_kind[u.kind] += len(u.acked)
-        grid = subs["value"][0]["stats"] if subs["value"] else {}
+        grids = {_kind(sub): sub["stats"] for sub in subs["value"]}
         ok = (
             all(t.clean for t in tallies.values())
             and not unexpected
@@ -528,10 +534,8 @@ class Soak:
             "faultsByKind": by_kind(fired | self.sink_faults()),
             "callbackRepeats": self.sink.repeats,
             "eventGrid": {
-                "delivered": grid.get("delivered", 0),
-                "attempts": grid.get("attempts", 0),
-                "failed": grid.get("failed", 0),
-                "dropped": grid.get("dropped", 0),
+                kind: {k: grid.get(k, 0) for k in ("delivered", "attempts", "failed", "dropped", "lost", "duplicated")}
+                for kind, grid in grids.items()
             },
             "webhookClient": {
                 "requests": self.client.requests,
@@ -567,6 +571,11 @@ class Soak:
         await self.sandbox.stop()
 
 
+def _kind(subscription: dict[str, Any]) -> str:
+    """sms or chat: which of the bridge's event doors a subscription delivers to."""
+    return "chat" if "/channels/acs/events" in subscription["endpoint"] else "sms"
+
+
 async def run_soak(options: SoakOptions) -> dict[str, Any]:
     state_dir = options.state_dir or Path(tempfile.mkdtemp(prefix="soak-"))
     return await Soak(options, state_dir).run()
@@ -581,6 +590,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--meetings", type=int, help="meetings (default: from the messages and the duration)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-faults", action="store_true", help="kills only, no injected faults")
+    parser.add_argument(
+        "--chat-events",
+        action="store_true",
+        help="Event Grid chat events on (with faults: some lost, some delivered twice)",
+    )
     parser.add_argument("--state-dir", type=Path, help="where the processes keep state (default: a temp folder)")
     parser.add_argument("--output", type=Path, default=Path("soak-results.json"))
     args = parser.parse_args(argv)
@@ -594,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if value is not None:
             setattr(options, name, value)
-    options.seed, options.faults = args.seed, not args.no_faults
+    options.seed, options.faults, options.chat_events = args.seed, not args.no_faults, args.chat_events
     result = asyncio.run(run_soak(options))
     result["command"] = "python -m bench.soak " + " ".join(sys.argv[1:] if argv is None else argv)
     print(table(result))

@@ -38,6 +38,8 @@ FAULTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ),
     ("call API delay", {"path": "/sandbox/v1/call*", "action": "delay", "delayMs": 1000, "probability": 0.05}),
 )
+# With chat events on: Event Grid's own misbehaviour on the way to the bridge's door (the sandbox's delivery faults).
+CHAT_EVENT_FAULTS: dict[str, Any] = {"lose": 0.2, "duplicate": 0.2, "delayS": 2.0}
 # The callback sink's own misbehaviour (bench/soak.py FlakySink), in the same terms.
 SINK_FAULTS: dict[str, dict[str, Any]] = {
     "callback 503": {"action": "status", "status": 503},
@@ -71,7 +73,7 @@ def table(result: dict[str, Any]) -> str:
     lines = [
         f"soak (seed {o['seed']}): {result['meetings']} meetings, {result['users']['webhook']} webhook + "
         f"{result['users']['sms']} SMS users, {result['users']['teams']} Teams users; faults "
-        f"{'on' if o['faults'] else 'off'}",
+        f"{'on' if o['faults'] else 'off'}; chat events {'on' if o.get('chat_events') else 'off'}",
         f"{'':28}{'expected':>9}{'arrived':>9}{'lost':>6}{'duplicated':>11}{'out of order':>13}",
     ]
     for label, t in rows:
@@ -93,7 +95,12 @@ def table(result: dict[str, Any]) -> str:
         "  by rule: " + ", ".join(f"{label} {n}" for label, n in fired.items() if n),
         f"webhook client: {client['requests']} requests, retries {client['retries'] or 'none'}; callback repeats "
         f"(same webhook-id, dropped): {result['callbackRepeats']}",
-        f"Event Grid: {result['eventGrid']['attempts']} attempts for {result['eventGrid']['delivered']} deliveries",
+        "Event Grid: "
+        + "; ".join(
+            f"{kind} {g['attempts']} attempts for {g['delivered']} deliveries"
+            + (f", {g['lost']} lost and {g['duplicated']} repeated on the way" if g["lost"] or g["duplicated"] else "")
+            for kind, g in result["eventGrid"].items()
+        ),
         f"shed by the overload limits (told, not counted lost): {result['shed']['outboundBacklogFull']} "
         f"deliveries out, {result['shed']['inboundBusy']} texts in",
         f"outbox left over: {result['leftovers'] or 'nothing'}",

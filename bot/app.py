@@ -222,7 +222,8 @@ class Parts:
         channels: dict[str, Channel] = {"webhook": WebhookChannel(settings.webhook_clients, http)}
         if gateway is not None:
             channels["sms"] = SmsChannel(gateway, store, settings.sms)
-        relay = Relay(store, tokens, chat, connector, channels, settings.relay, metrics)
+        events = settings.events.secret is not None
+        relay = Relay(store, tokens, chat, connector, channels, settings.relay, metrics, chat_events=events)
         graph = graph_resolver(settings)
         registry = MeetingRegistry(store, graph)
         key = settings.sms.consent_key

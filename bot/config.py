@@ -313,7 +313,8 @@ class CallsSection(_Section):
 class EventsSection(_Section):
     secret: SecretStr | None = None
     """Turns on POST /channels/acs/events for Event Grid chat events; the subscription's URL carries it as
-    ?code=<secret>. Events only hint that a thread changed: polling stays the source of truth."""
+    ?code=<secret>. Events say that a thread changed; the thread stays the source of truth: a meeting whose events
+    arrive is read on them and every relay.poll_safety_s, one whose events stop is polled."""
     subscribe_sandbox: bool = True
     """On the embedded sandbox, subscribe it to the bridge's events door (a secret is generated if none is set)."""
 
@@ -505,6 +506,10 @@ class RelaySection(_Section):
     poll_active_s: float = Field(0.8, gt=0, le=60)
     poll_idle_s: float = Field(10.0, gt=0, le=600)
     idle_after_s: float = Field(60.0, gt=0)
+    """A meeting is read every poll_active_s after news, every poll_idle_s once it has been quiet this long."""
+    poll_safety_s: float = Field(60.0, gt=0, le=3600)
+    """With Event Grid chat events (events.secret), a meeting whose events arrive is read when they say so and
+    every poll_safety_s besides, for events that were lost; one whose events stop is polled as above."""
     inactivity_timeout_s: float = Field(3600.0, gt=0)
     max_attempts: int = Field(8, ge=1, le=100)
     merge_backlog: int = Field(3, ge=2)

@@ -46,6 +46,17 @@ class Metrics:
             registry=r,
         )
         self.throttled = Counter("bridge_acs_throttled", "ACS answers of 429", ["operation"], registry=r)
+        self.events_missed = Counter(
+            "bridge_chat_events_missed",
+            "Reads that found a meeting message no chat event announced in time: that meeting is polled until its "
+            "events arrive again",
+            registry=r,
+        )
+        self.meetings_polled = Gauge(
+            "bridge_meetings_polled_for_lost_events",
+            "Meetings with chat events on whose events are not arriving, so they are polled",
+            registry=r,
+        )
         self.auth_failures = Counter(
             "bridge_auth_failures", "Wrong operator tokens, by door (api, console)", ["door"], registry=r
         )

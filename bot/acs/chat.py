@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from functools import partial
 from types import TracebackType
@@ -14,13 +14,13 @@ from typing import Any, Protocol
 import aiohttp
 from azure.communication.chat import ChatMessage
 from azure.communication.chat.aio import ChatThreadClient, CommunicationTokenCredential
-from azure.core.async_paging import AsyncItemPaged
 from azure.core.credentials import AccessToken
 from azure.core.pipeline.transport import AioHttpTransport
 
 from bot.errors import PermanentError
 from bot.models import ChatMessageView
 
+from .chat_reads import ThreadReads
 from .errors import azure_errors
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class ChatService:
         self._credentials: dict[str, CommunicationTokenCredential] = {}
         self._credential_locks: dict[str, asyncio.Lock] = {}
         self._clients: dict[tuple[str, str], ChatThreadClient] = {}
+        self._reads: ThreadReads | None = None
         self._closed = False
 
     @property
@@ -169,20 +170,23 @@ class ChatService:
 
     async def _listing(
         self, identity_id: str, thread_id: str, start_time: datetime | None, page_size: int
-    ) -> AsyncItemPaged[ChatMessage]:
+    ) -> AsyncIterator[ChatMessage]:
         """The service's listing, newest first; iterate it inside azure_errors."""
-        client = await self.thread_client(identity_id, thread_id)
+        if self._closed:
+            raise RuntimeError("ChatService is closed")
+        if self._reads is None:
+            transport = AioHttpTransport(session=self.session, session_owner=False)
+            self._reads = ThreadReads(self.endpoint, transport, **self._timeouts)
+        credential = await self._credential(identity_id)
         size = max(1, min(page_size, MAX_PAGE_SIZE))
-        listing: AsyncItemPaged[ChatMessage] = client.list_messages(results_per_page=size, start_time=start_time)
-        return listing
+        return self._reads.messages(identity_id, credential, thread_id, start_time, size)
 
     async def find_by_metadata(
         self, identity_id: str, thread_id: str, key: str, value: str, since: datetime | None
     ) -> str | None:
         """The id of the identity's own message whose metadata[key] == value, sent at or after `since`."""
-        listing = await self._listing(identity_id, thread_id, since, MAX_PAGE_SIZE)
         with azure_errors("look for a sent chat message"):
-            async for message in listing:
+            async for message in await self._listing(identity_id, thread_id, since, MAX_PAGE_SIZE):
                 sender = message.sender.raw_id if message.sender is not None else None
                 if sender == identity_id and (message.metadata or {}).get(key) == value:
                     return str(message.id)
@@ -192,9 +196,8 @@ class ChatService:
         self, identity_id: str, thread_id: str, start_time: datetime | None, page_size: int = DEFAULT_PAGE_SIZE
     ) -> list[ChatMessageView]:
         """Every message the identity can see from `start_time` on, oldest first."""
-        listing = await self._listing(identity_id, thread_id, start_time, page_size)
         with azure_errors("list chat messages"):
-            views = [_view(m) async for m in listing]
+            views = [_view(m) async for m in await self._listing(identity_id, thread_id, start_time, page_size)]
         views.sort(key=lambda v: v.sequence_id)
         return views
 
@@ -226,6 +229,8 @@ class ChatService:
         keys = [key for key in self._clients if key[0] == identity_id]
         for key in keys:
             await self._clients.pop(key).close()
+        if self._reads is not None:
+            self._reads.forget(identity_id)
         credential = self._credentials.pop(identity_id, None)
         self._credential_locks.pop(identity_id, None)
         if credential is not None:

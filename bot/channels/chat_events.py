@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,7 +23,9 @@ CHAT_EVENTS = (
 
 
 class ThreadPoke(Protocol):
-    def poke(self, meeting_id: str) -> None: ...
+    def poke(self, meeting_id: str, announced: Sequence[tuple[str, str]] = ()) -> None:
+        """Read the meeting's thread now; `announced`: the (message id, version) pairs the events named."""
+        ...
 
 
 class Malformed(ValueError):
@@ -36,6 +39,8 @@ class ChatEvents:
     validation_code: str | None
     threads: list[str]
     """Each thread once, in the order first named."""
+    announced: dict[str, list[tuple[str, str]]]
+    """Per thread, the (message id, version) pairs its events named, repeats and all."""
     skipped: int
     """Events that could not be read."""
 
@@ -45,7 +50,7 @@ def read_chat_events(events: list[Any]) -> ChatEvents:
     event is not an object, or when not one event could be read."""
     if not all(isinstance(e, dict) for e in events):
         raise Malformed("events must be JSON objects")
-    threads: dict[str, None] = {}
+    threads: dict[str, list[tuple[str, str]]] = {}
     reasons: list[str] = []
     for event in events:
         kind = event.get("eventType") or event.get("type")
@@ -55,17 +60,36 @@ def read_chat_events(events: list[Any]) -> ChatEvents:
         elif kind == VALIDATION_EVENT:
             code = data.get("validationCode") if isinstance(data, dict) else None
             if isinstance(code, str) and code and is_text(code):
-                return ChatEvents(code, [], 0)
+                return ChatEvents(code, [], {}, 0)
             reasons.append("the validation event's data.validationCode must be a string")
         elif kind in CHAT_EVENTS:
             thread = data.get("threadId") if isinstance(data, dict) else None
-            if isinstance(thread, str) and thread and is_text(thread):
-                threads[thread] = None
+            if isinstance(data, dict) and isinstance(thread, str) and thread and is_text(thread):
+                keys = threads.setdefault(thread, [])
+                key = _message_key(data)
+                if key is not None:
+                    keys.append(key)
             else:
                 reasons.append(f"the {kind} event's data.threadId must be a string")
     if reasons and len(reasons) == len(events):
         raise Malformed(reasons[0])
-    return ChatEvents(None, list(threads), len(reasons))
+    return ChatEvents(None, list(threads), threads, len(reasons))
+
+
+def _message_key(data: dict[str, Any]) -> tuple[str, str] | None:
+    """The message id and version an event names (ACS sends the version as a number); None without both."""
+    message_id, version = data.get("messageId"), data.get("version")
+    if isinstance(version, int) and not isinstance(version, bool):
+        version = str(version)
+    if (
+        isinstance(message_id, str)
+        and isinstance(version, str)
+        and message_id
+        and version
+        and is_text(message_id + version)
+    ):
+        return message_id, version
+    return None
 
 
 class ChatEventsDoor(EventGridDoor):
@@ -91,5 +115,5 @@ class ChatEventsDoor(EventGridDoor):
         for thread in read.threads:
             meeting = await self._store.meeting_by_thread(thread)
             if meeting is not None:
-                self._readers.poke(meeting.id)
+                self._readers.poke(meeting.id, read.announced[thread])
         return web.json_response({"received": len(events), "skipped": read.skipped})

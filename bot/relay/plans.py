@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..backoff import Backoff
-from ..config import RelaySection
 from ..errors import NotInCallError, PermanentError, ThrottledError, TransientError
 from ..formatting import html_to_text, merge_texts, speaker_prefix, text_to_html
 from ..models import (
@@ -27,8 +26,6 @@ RETRY = Backoff(base_s=0.5, cap_s=60.0)
 MAX_CHAT_CHARS = 28_000
 # Re-read a little before the cursor: a message stored just before a newer one may become visible after it.
 OVERLAP = timedelta(seconds=5)
-MIN_PAUSE = 0.1
-"""Of an interval: reads that take longer than the interval still leave the service this much of a pause."""
 CHAT_TYPES = ("text", "html")
 CHECK_KEY = "bridgeCheck"
 """In a message's metadata: a set-up check's test message (python -m bot doctor --join), relayed to nobody."""
@@ -268,11 +265,3 @@ def teams_message(message: ChatMessageView, sessions: Sequence[Session], author:
         s for s in sessions if s.joined_at is not None and s.joined_at <= message.created_on and s.user_id != author
     ]
     return TeamsMessage(kind, body, recipients)
-
-
-def poll_pause(last_news: float | None, now: float, elapsed: float, settings: RelaySection) -> float:
-    """Seconds until the next read: the active interval after recent news, else the idle one, counted from the
-    start of this read (a message waits at most one interval for the read that finds it), yet never no pause."""
-    idle = last_news is None or now - last_news > settings.idle_after_s
-    interval = settings.poll_idle_s if idle else settings.poll_active_s
-    return max(interval - elapsed, interval * MIN_PAUSE)

@@ -1,12 +1,11 @@
-"""Meeting readers: poll each live meeting's thread and fan new Teams messages out to the users in the call."""
+"""Meeting readers: read each live meeting's thread, polled or on chat events, and fan new Teams messages out."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -18,7 +17,7 @@ from ..models import ChatMessageView, Direction, Session, SessionState
 from ..store import NewDelivery, Store, utcnow
 from ..store.outage import outlasting
 from ..tasks import TaskSet
-from . import plans
+from . import cadence, plans
 from .identities import IdentityBroker
 from .ports import ChatApi
 from .workers import BRIDGE_ID, OutboundDispatcher
@@ -52,7 +51,7 @@ class _Round:
     quiet: int = STORE_EVERY
     failures: int = 0
     last_news: float | None = None
-    """When a read last found news (monotonic); None while the meeting is idle."""
+    """When a read last found news (loop time); None while the meeting is idle."""
 
 
 class MeetingReaders:
@@ -67,9 +66,11 @@ class MeetingReaders:
         metrics: Metrics,
         *,
         forbidden: Forbidden | None = None,
+        chat_events: bool = False,
     ) -> None:
         """`forbidden` hears of a 403 on a thread (meeting, reader identity, reason) and says whether the meeting's
-        chat refuses guests in the call (then the reader slows to its idle pace until that clears)."""
+        chat refuses guests in the call (then the reader slows to its idle pace until that clears). `chat_events`:
+        Event Grid chat events are subscribed, so a meeting whose events arrive is not polled."""
         self._forbidden = forbidden
         self._metrics = metrics
         self._store = store
@@ -78,6 +79,7 @@ class MeetingReaders:
         self._dispatcher = dispatcher
         self._settings = settings
         self._tasks = tasks
+        self._events = chat_events
         self._running: dict[str, asyncio.Task[None]] = {}
         self._pokes: set[str] = set()
         self._pauses: dict[str, asyncio.Future[None]] = {}
@@ -85,16 +87,27 @@ class MeetingReaders:
         """Per meeting, the (message id, version) pairs its last read handled. Each read goes back OVERLAP before
         the cursor, so on a busy thread most of what it returns was handled the round before: known here, it
         costs no store round trip. The store's seen_messages stays the authority (after a restart this is empty)."""
+        self._watches: dict[str, cadence.Watch] = {}
+        """Per meeting with a reader, with chat events on: what its events announced and whether they arrive."""
         self.polls = 0
 
-    def poke(self, meeting_id: str) -> None:
-        """A chat event says the thread changed: read it now instead of at the next poll."""
+    def poke(self, meeting_id: str, announced: Sequence[tuple[str, str]] = ()) -> None:
+        """A chat event says the thread changed (these message versions): read it now, not at the next poll."""
+        if self._events:
+            watch = self._watch(meeting_id)
+            self._watches[meeting_id] = cadence.announce(watch, announced, asyncio.get_running_loop().time())
         waiter = self._pauses.get(meeting_id)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         else:
             self._pokes.add(meeting_id)  # mid-read: the next pause ends at once
         self.ensure(meeting_id)
+
+    def _watch(self, meeting_id: str) -> cadence.Watch:
+        watch = self._watches.get(meeting_id)
+        if watch is None:
+            watch = self._watches[meeting_id] = cadence.Watch(since=utcnow())
+        return watch
 
     async def _pause(self, meeting_id: str, seconds: float) -> None:
         if meeting_id in self._pokes:
@@ -130,28 +143,59 @@ class MeetingReaders:
         state = _Round()
         view: _View | None = None
         loop = asyncio.get_running_loop()
-        while True:
-            began = loop.time()
-            if view is None or state.quiet >= STORE_EVERY:
-                view = await self._look(meeting_id)
-                if view is None:
-                    self._seen.pop(meeting_id, None)
-                    return  # started again when someone is in the call
-                state.quiet = 0
-            state.quiet += 1
-            read_at = utcnow()
-            messages = await self._read(meeting_id, view, state)
-            if messages is None:
-                continue  # it paused already, as long as the failure asked
-            if messages:
-                if state.quiet > 1:
-                    # Delivered to whoever is in the call now, not when the store was last asked.
-                    view.sessions = await self._store.sessions(meeting_id, [SessionState.IN_CALL])
-                if await self._fan_out(meeting_id, messages, view.sessions, view.cursor, read_at - plans.OVERLAP):
-                    state.last_news = time.monotonic()
-                state.quiet = STORE_EVERY
-            pause = plans.poll_pause(state.last_news, time.monotonic(), loop.time() - began, self._settings)
-            await self._pause(meeting_id, pause)
+        slot = cadence.slot_of(meeting_id)
+        if self._events:
+            self._watch(meeting_id)
+        try:
+            while True:
+                began = loop.time()
+                if view is None or state.quiet >= STORE_EVERY:
+                    view = await self._look(meeting_id)
+                    if view is None:
+                        return  # started again when someone is in the call
+                    state.quiet = 0
+                state.quiet += 1
+                read_at = utcnow()
+                messages = await self._read(meeting_id, view, state)
+                if messages is None:
+                    continue  # it paused already, as long as the failure asked
+                watch = self._check(meeting_id, messages, read_at) if self._events else None
+                if messages:
+                    if state.quiet > 1:
+                        # Delivered to whoever is in the call now, not when the store was last asked.
+                        view.sessions = await self._store.sessions(meeting_id, [SessionState.IN_CALL])
+                    if await self._fan_out(meeting_id, messages, view.sessions, view.cursor, read_at - plans.OVERLAP):
+                        state.last_news = loop.time()
+                    state.quiet = STORE_EVERY
+                pause = cadence.poll_pause(began, loop.time(), state.last_news, watch, slot, self._settings)
+                await self._pause(meeting_id, pause)
+        finally:
+            self._seen.pop(meeting_id, None)
+            watch = self._watches.pop(meeting_id, None)
+            if watch is not None and not watch.trusted:
+                self._metrics.meetings_polled.dec()
+
+    def _check(self, meeting_id: str, messages: list[ChatMessageView], read_at: datetime) -> cadence.Watch:
+        """What the read found against what the meeting's events announced; a miss puts the meeting on polling."""
+        known = self._seen.get(meeting_id, set())
+        new = [
+            ((m.id, plans.version_of(m)), plans.modified_at(m))
+            for m in messages
+            if plans.relayable(m) and (m.id, plans.version_of(m)) not in known
+        ]
+        now = asyncio.get_running_loop().time()
+        before = self._watch(meeting_id)
+        watch = cadence.settle(cadence.found(before, new, read_at, now), now)
+        if watch.missed_at != before.missed_at:
+            self._metrics.events_missed.inc()
+        if before.trusted and not watch.trusted:
+            self._metrics.meetings_polled.inc()
+            log.info("meeting %s: a read found a message no chat event announced: polling it", meeting_id)
+        elif watch.trusted and not before.trusted:
+            self._metrics.meetings_polled.dec()
+            log.info("meeting %s: its chat events arrive again: reading on them", meeting_id)
+        self._watches[meeting_id] = watch
+        return watch
 
     async def _look(self, meeting_id: str) -> _View | None:
         """Who is in the call, who reads for them and from where; None when nobody is in the call."""

@@ -67,7 +67,11 @@ class Relay:
         channels: Mapping[str, Channel],
         settings: RelaySection,
         metrics: Metrics | None = None,
+        *,
+        chat_events: bool = False,
     ) -> None:
+        """`chat_events`: Event Grid chat events are subscribed (the readers then poll only meetings whose events
+        do not arrive)."""
         self.store = store
         self.metrics = metrics or Metrics()
         self.tasks = TaskSet("relay")
@@ -89,6 +93,7 @@ class Relay:
             self.metrics,
             # A reader's 403 after a drop must not restart the leg's driver, which is re-joining by then.
             forbidden=partial(self.presence.forbidden, recheck=False),
+            chat_events=chat_events,
         )
         self.intake = Intake(store, self.presence, settings, self, self.metrics)
         self._settings = settings

@@ -12,6 +12,7 @@ from aiohttp import web
 from . import bus
 from .errors import bad_request, not_found
 from .eventgrid_delivery import DEFAULT_MAX_ATTEMPTS, EventGrid, HandshakeFailed, Schema, Subscription, safe_url
+from .eventgrid_faults import DeliveryFaults
 from .keys import INFO, RESET_HOOKS, WORLD
 from .util import JsonDict, new_guid
 from .web_util import json_body, json_response, str_field
@@ -110,6 +111,7 @@ async def create_subscription(request: web.Request) -> web.Response:
         schema="CloudEvents" if schema == "CloudEvents" else "EventGrid",
         max_events_per_batch=_bounded_int(body, "maxEventsPerBatch", 1, MAX_BATCH),
         max_attempts=_bounded_int(body, "maxDeliveryAttempts", DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT),
+        faults=DeliveryFaults.parse(body["faults"]) if body.get("faults") is not None else None,
     )
     grid = request.app[EVENT_GRID]
     try:
@@ -135,6 +137,20 @@ async def get_subscription(request: web.Request) -> web.Response:
 @routes.delete("/sandbox/v1/event-subscriptions/{subscription}")
 async def delete_subscription(request: web.Request) -> web.Response:
     request.app[EVENT_GRID].remove(_subscription(request).id)
+    return web.Response(status=204)
+
+
+@routes.put("/sandbox/v1/event-subscriptions/{subscription}/faults")
+async def put_faults(request: web.Request) -> web.Response:
+    """From now on, lose or duplicate some of the subscription's events (those whose subject matches)."""
+    sub = _subscription(request)
+    sub.faults = DeliveryFaults.parse(await json_body(request))
+    return json_response(sub.to_json())
+
+
+@routes.delete("/sandbox/v1/event-subscriptions/{subscription}/faults")
+async def clear_faults(request: web.Request) -> web.Response:
+    _subscription(request).faults = None
     return web.Response(status=204)
 
 

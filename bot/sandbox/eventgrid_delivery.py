@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from .bus import SandboxEvent
+from .eventgrid_faults import DeliveryFaults
 from .util import JsonDict, iso, new_guid, now
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,10 @@ class DeliveryStats:
     attempts: int = 0
     last_status: int | None = None
     last_error: str | None = None
+    lost: int = 0
+    """Events the delivery faults lost before any try."""
+    duplicated: int = 0
+    """Events the delivery faults delivered a second time."""
 
 
 @dataclass(eq=False)
@@ -63,11 +68,31 @@ class Subscription:
     queue: asyncio.Queue[SandboxEvent] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     stats: DeliveryStats = field(default_factory=DeliveryStats)
     in_flight: int = 0
+    faults: DeliveryFaults | None = None
+    copies_due: int = 0
+    """Duplicated events whose copy is not queued yet."""
 
     def wants(self, event: SandboxEvent) -> bool:
         return not self.event_types or event.type in self.event_types
 
     def offer(self, event: SandboxEvent) -> None:
+        faults = self.faults
+        if faults is not None and faults.matches(event):
+            if faults.random.random() < faults.lose:
+                self.stats.lost += 1
+                return
+            if faults.random.random() < faults.duplicate:
+                self.stats.duplicated += 1
+                self.copies_due += 1
+                delay = faults.random.uniform(0, faults.delay_s)
+                asyncio.get_running_loop().call_later(delay, self._copy, event)
+        self._enqueue(event)
+
+    def _copy(self, event: SandboxEvent) -> None:
+        self.copies_due -= 1
+        self._enqueue(event)
+
+    def _enqueue(self, event: SandboxEvent) -> None:
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -85,14 +110,17 @@ class Subscription:
             "maxEventsPerBatch": self.max_events_per_batch,
             "maxDeliveryAttempts": self.max_attempts,
             "createdAt": iso(self.created),
+            "faults": self.faults.to_json() if self.faults is not None else None,
             "stats": {
                 "delivered": stats.delivered,
                 "failed": stats.failed,
                 "dropped": stats.dropped,
-                "pending": self.queue.qsize() + self.in_flight,
+                "pending": self.queue.qsize() + self.in_flight + self.copies_due,
                 "attempts": stats.attempts,
                 "lastStatus": stats.last_status,
                 "lastError": stats.last_error,
+                "lost": stats.lost,
+                "duplicated": stats.duplicated,
             },
         }
 

@@ -50,6 +50,15 @@ async def test_ci_soak(tmp_path: Path) -> None:
     _assert_clean(result)
 
 
+@pytest.mark.slow
+async def test_ci_soak_on_chat_events_some_lost_some_repeated(tmp_path: Path) -> None:
+    """The same with meetings read on Event Grid chat events (`make soak SOAK_ARGS=--chat-events`)."""
+    result = await run_soak(SoakOptions(state_dir=tmp_path, chat_events=True))
+    _assert_clean(result)
+    chat = result["eventGrid"]["chat"]
+    assert chat["lost"] > 0 and chat["duplicated"] > 0, chat
+
+
 def test_the_counting_finds_what_it_should() -> None:
     """The checker itself: a lost, a doubled and a reordered token are each seen, merged messages are not."""
     assert tokens("[u001#00002] hi\n[u001#00003] yo") == [("u001", 2), ("u001", 3)]

@@ -342,3 +342,64 @@ async def test_chat_events_only_while_an_acs_user_is_in_the_call(
     )
     assert data["messageId"] == posted["id"]
     assert data["senderCommunicationIdentifier"]["rawId"] == megan["id"]
+
+
+async def _chat_meeting(control: Control, info: SandboxInfo) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A meeting with an ACS user in its call (so it raises chat events) and a Teams user who posts."""
+    meeting = await control.meeting()
+    await _acs_user_joins(control, info, meeting)
+    megan = await control.ok("POST", f"/sandbox/v1/meetings/{meeting['id']}/teams-users", {"displayName": "Megan"})
+    return meeting, megan
+
+
+async def _post(control: Control, meeting: dict[str, Any], sender: dict[str, Any], html: str) -> str:
+    body = {"from": sender["id"], "html": html}
+    return str((await control.ok("POST", f"/sandbox/v1/meetings/{meeting['id']}/messages", body))["id"])
+
+
+async def test_delivery_faults_lose_one_threads_events_and_deliver_the_rest(
+    control: Control, info: SandboxInfo, receiver: Receiver
+) -> None:
+    lossy, megan = await _chat_meeting(control, info)
+    other, olga = await _chat_meeting(control, info)
+    sub = await subscribe(control, receiver.url, [CHAT_RECEIVED])
+    faults = {"lose": 1.0, "subject": f"thread/{lossy['threadId']}/*"}
+    shown = await control.ok("PUT", f"/sandbox/v1/event-subscriptions/{sub['id']}/faults", faults)
+    assert shown["faults"]["lose"] == 1.0
+    await _post(control, lossy, megan, "<p>lost</p>")
+    kept = await _post(control, other, olga, "<p>kept</p>")
+    stats = await stats_when(control, sub["id"], lambda s: s["delivered"] == 1 and s["lost"] == 1)
+    assert stats["pending"] == 0
+    assert [e["data"]["messageId"] for e in receiver.events(CHAT_RECEIVED)] == [kept]
+    # Cleared, the thread's events flow again.
+    await control.call("DELETE", f"/sandbox/v1/event-subscriptions/{sub['id']}/faults")
+    again = await _post(control, lossy, megan, "<p>again</p>")
+    await eventually(lambda: [e for e in receiver.events() if e["data"]["messageId"] == again], "the next event")
+
+
+async def test_delivery_faults_duplicate_events_with_the_same_id_and_out_of_order(
+    control: Control, info: SandboxInfo, receiver: Receiver
+) -> None:
+    meeting, megan = await _chat_meeting(control, info)
+    faults = {"duplicate": 1.0, "delayS": 0.3, "seed": 7}
+    sub = await subscribe(control, receiver.url, [CHAT_RECEIVED], faults=faults)
+    posted = [await _post(control, meeting, megan, f"<p>{n}</p>") for n in range(3)]
+    stats = await stats_when(control, sub["id"], lambda s: s["delivered"] == 6 and s["pending"] == 0)
+    assert stats["duplicated"] == 3
+    events = receiver.events(CHAT_RECEIVED)
+    assert sorted(e["data"]["messageId"] for e in events) == sorted(posted * 2)
+    assert len({e["id"] for e in events}) == 3  # a copy is the same event, as a redelivery is
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [{"lose": 1.5}, {"duplicate": -0.1}, {"lose": True}, {"subject": ""}, {"delayS": 600}, {"seed": "x"}, []],
+)
+async def test_bad_delivery_faults_are_refused(control: Control, receiver: Receiver, faults: Any) -> None:
+    sub = await subscribe(control, receiver.url, [CHAT_RECEIVED])
+    status, body = await control.call("PUT", f"/sandbox/v1/event-subscriptions/{sub['id']}/faults", faults)
+    assert status == 400, body
+    status, _ = await control.call(
+        "POST", "/sandbox/v1/event-subscriptions", {"endpoint": receiver.url} | {"faults": faults}
+    )
+    assert status == 400

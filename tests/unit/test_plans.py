@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.config import RelaySection
 from bot.errors import (
     AuthError,
     NotFoundError,
@@ -417,12 +416,3 @@ def test_the_cursor_never_moves_back(cursor_s: int | None, posted_s: list[int], 
         assert all(moved >= plans.message_cursor(cursor, m) for m in messages)
     else:
         assert cursor is not None and cursor >= settled
-
-
-def test_a_reader_polls_fast_after_news_and_slowly_when_idle() -> None:
-    settings = RelaySection(poll_active_s=0.8, poll_idle_s=10.0, idle_after_s=60.0)
-    assert plans.poll_pause(None, 1000.0, 0.3, settings) == pytest.approx(9.7)
-    assert plans.poll_pause(990.0, 1000.0, 0.3, settings) == pytest.approx(0.5)
-    assert plans.poll_pause(900.0, 1000.0, 0.3, settings) == pytest.approx(9.7)
-    # A read slower than the interval still leaves a tenth of it.
-    assert plans.poll_pause(990.0, 1000.0, 5.0, settings) == pytest.approx(0.08)
