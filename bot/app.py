@@ -215,7 +215,9 @@ class Parts:
         channels: dict[str, Channel] = {"webhook": WebhookChannel(settings.webhook_clients, http)}
         if gateway is not None:
             channels["sms"] = SmsChannel(gateway, store, settings.sms)
-        relay = Relay(store, tokens, chat, connector, channels, settings.relay, metrics)
+        # Apps that hold their own call legs report on them through the webhook door, which the relay passes on.
+        reports = connector if isinstance(connector, ClientReportedConnector) else None
+        relay = Relay(store, tokens, chat, connector, channels, settings.relay, metrics, reports)
         graph = _graph(settings)
         registry = MeetingRegistry(store, graph)
         return cls(settings, metrics, http, store, identities, chat, graph, gateway, connector, relay, registry)

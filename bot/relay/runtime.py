@@ -20,7 +20,7 @@ from ..store import Store, utcnow
 from ..tasks import TaskSet
 from .identities import IdentityBroker
 from .intake import Intake
-from .ports import CallConnector, Channel, ChatApi, IdentityApi
+from .ports import CallConnector, CallReports, Channel, ChatApi, IdentityApi
 from .presence import Presence
 from .reader import MeetingReaders
 from .workers import InboundSender, OutboundDispatcher
@@ -65,13 +65,15 @@ class Relay:
         channels: Mapping[str, Channel],
         settings: RelaySection,
         metrics: Metrics | None = None,
+        reports: CallReports | None = None,
     ) -> None:
+        """`reports`: the connector again when the users' own apps hold the call legs and report on them."""
         self.store = store
         self.metrics = metrics or Metrics()
         self.tasks = TaskSet("relay")
         self.units = InFlight()
         self.broker = IdentityBroker(store, identity_api)
-        self.presence = Presence(store, self.broker, connector, self, settings, self.tasks)
+        self.presence = Presence(store, self.broker, connector, self, settings, self.tasks, reports)
         self.dispatcher = _Dispatcher(store, channels, settings, self.tasks, self.metrics)
         self.dispatcher.units = self.units
         self.sender = _Sender(store, chat, self.presence, settings, self.tasks, self.dispatcher, self.metrics)

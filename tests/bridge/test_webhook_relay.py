@@ -103,3 +103,14 @@ async def test_forget_over_the_webhook_deletes_identity_and_stored_messages(worl
 async def test_missing_meeting_is_a_400_naming_the_field(world: World) -> None:
     status, body = await world.bridge.send("app", world.secret, {"type": "join", "user": {"id": "erin"}})
     assert status == 400 and body["reason"].startswith("meeting:")
+
+
+async def test_a_call_report_to_a_bridge_that_holds_its_calls_is_refused_and_changes_nothing(world: World) -> None:
+    await world.send("fay", "join")
+    await world.until_state("fay", SessionState.IN_CALL)
+    event = {"type": "call", "user": {"id": "fay"}, "meeting": CODE, "state": "removed"}
+    status, body = await world.bridge.send("app", world.secret, event)
+    assert status == 409 and body["error"] == "not_reported", body
+    assert "calls.connector is not client_reported" in body["reason"]
+    status, body = await world.send("fay", text="still in")
+    assert status == 202 and body["state"] == "in_call", body
