@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test sandbox lint typecheck bench-sandbox clean chromium nodejs joiner joiner-check
+.PHONY: run test sandbox lint typecheck bench-sandbox clean chromium postgresql nodejs joiner joiner-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ run: $(VENV)/.installed joiner
 sandbox: $(VENV)/.installed
 	$(PY) -m bot sandbox
 
-test: $(VENV)/.installed chromium joiner joiner-check
+test: $(VENV)/.installed chromium postgresql joiner joiner-check
 	$(PY) -m pytest -q
 
 # Page tests drive Debian's Chromium through Playwright (no browser download). Installed when missing and
@@ -26,6 +26,14 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium is not installed: page tests will be skipped"
+
+# The store's tests run on a real PostgreSQL 15 too (tests/support/postgres.py starts a throwaway cluster on a free
+# loopback port; as the package's postgres user when run as root). Installed when missing and possible (root with
+# apt); otherwise those tests are skipped with a reason. (The cluster the package itself starts is not used.)
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
+		echo "postgresql is not installed: the PostgreSQL store tests will be skipped"
 
 # The browser connector's page runs Microsoft's Calling SDK (@azure/communication-calling, pinned in
 # joiner/package-lock.json), bundled into one ES module by esbuild. Node.js and npm only build and type-check it;
@@ -70,10 +78,10 @@ bench-sandbox: $(VENV)/.installed
 # The benchmark suite (README "Performance"): every scenario against the sandbox, each bridge and sandbox in their
 # own process; writes bench-results.json and prints the table. bench-quick: smaller sizes, under 3 minutes.
 .PHONY: bench bench-quick
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed postgresql
 	$(PY) -m bench.suite $(BENCH_ARGS)
 
-bench-quick: $(VENV)/.installed
+bench-quick: $(VENV)/.installed postgresql
 	$(PY) -m bench.suite --quick $(BENCH_ARGS)
 
 # The crash and fault soak (README "Reliability"): 1,000 messages and 5 SIGKILLs, under 5 minutes on two cores.

@@ -182,6 +182,7 @@ async def start_rig(
     meetings: int,
     users: int,
     relay: dict[str, Any] | None = None,
+    store_url: str | None = None,
 ) -> Rig:
     """Start everything and put `users` webhook users (user i in meeting i % meetings) in their meetings' calls."""
     sandbox = SandboxProcess(workdir / "sandbox", limits=limits)
@@ -201,6 +202,7 @@ async def start_rig(
         meetings=[{"link": m["joinWebUrl"], "code": m["code"], "name": m["subject"]} for m in made],
         relay=relay or {},
         log_level="WARNING",
+        store_url=store_url,
     )
     bridge = BridgeProcess(config, sandbox)
     await bridge.start()

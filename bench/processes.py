@@ -148,6 +148,8 @@ class BridgeConfig:
     chat_events_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     event_delivery_attempts: int | None = None
     """Event Grid's tries per event (the sandbox's default when None; Azure's own default is 30)."""
+    store_url: str | None = None
+    """bridge.store_url; None: SQLite in state_dir."""
     connector: str = "sandbox"
     """calls.connector; "browser" runs the sandbox's stand-in Calling SDK in the bridge's headless Chromium."""
     browser: dict[str, Any] = field(default_factory=dict)
@@ -180,6 +182,8 @@ class BridgeConfig:
             env["BRIDGE__EVENTS__SECRET"] = self.chat_events_secret
         if self.admin_token is not None:
             env["BRIDGE__ADMIN__TOKEN"] = self.admin_token
+        if self.store_url is not None:
+            env["BRIDGE__BRIDGE__STORE_URL"] = self.store_url
         return env
 
 

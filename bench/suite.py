@@ -38,6 +38,7 @@ SCENARIOS = [
     "scale",
     "throttled_meeting",
     "joiner",
+    "postgres_store",
 ]
 
 

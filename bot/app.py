@@ -11,6 +11,7 @@ from datetime import timedelta
 import aiohttp
 from aiohttp import web
 
+from .acs.auth import AcsAuth, acs_auth
 from .acs.chat import ChatService
 from .acs.graph import GraphMeetingResolver
 from .acs.identity import IdentityService
@@ -36,7 +37,8 @@ from .metrics import METRICS, CountingTokens, Metrics
 from .readiness import CachedCheck
 from .relay.ports import Channel
 from .relay.runtime import RELAY, Relay
-from .store import STORE, Store
+from .store import STORE, Store, store_for
+from .unavailable import store_unavailable_middleware
 
 log = logging.getLogger(__name__)
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
@@ -54,8 +56,8 @@ def public_base(settings: Settings) -> str:
 
 def check_wiring(settings: Settings) -> None:
     """What create_app needs beyond what the settings validated alone; raised before anything is opened."""
-    if settings.acs.connection_string is None or settings.acs.endpoint is None:
-        raise ValueError("acs.connection_string is required (the embedded sandbox provides one)")
+    if settings.acs.endpoint is None:
+        raise ValueError("an ACS resource is required: acs.connection_string, or acs.endpoint with a credential")
     sms, tw = settings.sms, settings.twilio
     if sms.gateway == "acs" and sms.number is None:
         raise ValueError("sms.number is required for the acs gateway")
@@ -63,12 +65,12 @@ def check_wiring(settings: Settings) -> None:
         raise ValueError("the twilio gateway needs twilio.account_sid, twilio.auth_token and sms.number")
 
 
-def _sms_gateway(settings: Settings, session: aiohttp.ClientSession) -> SmsGateway | None:
+def _sms_gateway(settings: Settings, auth: AcsAuth, session: aiohttp.ClientSession) -> SmsGateway | None:
     sms, tw = settings.sms, settings.twilio
     if sms.gateway == "acs":
-        assert settings.acs.connection_string is not None and sms.number is not None
+        assert sms.number is not None
         verify: str | bool = settings.acs.ca_file or True
-        return AcsSmsGateway(settings.acs.connection_string.get_secret_value(), sms.number, connection_verify=verify)
+        return AcsSmsGateway(auth, sms.number, connection_verify=verify)
     if sms.gateway == "twilio":
         assert tw.account_sid and tw.auth_token and sms.number
         return TwilioGateway(
@@ -83,7 +85,7 @@ def _sms_gateway(settings: Settings, session: aiohttp.ClientSession) -> SmsGatew
     return None
 
 
-def _connector(settings: Settings, endpoint: str, session: aiohttp.ClientSession) -> CallConnector:
+def call_connector(settings: Settings, endpoint: str, session: aiohttp.ClientSession) -> CallConnector:
     kind = connector_kind(settings)
     if kind == "browser":
         return browser_connector(settings, endpoint)
@@ -98,7 +100,7 @@ def _connector(settings: Settings, endpoint: str, session: aiohttp.ClientSession
     return ClientReportedConnector()
 
 
-def _graph(settings: Settings) -> GraphMeetingResolver | None:
+def graph_resolver(settings: Settings) -> GraphMeetingResolver | None:
     graph = settings.graph
     if not graph.configured:
         return None
@@ -186,6 +188,7 @@ class Parts:
     metrics: Metrics
     http: aiohttp.ClientSession
     store: Store
+    auth: AcsAuth
     identities: IdentityService
     chat: ChatService
     graph: GraphMeetingResolver | None
@@ -197,30 +200,32 @@ class Parts:
     @classmethod
     def build(cls, settings: Settings) -> Parts:
         check_wiring(settings)
-        assert settings.acs.connection_string is not None and settings.acs.endpoint is not None
+        assert settings.acs.endpoint is not None
         endpoint = settings.acs.endpoint
         verify: str | bool = settings.acs.ca_file or True
         metrics = Metrics()
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S))
-        store = Store(settings.store_file)
+        store = store_for(settings.store_url)
+        # The access key or an Entra ID credential; shared by the identity and SMS clients (chat uses user tokens).
+        auth = acs_auth(settings.acs)
         identities = IdentityService(
-            settings.acs.connection_string.get_secret_value(),
+            auth,
             connection_verify=verify,
             token_lifetime=timedelta(minutes=settings.acs.token_minutes),
         )
         tokens = CountingTokens(identities, metrics)
         chat = ChatService(endpoint, tokens, connection_verify=verify)
-        gateway = _sms_gateway(settings, http)
-        connector = _connector(settings, endpoint, http)
+        gateway = _sms_gateway(settings, auth, http)
+        connector = call_connector(settings, endpoint, http)
         channels: dict[str, Channel] = {"webhook": WebhookChannel(settings.webhook_clients, http)}
         if gateway is not None:
             channels["sms"] = SmsChannel(gateway, store, settings.sms)
         # Apps that hold their own call legs report on them through the webhook door, which the relay passes on.
         reports = connector if isinstance(connector, ClientReportedConnector) else None
         relay = Relay(store, tokens, chat, connector, channels, settings.relay, metrics, reports)
-        graph = _graph(settings)
+        graph = graph_resolver(settings)
         registry = MeetingRegistry(store, graph)
-        return cls(settings, metrics, http, store, identities, chat, graph, gateway, connector, relay, registry)
+        return cls(settings, metrics, http, store, auth, identities, chat, graph, gateway, connector, relay, registry)
 
     def doors(self) -> list[web.RouteDef]:
         """Every inbound door's routes: the webhook's always, SMS and Event Grid's where configured."""
@@ -246,6 +251,7 @@ class Parts:
         lifetimes = [
             _closing(self.http.close),
             _running(self.store.open, self.store.close),
+            _closing(self.auth.close),  # after the identity and SMS clients that use it
             _closing(self.identities.close),
             _closing(self.chat.close),
             _running(self.connector.start, self.connector.close),
@@ -270,7 +276,8 @@ def create_app(settings: Settings, *, extra_routes: Iterable[web.RouteDef] = ())
     """
     parts = Parts.build(settings)
     # The drain first, so a stopping bridge turns intake away before any door or the admin API's auth looks at it.
-    app = web.Application(client_max_size=256 * 1024, middlewares=[drain_middleware])
+    # Then the store's outage: a request it cuts short is answered 503, and the drain still counts it.
+    app = web.Application(client_max_size=256 * 1024, middlewares=[drain_middleware, store_unavailable_middleware])
     app.add_routes([web.get("/healthz", _health), web.get("/readyz", _ready), web.get("/metrics", _metrics)])
     app.add_routes([*parts.doors(), *extra_routes])
     app[SETTINGS] = settings

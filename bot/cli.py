@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from . import doctor
 from .admin_commands import COMMANDS as ADMIN_COMMANDS
 from .admin_commands import add_parsers as add_admin_parsers
 from .admin_commands import run as run_admin
@@ -25,6 +26,7 @@ from .errors import ConfigError, SchemaTooNewError
 from .relay.runtime import RELAY
 from .sandbox import Sandbox, SandboxInfo
 from .server import BoundedRunner, BoundedSite
+from .store import StoreUnavailableError
 from .tools import phone, webhook_inbox, webhook_send
 
 if TYPE_CHECKING:
@@ -75,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     inbox = sub.add_parser("webhook-inbox", help="show what the demo webhook client received from the meeting")
     inbox.add_argument("--state-dir", type=Path, default=Path(".bridge"))
     add_admin_parsers(sub)  # meetings, sessions, users, status: clients of a running bridge's admin API
+    doctor.add_parser(sub)
     return parser
 
 
@@ -217,6 +220,9 @@ async def run_bridge(config: Path | None) -> int:
         except SchemaTooNewError as exc:
             print(f"store error: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+        except StoreUnavailableError as exc:
+            print(f"store error: {exc}", file=sys.stderr)
+            return 1
         except OSError as exc:
             where = f"{settings.bridge.host}:{settings.bridge.port}"
             print(f"error: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
@@ -247,7 +253,11 @@ def check_config(config: Path | None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    target = "the embedded sandbox" if settings.use_sandbox else "the configured ACS resource"
+    target = (
+        "the embedded sandbox"
+        if settings.use_sandbox
+        else f"the ACS resource at {settings.acs.endpoint}, signing in with {settings.acs.sign_in}"
+    )
     print(
         f"ok: {len(settings.meetings)} meetings, {len(settings.webhook_clients)} webhook clients, running on {target}"
     )
@@ -276,4 +286,6 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(webhook_inbox(args.state_dir))
     if args.command in ADMIN_COMMANDS:
         return run_admin(args)
+    if args.command == "doctor":
+        return doctor.run(args)
     return EXIT_CONFIG

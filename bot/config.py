@@ -31,6 +31,7 @@ from .formatting import validate_template
 from .links import JoinLinkError, parse_join_link
 from .models import DEPRECATED_SHARED, IdentityMode
 from .phones import check_pattern
+from .store_url import StoreUrl, StoreUrlError, parse_store_url
 
 ENV_PREFIX = "BRIDGE__"
 REPLY_KEYS = frozenset(
@@ -57,7 +58,8 @@ _PLACEHOLDER = re.compile(
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A validation error never echoes the value it refused: it may be a secret (a URL with its password, a key).
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 def resolve_secret(value: str, environ: Mapping[str, str] | None = None) -> str:
@@ -100,11 +102,36 @@ class BridgeSection(_Section):
     public_url: str | None = None
     """The URL the outside world reaches the bridge at, when it sits behind a proxy."""
     state_dir: Path = Path(".bridge")
-    store_path: Path | None = None
-    """The SQLite file; default state_dir/bridge.db."""
+    store_url: StoreUrl | None = None
+    """sqlite:///path or postgresql://user:password@host:port/db; default sqlite:///<state_dir>/bridge.db. The
+    password (or the whole URL) may be env:NAME or file:PATH."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     shutdown_grace_s: float = Field(10.0, ge=0, le=300)
     """On SIGTERM or SIGINT: how long requests and sends under way get to finish before the rest is cut short."""
+
+    @field_validator("store_url", mode="before")
+    @classmethod
+    def _store_url(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        context = info.context if isinstance(info.context, dict) else {}
+        environ = context.get("environ")
+        try:
+            return parse_store_url(resolve_secret(value, environ), lambda v: resolve_secret(v, environ))
+        except StoreUrlError as exc:
+            raise ValueError(str(exc)) from None
+
+
+AcsCredential = Literal["default", "client_secret"]
+
+
+def endpoint_of(connection_string: str) -> str | None:
+    """The endpoint=... part of a connection string."""
+    for part in connection_string.split(";"):
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "endpoint":
+            return value.strip() or None
+    return None
 
 
 class HttpSection(_Section):
@@ -128,11 +155,24 @@ class HttpSection(_Section):
 
 class AcsSection(_Section):
     connection_string: SecretStr | None = None
+    """endpoint=...;accesskey=...: requests are signed with the resource's access key (HMAC)."""
+    given_endpoint: str | None = Field(None, alias="endpoint")
+    """`endpoint` in the file: the resource's endpoint, for the Entra ID sign-in (with `credential` or a client
+    secret); with a connection string it may be left out. Read it as `endpoint`, which falls back to the
+    connection string's."""
+    credential: AcsCredential | None = None
+    """default: azure-identity's DefaultAzureCredential (managed identity, workload identity, AZURE_* environment,
+    Azure CLI); client_secret: an app registration's tenant_id, client_id and client_secret below."""
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    authority: str | None = None
+    """The Entra authority host for the client secret; default https://login.microsoftonline.com."""
     ca_file: str | None = None
     """A CA bundle to trust, for the sandbox or a TLS-inspecting proxy."""
     token_minutes: int = Field(1440, ge=60, le=1440)
 
-    _resolve = field_validator("connection_string", mode="before")(_secret)
+    _resolve = field_validator("connection_string", "client_secret", mode="before")(_secret)
 
     @field_validator("connection_string")
     @classmethod
@@ -143,16 +183,67 @@ class AcsSection(_Section):
                 raise ValueError("must read endpoint=https://...;accesskey=...")
         return value
 
+    @field_validator("given_endpoint", "authority")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https://[^\s/]+", value):
+            raise ValueError("must be an https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> AcsSection:
+        """Exactly one way to sign in: the access key of a connection string, or Entra ID with the endpoint."""
+        triple = {"tenant_id": self.tenant_id, "client_id": self.client_id, "client_secret": self.client_secret}
+        given = [name for name, value in triple.items() if value is not None]
+        if self.connection_string is not None:
+            own = endpoint_of(self.connection_string.get_secret_value())
+            for name in ("credential", *given):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name}: not used with connection_string (its access key signs in); give one of the two"
+                    )
+            url = self.given_endpoint
+            if url is not None and own is not None and url.rstrip("/") != own.rstrip("/"):
+                raise ValueError("endpoint: differs from the connection string's endpoint; give one of them")
+            return self
+        if self.credential == "default" and given:
+            raise ValueError(f'{given[0]}: not used with credential = "default" (it reads AZURE_* variables itself)')
+        if given or self.credential == "client_secret":
+            missing = [name for name in triple if name not in given]
+            if missing:
+                raise ValueError(
+                    f"{missing[0]}: needed for the client secret sign-in (tenant_id, client_id, client_secret)"
+                )
+            self.credential = "client_secret"
+        if self.credential is not None and self.given_endpoint is None:
+            raise ValueError("endpoint: needed with credential (https://<resource>.communication.azure.com/)")
+        if self.given_endpoint is not None and self.credential is None:
+            raise ValueError(
+                'credential: needed with endpoint: "default" (managed identity and the like) or a client secret '
+                "(tenant_id, client_id, client_secret); or give connection_string instead"
+            )
+        return self
+
     @property
     def endpoint(self) -> str | None:
-        """The resource's endpoint, from the connection string."""
-        if self.connection_string is None:
-            return None
-        for part in self.connection_string.get_secret_value().split(";"):
-            key, _, value = part.partition("=")
-            if key.strip().lower() == "endpoint":
-                return value.strip()
-        return None
+        """The resource's endpoint: the connection string's, or the one given for the Entra ID sign-in."""
+        if self.connection_string is not None:
+            return endpoint_of(self.connection_string.get_secret_value()) or self.given_endpoint
+        return self.given_endpoint
+
+    @property
+    def configured(self) -> bool:
+        """An ACS resource is configured: by connection string, or by endpoint and Entra ID."""
+        return self.endpoint is not None
+
+    @property
+    def sign_in(self) -> str:
+        """How the bridge signs in, in words for operators."""
+        if self.connection_string is not None:
+            return "the access key"
+        if self.credential == "default":
+            return "Entra ID (DefaultAzureCredential)"
+        return "Entra ID (client secret)" if self.credential == "client_secret" else "nothing"
 
 
 class GraphSection(_Section):
@@ -311,7 +402,7 @@ class AdminSection(_Section):
 
 class SandboxSection(_Section):
     enabled: Literal["auto", "always", "never"] = "auto"
-    """auto: run the embedded sandbox when no ACS connection string is configured."""
+    """auto: run the embedded sandbox when no ACS resource (connection string or endpoint) is configured."""
     port: int = Field(0, ge=0, le=65535)
     demo: bool = True
     """Create a live demo meeting and a demo webhook client when the sandbox is embedded."""
@@ -336,6 +427,11 @@ class RelaySection(_Section):
     """Inbound messages one meeting may have waiting (queued or held); beyond it senders are told the meeting
     is busy (webhook 429, one SMS notice). 150 is five minutes of a thread's 30 sends per minute even when no
     two merge: a backlog older than that is no longer a conversation."""
+    hold_refused_s: float = Field(600.0, gt=0)
+    """While the meeting's chat refuses the bridge's guests though their call is connected (chat_refused), how long
+    their messages are kept, to be sent once chat works again; after that they fail with that reason."""
+    probe_refused_s: float = Field(30.0, gt=0, le=600)
+    """While chat is refused, how often one read checks whether it works again."""
     repeat_retention_days: float = Field(7.0, gt=0, le=3650)
     """How long the provider id of each accepted message (webhook-id, SMS message id) is kept to drop repeats;
     older records are pruned. It must outlast every sender's retries: Event Grid retries for up to 24 hours,
@@ -475,8 +571,10 @@ class Settings(_Section):
                     "twilio.public_url is required when the bridge listens beyond loopback "
                     "(signatures are computed over the exact URL Twilio calls)"
                 )
-        if self.sandbox.enabled == "never" and self.acs.connection_string is None:
-            raise ValueError("acs.connection_string is required when sandbox.enabled is never")
+        if self.sandbox.enabled == "never" and not self.acs.configured:
+            raise ValueError(
+                "acs.connection_string (or acs.endpoint with a credential) is required when sandbox.enabled is never"
+            )
         seen: dict[str, int] = {}
         for index, meeting in enumerate(self.meetings):
             if meeting.code is not None and meeting.code in seen:
@@ -488,14 +586,22 @@ class Settings(_Section):
         return self
 
     @property
+    def store_url(self) -> StoreUrl:
+        return self.bridge.store_url or StoreUrl.sqlite(self.bridge.state_dir / "bridge.db")
+
+    @property
     def store_file(self) -> Path:
-        return self.bridge.store_path or self.bridge.state_dir / "bridge.db"
+        """The SQLite file (tests and tools that read it directly); a PostgreSQL store has none."""
+        url = self.store_url
+        if url.path is None:
+            raise ConfigError(f"the store is not a file: {url}")
+        return url.path
 
     @property
     def use_sandbox(self) -> bool:
         if self.sandbox.enabled == "always":
             return True
-        return self.sandbox.enabled == "auto" and self.acs.connection_string is None
+        return self.sandbox.enabled == "auto" and not self.acs.configured
 
 
 def _env_value(raw: str) -> Any:
@@ -540,8 +646,13 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def _describe(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    where = ".".join(str(p) for p in err["loc"])
     message = str(err["msg"]).removeprefix("Value error, ")
+    # A check across a section's fields says which field it is about first: "acs" + "credential: ..." is one key.
+    key = re.match(r"([a-z_][a-z0-9_]*): ", message)
+    if key is not None and where:
+        where, message = f"{where}.{key[1]}", message[key.end() :]
+    where = where or "(top level)"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in f"{where}: {message}{more}")
 

@@ -19,6 +19,7 @@ from .channels.sms.twilio import INBOUND_PATH as TWILIO_INBOUND_PATH
 from .config import Settings
 from .demo import DEMO_CLIENT, Demo, DemoInbox, with_demo
 from .sandbox import Sandbox, SandboxInfo
+from .store_url import StoreUrl
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,9 @@ class EmbeddedSandbox:
         store_file = self._dir / "bridge.db"
         for leftover in (store_file, store_file.with_name("bridge.db-wal"), store_file.with_name("bridge.db-shm")):
             leftover.unlink(missing_ok=True)
-        settings = settings.model_copy(update={"bridge": settings.bridge.model_copy(update={"store_path": store_file})})
+        settings = settings.model_copy(
+            update={"bridge": settings.bridge.model_copy(update={"store_url": StoreUrl.sqlite(store_file)})}
+        )
         if settings.admin.token is None:
             # Operators of the sandbox get the admin API too; the demo file keeps the token for the CLI.
             self.admin_token = secrets.token_urlsafe(24)

@@ -10,10 +10,11 @@ from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 __all__ = ["JoinLinkError", "ParsedLink", "parse_join_link"]
 
 MAX_LINK_LENGTH = 4096
-TEAMS_HOSTS = frozenset(
-    {"teams.microsoft.com", "teams.microsoft.us", "gov.teams.microsoft.us", "dod.teams.microsoft.us"}
-)
+TEAMS_HOSTS = frozenset({"teams.microsoft.com"})
 _CONSUMER_HOSTS = frozenset({"teams.live.com"})
+# Teams in the Microsoft 365 government clouds (GCC High, DoD) has hosts of its own; ACS interop is not available
+# there. GCC (moderate) meetings use teams.microsoft.com and cannot be told apart by their link.
+_GOVERNMENT_HOSTS = frozenset({"teams.microsoft.us", "gov.teams.microsoft.us", "dod.teams.microsoft.us"})
 _SAFELINKS_SUFFIX = ".safelinks.protection.outlook.com"
 
 _THREAD_ID = re.compile(r"19:[^\s/@]+@thread\.(?:v2|skype|tacv2)")
@@ -131,6 +132,11 @@ def parse_join_link(text: str) -> ParsedLink:
     host = (parts.hostname or "").lower()
     if host in _CONSUMER_HOSTS:
         raise JoinLinkError("meetings of Teams for personal use (teams.live.com) cannot be bridged")
+    if host in _GOVERNMENT_HOSTS:
+        raise JoinLinkError(
+            f"meetings of Teams in a Microsoft 365 government cloud ({host}) cannot be bridged: Azure Communication "
+            "Services cannot join them"
+        )
     if host not in TEAMS_HOSTS:
         raise JoinLinkError(f"{host or 'the link'} is not a Teams address (expected teams.microsoft.com)")
     segments = [s for s in parts.path.split("/") if s]

@@ -8,7 +8,7 @@ from typing import Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from .models import Direction, SessionState
+from .models import Direction, SessionCondition, SessionState
 from .store import Store, utcnow
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -55,6 +55,13 @@ class Metrics:
         self.token_refreshes = Counter("bridge_token_refreshes", "ACS access tokens issued", registry=r)
         self.sessions = Gauge("bridge_sessions", "Sessions by state", ["state"], registry=r)
         self.outbox = Gauge("bridge_outbox_depth", "Pending or held deliveries", ["direction"], registry=r)
+        self.chat_refused = Gauge(
+            "bridge_chat_refused",
+            "Sessions in the call whose meeting chat refuses them (HTTP 403 though the call leg is connected)",
+            ["meeting"],
+            registry=r,
+        )
+        self._refused_meetings: set[str] = set()
 
     def delivered(self, direction: Direction, channel: str, created_at: datetime | None, count: int = 1) -> None:
         self.relayed.labels(direction.value, channel).inc(count)
@@ -72,6 +79,12 @@ class Metrics:
         depth = await store.outbox_depth()
         for direction in Direction:
             self.outbox.labels(direction.value).set(depth.get(direction.value, 0))
+        refused = await store.condition_counts(SessionCondition.CHAT_REFUSED)
+        for meeting_id in self._refused_meetings - set(refused):
+            self.chat_refused.labels(meeting_id).set(0)  # it cleared: shown at 0, so a graph sees it end
+        for meeting_id, count in refused.items():
+            self.chat_refused.labels(meeting_id).set(count)
+        self._refused_meetings |= set(refused)
 
     def exposition(self) -> web.Response:
         response = web.Response(body=generate_latest(self.registry))

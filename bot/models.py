@@ -17,6 +17,13 @@ class SessionState(StrEnum):
     FAILED = "failed"
 
 
+class SessionCondition(StrEnum):
+    """What may hold a session that is in the call."""
+
+    CHAT_REFUSED = "chat_refused"
+    """The meeting's chat answers 403 though the call leg is connected."""
+
+
 class IdentityMode(StrEnum):
     """Who speaks for an external user in a meeting: their own ACS identity and call leg (per_user), or one identity
     and leg per meeting for everyone, each message prefixed with its sender's name (shared)."""
@@ -183,6 +190,10 @@ class Session:
     joined_at: datetime | None = None
     last_activity: datetime | None = None
     identity_id: str | None = None
+    condition: str | None = None
+    """While in the call: chat_refused when the meeting's chat refuses the identity though its leg is connected."""
+    condition_reason: str | None = None
+    """The service's words for the condition."""
 
 
 @dataclass

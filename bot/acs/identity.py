@@ -14,6 +14,7 @@ from azure.core.pipeline.transport import AioHttpTransport
 
 from bot.errors import AuthError, NotFoundError
 
+from .auth import AcsAuth
 from .errors import azure_errors
 
 log = logging.getLogger(__name__)
@@ -80,13 +81,14 @@ class IdentityService:
 
     def __init__(
         self,
-        connection_string: str,
+        auth: AcsAuth | str,
         *,
         connection_verify: str | bool = True,
         token_lifetime: timedelta = DEFAULT_TOKEN_LIFETIME,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        """`session`, when given, is used and left open; otherwise the SDK opens its own."""
+        """`auth` is how to sign in (a connection string reads as its access key); `session`, when given, is used and
+        left open, otherwise the SDK opens its own. The caller owns `auth`'s credential."""
         if not MIN_TOKEN_LIFETIME <= token_lifetime <= MAX_TOKEN_LIFETIME:
             raise ValueError("token_lifetime must be between 1 and 24 hours")
         self.token_lifetime = token_lifetime
@@ -95,7 +97,9 @@ class IdentityService:
             if session is not None
             else SharedTlsTransport(connection_verify)
         )
-        self._client = CommunicationIdentityClient.from_connection_string(connection_string, transport=transport)
+        if isinstance(auth, str):
+            auth = AcsAuth.from_connection_string(auth)
+        self._client = CommunicationIdentityClient(auth.sdk_endpoint, auth.signer, transport=transport)
 
     async def create_identity(self) -> str:
         """A new ACS identity; returns its raw id (8:acs:...)."""

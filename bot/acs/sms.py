@@ -22,6 +22,7 @@ from azure.core.pipeline.transport import AioHttpTransport
 from bot.errors import AuthError, BridgeError, PermanentError, TransientError, from_status
 
 from ..phones import mask
+from .auth import AcsAuth
 from .errors import azure_errors
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class AcsSmsGateway:
 
     def __init__(
         self,
-        connection_string: str,
+        auth: AcsAuth | str,
         number: str,
         *,
         connection_verify: str | bool = True,
@@ -71,13 +72,16 @@ class AcsSmsGateway:
         connection_timeout: float = 10.0,
         read_timeout: float = 30.0,
     ) -> None:
-        """`session`, when given, is used and left open; otherwise the SDK opens its own."""
+        """`auth` is how to sign in (a connection string reads as its access key); `session`, when given, is used and
+        left open, otherwise the SDK opens its own. The caller owns `auth`'s credential."""
         self.number = number
         self._timeouts = {"connection_timeout": connection_timeout, "read_timeout": read_timeout}
         options: dict[str, object] = {"connection_verify": connection_verify, "retry_total": 0}
         if session is not None:
             options["transport"] = AioHttpTransport(session=session, session_owner=False)
-        self._client = SmsClient.from_connection_string(connection_string, **options)
+        if isinstance(auth, str):
+            auth = AcsAuth.from_connection_string(auth)
+        self._client = SmsClient(auth.sdk_endpoint, auth.signer, **options)
 
     async def send(self, to: str, text: str, *, key: str, first_sent: datetime) -> str:
         """Text one number; returns the ACS message id. A repeat with the same key and first_sent is not resent."""
@@ -114,6 +118,22 @@ class AcsSmsGateway:
             raise
         log.debug("SMS to %s accepted as %s (%s)", mask(to), message_id, items[0].repeatability_result)
         return message_id
+
+    async def probe(self) -> str | None:
+        """Whether the resource takes our sign-in and our number, texting nobody: a send to no recipients, which the
+        service refuses (400) only once it has authenticated it. None when both are taken, else what it said of the
+        number; AuthError when the sign-in is refused."""
+        request = SendMessageRequest(from_property=self.number, sms_recipients=[], message="check")
+        try:
+            with azure_errors("check SMS", forbidden=AuthError):
+                await self._client._sms_service_client.sms.send(request, **self._timeouts)
+        except AuthError:
+            raise
+        except PermanentError as exc:
+            # Its complaint is about the empty send unless it names our number or its sender.
+            text = str(exc)
+            return text if self.number in text or "from " in text.lower() else None
+        return None
 
     async def close(self) -> None:
         await self._client.close()

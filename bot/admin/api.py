@@ -17,7 +17,7 @@ from .common import OPENAPI_PATH, PREFIX, STARTED, ApiError, admin_middleware, i
 from .common import uptime as uptime_of
 from .openapi import document
 from .throttle import THROTTLE, TokenThrottle
-from .views import delivery_view
+from .views import chat_refused_view, delivery_view
 
 LAST_ERRORS = 5
 
@@ -83,7 +83,8 @@ async def status(request: web.Request) -> web.Response:
     store, settings = app[STORE], app[SETTINGS]
     all_meetings = await store.list_meetings()
     by_state = {s.value: 0 for s in SessionState}
-    for session in await store.sessions():
+    every = await store.sessions()
+    for session in every:
         by_state[session.state.value] += 1
     depth = await store.outbox_depth()
     failed = await store.deliveries(state=DeliveryState.FAILED, newest_first=True, limit=LAST_ERRORS)
@@ -96,6 +97,7 @@ async def status(request: web.Request) -> web.Response:
         "sessions": by_state,
         "outbox": {d.value: depth.get(d.value, 0) for d in Direction},
         "lastErrors": [_failure(d) for d in failed],
+        "chatRefused": chat_refused_view(all_meetings, [s for s in every if s.state == SessionState.IN_CALL]),
     }
     return web.json_response(body)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models import Delivery, Direction, ExternalUser, Meeting, Session
+from ..models import Delivery, Direction, ExternalUser, Meeting, Session, SessionState
 from ..sessions import ACTIVE
 from ..store import Store
 from .common import iso
+from .views import chat_refused_view
 
 CONVERSATION_LIMIT = 200
 """The newest deliveries a meeting page shows (oldest first)."""
@@ -66,6 +67,7 @@ def _session(s: Session, user: ExternalUser | None, meeting: Meeting | None) -> 
         "meetingCode": meeting.code if meeting is not None else "",
         "state": s.state.value,
         "reason": s.reason,
+        "condition": s.condition,
         "since": iso(s.joined_at),
         "lastActivity": iso(s.last_activity),
     }
@@ -100,6 +102,7 @@ async def snapshot(store: Store, meeting_id: str | None = None) -> dict[str, Any
     body: dict[str, Any] = {
         "meetings": [_meeting(m, counts.get(m.id, 0)) for m in meetings],
         "sessions": [_session(s, await users.get(s.user_id), by_id.get(s.meeting_id)) for s in live],
+        "chatRefused": chat_refused_view(meetings, [s for s in live if s.state == SessionState.IN_CALL]),
     }
     if meeting_id is not None:
         meeting = by_id.get(meeting_id)

@@ -8,7 +8,6 @@ import logging
 import re
 from typing import Annotated, Any
 
-import aiosqlite
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -19,7 +18,7 @@ from ..meetings import REGISTRY
 from ..models import DeliveryState, Direction, IdentityMode, Meeting
 from ..relay.runtime import RELAY
 from ..sessions import ACTIVE
-from ..store import STORE, Store
+from ..store import STORE, Store, StoreConflictError
 from .common import ApiError, camel, not_found, read_object, validation_error
 from .schemas import NAME_REFUSED_CHARACTERS
 from .views import meeting_view
@@ -134,7 +133,7 @@ async def add_meeting(request: web.Request) -> web.Response:
         raise ApiError(409, f"code {meeting.code} is already used by meeting {holder.id}", error="duplicate_code")
     try:
         await store.upsert_meeting(meeting, "runtime")
-    except aiosqlite.IntegrityError as exc:  # another request took the code between the check and the write
+    except StoreConflictError as exc:  # another request took the code between the check and the write
         raise ApiError(409, f"code {meeting.code} is already used", error="duplicate_code") from exc
     log.info("meeting %s (code %s) added by an operator", meeting.id, meeting.code)
     [view] = await _views(store, [meeting])

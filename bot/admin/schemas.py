@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models import DeliveryState, Direction, IdentityMode, SessionState
+from ..models import DeliveryState, Direction, IdentityMode, SessionCondition, SessionState
 
 Schema = dict[str, Any]
 
@@ -121,6 +121,12 @@ SCHEMAS: dict[str, Schema] = {
             "state": {"type": "string", "enum": [s.value for s in SessionState]},
             "reason": _nullable("string"),
             "callId": _nullable("string"),
+            "condition": _nullable(
+                "string",
+                enum=[*(c.value for c in SessionCondition), None],
+                description="In the call but held back: chat_refused (the meeting chat answers 403)",
+            ),
+            "conditionReason": _nullable("string", description="The service's words for the condition"),
             "joinedAt": _TIME,
             "lastActivity": _TIME,
         },
@@ -169,6 +175,20 @@ SCHEMAS: dict[str, Schema] = {
             "sessions": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "By state"},
             "outbox": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "By direction"},
             "lastErrors": {"type": "array", "items": {"type": "object"}, "description": "Latest failed deliveries"},
+            "chatRefused": {
+                "type": "array",
+                "description": "Meetings whose chat refuses the bridge's guests though their calls are connected",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "meetingId": {"type": "string"},
+                        "code": {"type": "string"},
+                        "name": {"type": "string"},
+                        "sessions": {"type": "integer"},
+                        "reason": _nullable("string"),
+                    },
+                },
+            },
         },
     },
 }

@@ -51,6 +51,11 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         f"sessions:  {_counts(status['sessions'])}",
         f"outbox:    {outbox.get('in', 0)} waiting to Teams, {outbox.get('out', 0)} waiting to users",
     ]
+    for refused in status.get("chatRefused", []):
+        lines.append(
+            f"chat refused: {_cell(refused['name'])} (code {_cell(refused['code'])}), {refused['sessions']} in the "
+            f"call cannot chat: {_cell(refused.get('reason'))}"
+        )
     errors = status.get("lastErrors", [])
     lines.append("last errors:" if errors else "last errors: none")
     for err in errors:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models import Delivery, ExternalUser, Meeting, Session
+from ..models import Delivery, ExternalUser, Meeting, Session, SessionCondition
 from .common import iso
 
 
@@ -35,9 +35,22 @@ def session_view(s: Session) -> dict[str, Any]:
         "state": s.state.value,
         "reason": s.reason,
         "callId": s.call_id,
+        "condition": s.condition,
+        "conditionReason": s.condition_reason,
         "joinedAt": iso(s.joined_at),
         "lastActivity": iso(s.last_activity),
     }
+
+
+def chat_refused_view(meetings: list[Meeting], sessions: list[Session]) -> list[dict[str, Any]]:
+    """Meetings whose chat refuses their sessions in the call, with how many and the service's words."""
+    out: list[dict[str, Any]] = []
+    for m in meetings:
+        refused = [s for s in sessions if s.meeting_id == m.id and s.condition == SessionCondition.CHAT_REFUSED]
+        if refused:
+            reason = refused[0].condition_reason
+            out.append({"meetingId": m.id, "code": m.code, "name": m.name, "sessions": len(refused), "reason": reason})
+    return out
 
 
 def user_view(u: ExternalUser, sessions: list[Session]) -> dict[str, Any]:

@@ -30,6 +30,8 @@ OVERLAP = timedelta(seconds=5)
 MIN_PAUSE = 0.1
 """Of an interval: reads that take longer than the interval still leave the service this much of a pause."""
 CHAT_TYPES = ("text", "html")
+CHECK_KEY = "bridgeCheck"
+"""In a message's metadata: a set-up check's test message (python -m bot doctor --join), relayed to nobody."""
 
 
 # what a try's failure means --------------------------------------------------------------------------------------
@@ -125,6 +127,8 @@ def unsendable(meeting: Meeting | None, session: Session | None) -> Finish | Non
         if session.state in (SessionState.JOINING, SessionState.LOBBY):
             return Finish(DeliveryState.HELD)
         return Finish(DeliveryState.FAILED, f"session is {session.state}")
+    if session.condition is not None:
+        return Finish(DeliveryState.HELD)  # in the call, but its chat is refused: held until that clears
     return None
 
 
@@ -229,8 +233,8 @@ def version_of(message: ChatMessageView) -> str:
 
 
 def relayable(message: ChatMessageView) -> bool:
-    """Chat, not a system message (someone added, the topic changed)."""
-    return message.type in CHAT_TYPES
+    """Chat, not a system message (someone added, the topic changed) nor a set-up check's test message."""
+    return message.type in CHAT_TYPES and CHECK_KEY not in message.metadata
 
 
 def message_cursor(cursor: datetime | None, message: ChatMessageView) -> datetime:

@@ -120,6 +120,11 @@ class CallConnector(Protocol):
         """Hang up; leaving a finished or unknown call is not an error."""
         ...
 
+    async def get(self, call_id: str, token: str) -> CallHandle:
+        """The leg's state now (NotFoundError for a call it does not know): asked to tell a 403 on the meeting's
+        chat of a leg that is gone from one of a meeting that refuses its chat."""
+        ...
+
     def watch(self, call_id: str, token: str | TokenSource) -> AsyncGenerator[CallEvent, None]:
         """The leg's current state, then every change, ending after a final state."""
         ...

@@ -30,6 +30,7 @@ from ..models import (
 )
 from ..models import SessionState as S
 from ..store import NewDelivery, Store, utcnow
+from ..store.outage import outlasting
 from ..tasks import TaskSet
 from .identities import IdentityBroker
 from .ports import CallConnector, CallReports, TokenSource
@@ -47,6 +48,9 @@ class PresenceEvents(Protocol):
 
     def notify(self, user_id: str) -> None:
         """Something was queued for this user."""
+
+    async def chat_refused(self, meeting_id: str, reason: str) -> None:
+        """A connected leg of this meeting was refused its chat (403): not a matter of the call."""
 
 
 @dataclass
@@ -195,6 +199,25 @@ class Presence:
         if session.identity_id is not None:
             self._ensure_leg(session.meeting_id, session.identity_id, force=True)
 
+    async def forbidden(self, meeting_id: str, identity: str, reason: str, *, recheck: bool = True) -> bool:
+        """ACS answered 403 on the meeting's thread for this identity, which means one of two things: told apart by
+        the leg's state, as the connector gives it now. Connected: the meeting refuses the chat (a tenant setting, a
+        service fault), which the events hear of (True). Otherwise the identity is not in the call (False), and with
+        `recheck` its leg's driver looks again; without, it is left to learn of it from its own watch."""
+        leg = self._legs.get((meeting_id, identity))
+        if leg is not None and leg.call_id is not None and leg.state == CallState.CONNECTED:
+            try:
+                handle = await self._connector.get(leg.call_id, await self._broker.token(identity))
+            except (TransientError, PermanentError) as exc:
+                log.info("meeting %s: could not ask where the call leg stands: %s", meeting_id, exc)
+            else:
+                if handle.state == CallState.CONNECTED:
+                    await self._events.chat_refused(meeting_id, reason)
+                    return True
+        if recheck:
+            self._ensure_leg(meeting_id, identity, force=True)
+        return False
+
     async def sweep_inactive(self) -> int:
         cutoff = utcnow() - timedelta(seconds=self._settings.inactivity_timeout_s)
         taken = 0
@@ -214,7 +237,8 @@ class Presence:
                 return
             leg.task.cancel()
         leg.leaving = False
-        leg.task = self._tasks.spawn(self._drive(key), name=f"leg {meeting_id}")
+        # Through an outage of the store the leg is watched afresh once it is back: its first event says where it is.
+        leg.task = self._tasks.spawn(outlasting(self._store, partial(self._drive, key)), name=f"leg {meeting_id}")
 
     async def _leg_sessions(self, key: tuple[str, str]) -> list[Session]:
         return [s for s in await self._store.sessions(key[0], machine.ACTIVE) if s.identity_id == key[1]]
@@ -327,6 +351,9 @@ class Presence:
                 leg.state = call
             for session in await self._leg_sessions(key):
                 if session.state == target:
+                    if target == S.IN_CALL and session.condition is None:
+                        # Still in the call after all (a 403 had it looked at again): what that 403 held goes out.
+                        await self._store.release_held(session.id)
                     continue
                 if target == S.FAILED or target in machine.FINAL:
                     await self._finish(session, target, reason)

@@ -6,14 +6,17 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from ..config import RelaySection
 from ..errors import NotInCallError, PermanentError, ThrottledError, TransientError
 from ..metrics import Metrics
 from ..models import ChatMessageView, Direction, Session, SessionState
 from ..store import NewDelivery, Store, utcnow
+from ..store.outage import outlasting
 from ..tasks import TaskSet
 from . import plans
 from .identities import IdentityBroker
@@ -24,6 +27,7 @@ log = logging.getLogger(__name__)
 # Who is in the call and where the cursor stands are looked up again only after a read that returned something,
 # after an error, and every STORE_EVERY quiet rounds: an idle meeting's read then costs no store queries.
 STORE_EVERY = 6
+Forbidden = Callable[[str, str, str], Awaitable[bool]]
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -63,7 +67,12 @@ class MeetingReaders:
         settings: RelaySection,
         tasks: TaskSet,
         metrics: Metrics,
+        *,
+        forbidden: Forbidden | None = None,
     ) -> None:
+        """`forbidden` hears of a 403 on a thread (meeting, reader identity, reason) and says whether the meeting's
+        chat refuses guests in the call (then the reader slows to its idle pace until that clears)."""
+        self._forbidden = forbidden
         self._metrics = metrics
         self._store = store
         self._chat = chat
@@ -108,7 +117,9 @@ class MeetingReaders:
     def ensure(self, meeting_id: str) -> None:
         task = self._running.get(meeting_id)
         if task is None or task.done():
-            self._running[meeting_id] = self._tasks.spawn(self._run(meeting_id), name=f"reader {meeting_id}")
+            self._running[meeting_id] = self._tasks.spawn(
+                outlasting(self._store, partial(self._run, meeting_id)), name=f"reader {meeting_id}"
+            )
 
     async def resume(self) -> None:
         for session in await self._store.sessions(states=[SessionState.IN_CALL]):
@@ -163,9 +174,10 @@ class MeetingReaders:
         try:
             self.polls += 1
             messages = await self._chat.list_since(view.reader, view.thread_id, view.cursor)
-        except NotInCallError:
+        except NotInCallError as exc:
             state.quiet = STORE_EVERY  # the reader identity left: pick another from who is in the call now
-            await asyncio.sleep(self._settings.poll_active_s)
+            refused = self._forbidden is not None and await self._forbidden(meeting_id, view.reader, str(exc))
+            await asyncio.sleep(self._settings.poll_idle_s if refused else self._settings.poll_active_s)
             return None
         except (TransientError, PermanentError) as exc:
             # A permanent error belongs to this reader identity (deleted a moment ago, token refused): the next

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
+from functools import partial
 
 from aiohttp import web
 
@@ -17,7 +17,9 @@ from ..metrics import Metrics
 from ..models import Direction
 from ..sessions import ACTIVE
 from ..store import Store, utcnow
+from ..store.outage import outlasting
 from ..tasks import TaskSet
+from .chat_refused import ChatRefusals
 from .identities import IdentityBroker
 from .intake import Intake
 from .ports import CallConnector, CallReports, Channel, ChatApi, IdentityApi
@@ -78,15 +80,34 @@ class Relay:
         self.dispatcher.units = self.units
         self.sender = _Sender(store, chat, self.presence, settings, self.tasks, self.dispatcher, self.metrics)
         self.sender.units = self.units
-        self.readers = MeetingReaders(store, chat, self.broker, self.dispatcher, settings, self.tasks, self.metrics)
+        self.refusals = ChatRefusals(store, chat, settings, self.tasks, self, self.metrics)
+        self.readers = MeetingReaders(
+            store,
+            chat,
+            self.broker,
+            self.dispatcher,
+            settings,
+            self.tasks,
+            self.metrics,
+            # A reader's 403 after a drop must not restart the leg's driver, which is re-joining by then.
+            forbidden=partial(self.presence.forbidden, recheck=False),
+        )
         self.intake = Intake(store, self.presence, settings, self, self.metrics)
         self._settings = settings
         self._chat = chat
 
-    # events from presence and intake
+    # events from presence, intake and the chat refusals
     def in_call(self, meeting_id: str) -> None:
         self.readers.ensure(meeting_id)
         self.sender.wake(meeting_id)
+        self.refusals.joined(meeting_id)
+
+    async def chat_refused(self, meeting_id: str, reason: str) -> None:
+        await self.refusals.refused(meeting_id, reason)
+
+    def chat_back(self, meeting_id: str) -> None:
+        self.sender.wake(meeting_id)
+        self.readers.poke(meeting_id)
 
     def notify(self, user_id: str) -> None:
         self.dispatcher.wake(user_id)
@@ -97,6 +118,7 @@ class Relay:
     async def start(self) -> None:
         await self.broker.load()
         legs = await self.presence.resume()
+        await self.refusals.resume()
         await self.readers.resume()
         await self.dispatcher.resume()
         for meeting_id in await self.store.pending_keys(Direction.INBOUND, "meeting_id"):
@@ -121,8 +143,8 @@ class Relay:
         while True:
             await asyncio.sleep(every)
             try:
-                await self.prune_repeats()
-            except (BridgeError, sqlite3.Error) as exc:
+                await outlasting(self.store, self.prune_repeats)
+            except Exception as exc:  # either backend's driver error too: the next round tries again
                 log.warning("pruning repeat-detection records failed: %s", exc)
 
     async def _sweep(self) -> None:
@@ -130,7 +152,7 @@ class Relay:
             # Often enough that nobody stays much past the timeout.
             await asyncio.sleep(min(SWEEP_EVERY_S, self._settings.inactivity_timeout_s / 2))
             try:
-                taken = await self.presence.sweep_inactive()
+                taken = await outlasting(self.store, self.presence.sweep_inactive)
             except BridgeError as exc:
                 log.warning("inactivity sweep failed: %s", exc)
                 continue

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
+from functools import partial
 
 from ..address import Address, masked
 from ..config import RelaySection
@@ -22,6 +23,7 @@ from ..models import (
     Session,
 )
 from ..store import NewDelivery, Store, utcnow
+from ..store.outage import outlasting
 from ..store.outbox import BACKLOG_NOTICE
 from ..tasks import TaskSet
 from . import plans
@@ -50,9 +52,10 @@ def who(user_id: str) -> str:
 class _Workers:
     """One worker per key, woken when work arrives; exits when idle and is started again on demand."""
 
-    def __init__(self, tasks: TaskSet, label: str) -> None:
+    def __init__(self, tasks: TaskSet, label: str, store: Store) -> None:
         self._tasks = tasks
         self._label = label
+        self._store = store
         self._wake: dict[str, asyncio.Event] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
 
@@ -67,7 +70,8 @@ class _Workers:
         while True:
             event.clear()
             try:
-                pause = await self.work(key)
+                # Through an outage of the store the step waits, then runs again: the rows say where it stands.
+                pause = await outlasting(self._store, partial(self.work, key))
             except Exception:
                 log.exception("%s %s failed; trying again shortly", self._label, key)
                 pause = 5.0
@@ -101,7 +105,7 @@ class InboundSender(_Workers):
         notify: OutboundDispatcher,
         metrics: Metrics,
     ) -> None:
-        super().__init__(tasks, "sender")
+        super().__init__(tasks, "sender", store)
         self._metrics = metrics
         self._store = store
         self._chat = chat
@@ -196,9 +200,11 @@ class InboundSender(_Workers):
         verdict: plans.Retry | plans.GiveUp | plans.Hold,
     ) -> float:
         if isinstance(verdict, plans.Hold):
-            log.info("meeting %s: identity not in the call; holding its messages", head.meeting_id)
+            log.info("meeting %s: chat refused the identity (403); holding its messages", head.meeting_id)
             await self._store.finish(ids, DeliveryState.HELD)
-            self._presence.recheck(session)
+            # In the call, the meeting's chat refuses guests; out of it, the leg is joined again: held either way.
+            assert session.identity_id is not None
+            await self._presence.forbidden(head.meeting_id, session.identity_id, str(exc))
             return 0.0
         if isinstance(verdict, plans.GiveUp):
             await self._fail(ids, session.user_id, head, verdict.reason)
@@ -227,7 +233,7 @@ class OutboundDispatcher(_Workers):
     def __init__(
         self, store: Store, channels: Mapping[str, Channel], settings: RelaySection, tasks: TaskSet, metrics: Metrics
     ) -> None:
-        super().__init__(tasks, "dispatcher")
+        super().__init__(tasks, "dispatcher", store)
         self._metrics = metrics
         self._store = store
         self._channels = channels

@@ -15,9 +15,11 @@ from . import (
     eventgrid,
     graph_api,
     identity_api,
+    managed_identity,
     pages,
     sms_api,
     stats,
+    teams_user_api,
     twilio_api,
 )
 from .errors import error_middleware
@@ -48,7 +50,9 @@ def create_sandbox_app(world: World, info: dict[str, Any], *, limits_enabled: bo
         call_control,
         calling_standin,
         graph_api,
+        managed_identity,
         sms_api,
+        teams_user_api,
         twilio_api,
         eventgrid,
         pages,

@@ -82,10 +82,7 @@ async def create_thread(request: web.Request) -> web.Response:
     caller = _caller(request)
     body = await json_body(request)
     thread = request.app[WORLD].create_thread(
-        caller,
-        body.get("topic"),
-        [(raw, name) for raw, name, _ in _participants(body)],
-        request.headers.get("repeatability-request-id"),
+        caller, body.get("topic"), _participants(body), request.headers.get("repeatability-request-id")
     )
     return json_response({"chatThread": thread.to_json()}, status=201)
 

@@ -93,6 +93,34 @@ async def end_meeting(request: web.Request) -> web.Response:
     return json_response(meeting.to_json())
 
 
+def _enabled(body: dict[str, object]) -> bool:
+    enabled = body.get("enabled")
+    if not isinstance(enabled, bool):
+        raise bad_request("enabled must be true or false.")
+    return enabled
+
+
+@routes.put("/sandbox/v1/meetings/{meeting}/guest-chat")
+async def meeting_guest_chat(request: web.Request) -> web.Response:
+    """The meeting's tenant lets ACS guests chat (true) or refuses them while their calls work (false)."""
+    meeting = _meeting(request)
+    meeting.guest_chat = _enabled(await json_body(request))
+    return json_response(meeting.to_json())
+
+
+@routes.get("/sandbox/v1/guest-chat")
+async def get_guest_chat(request: web.Request) -> web.Response:
+    return json_response({"enabled": not request.app[WORLD].guest_chat_refused})
+
+
+@routes.put("/sandbox/v1/guest-chat")
+async def resource_guest_chat(request: web.Request) -> web.Response:
+    """Every meeting refuses ACS guests' chat while calls work (false), as the service did from 2026-08-24."""
+    world = request.app[WORLD]
+    world.guest_chat_refused = not _enabled(await json_body(request))
+    return json_response({"enabled": not world.guest_chat_refused})
+
+
 @routes.post("/sandbox/v1/meetings/{meeting}/teams-users")
 async def teams_user_join(request: web.Request) -> web.Response:
     body = await json_body(request)

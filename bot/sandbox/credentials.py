@@ -1,4 +1,4 @@
-"""The sandbox's long-lived secrets: access key, token signing key, Graph app and tenant, kept in the state folder."""
+"""The sandbox's long-lived secrets (access key, signing key, Entra app, managed identity) in its state folder."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ class SandboxCredentials:
     tenant_id: str
     client_id: str
     client_secret: str
+    managed_identity_id: str
+    """The client id of the host's managed identity (the one the IDENTITY_ENDPOINT hands out tokens for)."""
+    managed_identity_header: str
+    """The IDENTITY_HEADER secret a caller of the managed identity endpoint must send as X-IDENTITY-HEADER."""
 
     @property
     def access_key_bytes(self) -> bytes:
@@ -41,16 +45,23 @@ class SandboxCredentials:
             tenant_id=str(uuid.uuid4()),
             client_id=str(uuid.uuid4()),
             client_secret=secrets.token_urlsafe(30),
+            managed_identity_id=str(uuid.uuid4()),
+            managed_identity_header=secrets.token_urlsafe(24),
         )
 
     @classmethod
     def load_or_create(cls, state_dir: Path) -> SandboxCredentials:
         """Keep the same keys across restarts so tokens and connection strings stay valid."""
         path = state_dir / SECRETS_FILE
+        fresh = cls.generate()
         if path.exists():
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**{k: str(data[k]) for k in asdict(cls.generate())})
-        creds = cls.generate()
+            known = {k: str(data[k]) for k in asdict(fresh) if k in data}
+            if len(known) == len(asdict(fresh)):
+                return cls(**known)
+            # Written by an older sandbox: keep what it had, so its keys and tokens stay valid, and add the rest.
+            fresh = cls(**(asdict(fresh) | known))
+        creds = fresh
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(asdict(creds), fh, indent=2)

@@ -22,6 +22,7 @@ class SandboxError(Exception):
         *,
         shape: ErrorShape = "spec",
         retry_after: int | None = None,
+        target: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -29,6 +30,7 @@ class SandboxError(Exception):
         self.message = message
         self.shape = shape
         self.retry_after = retry_after
+        self.target = target
 
     def body(self) -> dict[str, object]:
         if self.shape == "communication":
@@ -38,7 +40,10 @@ class SandboxError(Exception):
             return {"error": self.code, "error_description": self.message}
         if self.shape == "graph":
             return {"error": {"code": self.code, "message": self.message, "innerError": {}}}
-        return {"error": {"code": self.code, "message": self.message}}
+        error: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.target is not None:
+            error["target"] = self.target
+        return {"error": error}
 
     def response(self) -> web.Response:
         headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None

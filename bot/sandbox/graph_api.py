@@ -12,7 +12,7 @@ from yarl import URL
 from .errors import SandboxError
 from .keys import INFO, WORLD
 from .meetings import Meeting
-from .tokens import bearer_token
+from .tokens import ACS_RESOURCE_AUDIENCE, bearer_token
 from .util import JsonDict
 from .web_util import json_response
 from .world import World
@@ -20,6 +20,8 @@ from .world import World
 routes = web.RouteTableDef()
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+# The ACS SDKs ask for the resource with a double slash; Entra takes either spelling for the same resource.
+ACS_SCOPES = frozenset({"https://communication.azure.com//.default", "https://communication.azure.com/.default"})
 TOKEN_LIFETIME_S = 3600
 # MSAL may append these to any request; Entra ignores them for client credentials.
 _RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
@@ -80,11 +82,18 @@ async def token(request: web.Request) -> web.Response:
     if not hmac.compare_digest(secret.encode("utf-8"), creds.client_secret.encode("utf-8")):
         raise _oauth_error(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
     scopes = set(params["scope"].split()) - _RESERVED_SCOPES
-    if scopes != {GRAPH_SCOPE}:
-        raise _oauth_error(
-            400, "invalid_scope", f"AADSTS1002012: The provided scope is not valid; use only '{GRAPH_SCOPE}'."
+    if scopes == {GRAPH_SCOPE}:
+        access_token, lifetime = world.tokens.issue_graph(creds.tenant_id, creds.client_id, TOKEN_LIFETIME_S)
+    elif len(scopes) == 1 and scopes <= ACS_SCOPES:
+        access_token, lifetime = world.tokens.issue_entra(
+            ACS_RESOURCE_AUDIENCE, creds.tenant_id, creds.client_id, TOKEN_LIFETIME_S
         )
-    access_token, lifetime = world.tokens.issue_graph(creds.tenant_id, creds.client_id, TOKEN_LIFETIME_S)
+    else:
+        raise _oauth_error(
+            400,
+            "invalid_scope",
+            f"AADSTS1002012: The provided scope is not valid; use one of '{GRAPH_SCOPE}' or '{min(ACS_SCOPES)}'.",
+        )
     return json_response(
         {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access_token},
         headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
@@ -112,7 +121,7 @@ async def openid_configuration(request: web.Request) -> web.Response:
             "grant_types_supported": ["client_credentials"],
             "response_types_supported": ["token"],
             "response_modes_supported": ["query", "fragment", "form_post"],
-            "scopes_supported": [GRAPH_SCOPE],
+            "scopes_supported": [GRAPH_SCOPE, *sorted(ACS_SCOPES)],
             "subject_types_supported": ["pairwise"],
             "id_token_signing_alg_values_supported": ["HS256"],
             "claims_supported": ["aud", "iss", "iat", "nbf", "exp", "tid", "appid", "roles"],

@@ -1,12 +1,12 @@
-"""The ACS Identity API (2023-10-01): create and delete identities, issue and revoke tokens, HMAC-authenticated."""
+"""The ACS Identity API (2023-10-01): create and delete identities, issue and revoke tokens; HMAC or Entra ID."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from .hmac_auth import verify_hmac
 from .keys import WORLD
 from .limits import check_limit
+from .resource_auth import verify_caller
 from .util import iso
 from .web_util import json_body, json_response, require_api_version
 
@@ -17,7 +17,7 @@ API_VERSIONS = ("2023-10-01", "2022-10-01", "2022-06-01", "2021-03-07")
 async def _authenticated(request: web.Request) -> bytes:
     require_api_version(request, *API_VERSIONS)
     body = await request.read()
-    verify_hmac(request, body, request.app[WORLD].credentials.access_key_bytes)
+    verify_caller(request, body)
     return body
 
 

@@ -151,6 +151,9 @@ class Meeting:
     lobby: LobbyPolicy
     created_on: float
     call_state: CallState = "notStarted"
+    guest_chat: bool = True
+    """False: the tenant refuses meeting chat to ACS guests (MeetingChatEnabledType = EnabledExceptAnonymous) while
+    the call works; every chat call of theirs answers 403."""
     teams_users: dict[str, TeamsUser] = field(default_factory=dict)
     legs: dict[str, CallLeg] = field(default_factory=dict)
 
@@ -253,6 +256,7 @@ class Meeting:
             "startDateTime": iso(self.start),
             "endDateTime": iso(self.end),
             "callState": self.call_state,
+            "guestChat": self.guest_chat,
             "roster": {"inCall": in_call, "lobby": lobby},
         }
 

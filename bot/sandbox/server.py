@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import managed_identity
 from .app import create_sandbox_app
 from .credentials import SandboxCredentials
 from .keys import FAULTS, LIMITS
@@ -42,6 +43,9 @@ class SandboxInfo:
     resource_id: str
     control_url: str
     state_dir: str
+    identity_endpoint: str
+    """The managed identity endpoint: set it as IDENTITY_ENDPOINT (with IDENTITY_HEADER) for DefaultAzureCredential."""
+    identity_header: str
 
     def to_json(self) -> dict[str, str]:
         def camel(name: str) -> str:
@@ -104,8 +108,11 @@ class Sandbox:
             resource_id=creds.resource_id,
             control_url=f"{base}/sandbox/v1",
             state_dir=str(self.state_dir.resolve()),
+            identity_endpoint=f"{base}{managed_identity.PATH}",
+            identity_header=creds.managed_identity_header,
         )
-        self._info_body.update({k: v for k, v in self.info.to_json().items() if k != "clientSecret"})
+        secret = {"clientSecret", "identityHeader"}
+        self._info_body.update({k: v for k, v in self.info.to_json().items() if k not in secret})
         self._write_info()
         return self.info
 

@@ -1,4 +1,4 @@
-"""The ACS SMS API (2021-03-07, HMAC-authenticated) and the simulated phones that text the sandbox number."""
+"""The ACS SMS API (2021-03-07; HMAC or Entra ID) and the simulated phones that text the sandbox number."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from aiohttp import web
 
 from . import bus
 from .errors import bad_request
-from .hmac_auth import verify_hmac
 from .keys import RESET_HOOKS, WORLD
 from .limits import check_limit
 from .phones import Phones, Sms, check_message, is_e164
+from .resource_auth import verify_caller
 from .util import JsonDict, iso
 from .web_util import json_body, json_response, require_api_version
 
@@ -59,7 +59,7 @@ def _send_options(body: JsonDict) -> tuple[bool, str | None]:
 async def send_sms(request: web.Request) -> web.Response:
     require_api_version(request, *API_VERSIONS)
     world = request.app[WORLD]
-    verify_hmac(request, await request.read(), world.credentials.access_key_bytes)
+    verify_caller(request, await request.read())
     body = await json_body(request)
     phones = request.app[PHONES]
     sender = phones.check_sender(body.get("from"))

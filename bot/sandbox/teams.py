@@ -43,7 +43,13 @@ class TeamsMixin:
     if TYPE_CHECKING:
 
         def _system_message(
-            self, thread: Thread, kind: str, initiator: str | None, participants: list[Participant]
+            self,
+            thread: Thread,
+            kind: str,
+            initiator: str | None,
+            participants: list[Participant],
+            *,
+            events: bool = True,
         ) -> Message: ...
 
     # Teams meetings ---------------------------------------------------------------------------------
@@ -74,6 +80,12 @@ class TeamsMixin:
         self.threads[thread.id] = thread
         self.meetings[meeting.id] = meeting
         return meeting
+
+    guest_chat_refused: bool
+
+    def refuses_guest_chat(self, meeting: Meeting) -> bool:
+        """ACS users in this meeting's call are refused its chat (the meeting's tenant setting or the resource)."""
+        return self.guest_chat_refused or not meeting.guest_chat
 
     def meeting(self, meeting_id: str) -> Meeting:
         meeting = self.meetings.get(meeting_id)

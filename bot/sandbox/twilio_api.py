@@ -228,6 +228,23 @@ async def create_message(request: web.Request) -> web.Response:
     return json_response(answer, status=201)
 
 
+@routes.get(f"/twilio/{API_VERSION}/Accounts/{{account}}/IncomingPhoneNumbers.json")
+async def incoming_numbers(request: web.Request) -> web.Response:
+    """Twilio's IncomingPhoneNumbers list (the account's numbers, filtered by PhoneNumber): what a set-up check asks."""
+    twilio = request.app[TWILIO]
+    try:
+        if not twilio.authorized(request.headers.get("Authorization")):
+            raise TwilioError(401, 20003, "Authenticate")
+        if request.match_info["account"] != twilio.account_sid:
+            raise TwilioError(404, 20404, f"The requested resource {request.path} was not found")
+    except TwilioError as exc:
+        return exc.response()
+    wanted = request.query.get("PhoneNumber")
+    numbers = [NUMBER] if wanted in (None, NUMBER) else []
+    items = [{"sid": "PN" + hashlib.sha256(n.encode()).hexdigest()[:32], "phone_number": n} for n in numbers]
+    return json_response({"incoming_phone_numbers": items, "page": 0, "page_size": 50})
+
+
 @routes.get("/sandbox/v1/twilio")
 async def get_twilio(request: web.Request) -> web.Response:
     """The sandbox's Twilio account: sid, auth token, number, API base URL, inbound webhook and delivery stats."""

@@ -48,8 +48,11 @@ class World(TeamsMixin):
         self.token_lifetime_s: int | None = None
         """Set by the control API: ACS tokens issued from then on last this long, whatever was asked (tests of
         token refresh need tokens that expire in seconds; the real service issues 1-24 h)."""
-        self._thread_repeatability: dict[str, str] = {}
+        self._thread_repeatability: dict[tuple[str, str], str] = {}
+        """(caller, repeatability-request-id) -> thread: the service scopes the id to whoever sent it."""
         self._last_id_ms = 0
+        self.guest_chat_refused = False
+        """The whole resource's ACS users are refused meeting chat while their calls work (Azure/Communication#600)."""
 
     def new_message_id(self) -> str:
         """ACS message ids are epoch milliseconds; keep them unique and increasing."""
@@ -61,6 +64,13 @@ class World(TeamsMixin):
     def create_identity(self) -> Identity:
         ident = Identity(f"8:acs:{self.credentials.resource_id}_{uuid.uuid4()}", now())
         self.identities[ident.id] = ident
+        return ident
+
+    def teams_identity(self, raw_id: str) -> Identity:
+        """The identity a Teams user's exchanged token speaks as (8:orgid:<object id>), known from its first token."""
+        ident = self.identities.get(raw_id)
+        if ident is None:
+            ident = self.identities[raw_id] = Identity(raw_id, now())
         return ident
 
     def identity(self, identity_id: str) -> Identity:
@@ -125,7 +135,8 @@ class World(TeamsMixin):
         meeting = self.meetings.get(thread.meeting_id) if thread and thread.meeting_id else None
         if meeting is not None and thread is not None:
             member = thread.participants.get(caller)
-            if member is None:
+            if member is None or (caller.startswith("8:acs:") and self.refuses_guest_chat(meeting)):
+                # Refused chat looks exactly like not being in the call: the same 403, the same body.
                 raise interop_forbidden()
             return thread, member
         thread = self.thread(thread_id)
@@ -145,21 +156,27 @@ class World(TeamsMixin):
         self,
         caller: str,
         topic: object,
-        participants: list[tuple[str, str | None]],
+        participants: list[tuple[str, str | None, float]],
         repeatability_id: str | None,
     ) -> Thread:
-        if repeatability_id and repeatability_id in self._thread_repeatability:
-            return self.threads[self._thread_repeatability[repeatability_id]]
+        """A new thread with the caller and the participants (each with their shareHistoryTime), opened as the
+        service opens one: a participantAdded message naming everyone, then a topicUpdated one."""
+        key = (caller, repeatability_id) if repeatability_id else None
+        if key is not None and key in self._thread_repeatability:
+            return self.threads[self._thread_repeatability[key]]
         if not isinstance(topic, str) or not topic:
             raise bad_request("topic is required.")
         t = now()
         thread = Thread(id=f"19:{uuid.uuid4().hex}@thread.v2", topic=topic, created_by=caller, created_on=t)
-        thread.participants[caller] = Participant(caller, None, 0.0)
-        for raw_id, name in participants:
-            thread.participants[raw_id] = Participant(raw_id, name, 0.0)
+        for raw_id, name, share in participants:
+            thread.participants[raw_id] = Participant(raw_id, name, share)
+        thread.participants.setdefault(caller, Participant(caller, None, 0.0))
         self.threads[thread.id] = thread
-        if repeatability_id:
-            self._thread_repeatability[repeatability_id] = thread.id
+        if key is not None:
+            self._thread_repeatability[key] = thread.id
+        # Creation raises a thread-created event, not participant events: these two are messages only.
+        self._system_message(thread, "participantAdded", caller, list(thread.participants.values()), events=False)
+        self._topic_message(thread, caller, topic)
         return thread
 
     def _check_size(self, content: str, metadata: dict[str, str]) -> None:
@@ -255,6 +272,9 @@ class World(TeamsMixin):
         if not isinstance(topic, str) or not topic:
             raise bad_request("topic must be a non-empty string.")
         thread.topic = topic
+        self._topic_message(thread, caller, topic)
+
+    def _topic_message(self, thread: Thread, caller: str, topic: str) -> None:
         mid = self.new_message_id()
         thread.append(
             Message(
@@ -272,7 +292,7 @@ class World(TeamsMixin):
         thread.deleted_on = now()
 
     def _system_message(
-        self, thread: Thread, kind: str, initiator: str | None, participants: list[Participant]
+        self, thread: Thread, kind: str, initiator: str | None, participants: list[Participant], *, events: bool = True
     ) -> Message:
         mid = self.new_message_id()
         content: JsonDict = {"participants": [p.to_json() for p in participants]}
@@ -289,7 +309,7 @@ class World(TeamsMixin):
             )
         )
         event_type = bus.CHAT_PARTICIPANT_ADDED if kind == "participantAdded" else bus.CHAT_PARTICIPANT_REMOVED
-        for participant in participants:
+        for participant in participants if events else ():
             self._participant_event(thread, event_type, participant, initiator)
         return message
 

@@ -1,30 +1,21 @@
-"""The store's foundation: one SQLite connection, one writer at a time, migrations and row helpers."""
+"""The store's port: what a backend provides (open, transactions, statements), and the row helpers both share."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
-from pathlib import Path
-from typing import Any, Self, TypeVar, cast
+from typing import Any, Protocol, Self
 
-import aiosqlite
+from ..errors import BridgeError
+from ..models import DeliveryState, Direction
+from .statements import Statements
 
-from ..errors import SchemaTooNewError
-from ..models import (
-    DeliveryState,
-    Direction,
-)
-from .migrations import MIGRATIONS
-
-log = logging.getLogger(__name__)
-_T = TypeVar("_T")
+# Spelled as the partial index one_active_session spells it (migration 1): SQLite uses a partial index only for a
+# query whose condition matches the index's own.
+ACTIVE_SQL = "('requested', 'joining', 'lobby', 'in_call')"
 
 
 def utcnow() -> datetime:
@@ -32,11 +23,43 @@ def utcnow() -> datetime:
 
 
 def _ts(value: datetime | None) -> str | None:
+    """Every timestamp goes into the store as one text form, on both backends: UTC ISO 8601 with microseconds (the
+    PostgreSQL backend exchanges its timestamptz columns as text, so the Python side is the same)."""
     return value.astimezone(UTC).isoformat(timespec="microseconds") if value is not None else None
 
 
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+class StoreConflictError(BridgeError):
+    """A write broke a uniqueness rule (a join code taken, a second active session): the row that holds it stays."""
+
+
+class StoreUnavailableError(BridgeError):
+    """The database cannot be reached now (restarting, down, out of connections). Nothing was stored; the caller
+    answers 503 or tries again once `Store.available()` returns. Never a TransientError: that would read as a
+    failed send to a peer and count against the delivery."""
+
+
+class Row(Protocol):
+    """A result row, by column name or position (sqlite3.Row and asyncpg.Record both are)."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+
+
+class Tx(Protocol):
+    """Statements inside one transaction (or, for the reads outside one, on whatever connection is free)."""
+
+    async def one(self, sql: str, args: Sequence[Any] = ()) -> Row | None: ...
+
+    async def all(self, sql: str, args: Sequence[Any] = ()) -> list[Row]: ...
+
+    async def run(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Runs a change; how many rows it touched."""
+        ...
+
+    async def run_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -51,134 +74,85 @@ class NewDelivery:
     session_id: int | None = None
 
 
-class InlineConnection(aiosqlite.Connection):
-    """aiosqlite's API, with every statement run at once on the event loop's thread instead of its worker thread.
-
-    Profiling the relay (bench/scenario_inbound_throughput.py) found the hop to aiosqlite's thread and back costing
-    some 30 µs of CPU per call (a point query is three calls), twenty times the query itself, with some thirty
-    calls per relayed message. In WAL mode with synchronous=NORMAL a commit does not fsync (a checkpoint does, now
-    and then), so these point queries and small commits block the loop for less time than the hop cost in CPU.
-    Opening and closing still run on aiosqlite's thread.
-    """
-
-    async def _execute(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        if self._connection is None:
-            return cast(_T, await super()._execute(fn, *args, **kwargs))  # type: ignore[no-untyped-call]
-        return fn(*args, **kwargs)
-
-
 class StoreBase:
-    """One connection, one writer at a time; every multi-row change is one transaction.
+    """The contract a backend fulfils; the domain methods above it (directory, sessions, outbox) are shared.
 
     Constructed without I/O, then opened (``await store.open()``): the wiring builds every object first and opens
-    each resource in its own cleanup context.
+    each resource in its own cleanup context. `open` brings the schema up to this version's numbered migrations and
+    raises SchemaTooNewError for a database a newer bridge wrote, leaving it untouched.
+
+    `transaction()` is all-or-nothing: the body's statements commit together or not at all, and an exception in the
+    body (a cancellation too) rolls back and propagates. A backend must keep what the domain methods rely on:
+    a uniqueness rule holds across concurrent transactions (a repeat sees StoreConflictError or the row that won),
+    and the keys `_serialize` names (a meeting's, a user's) stay locked until commit, so a count taken after it
+    bounds what the transaction inserts. SQLite has one writer at a time, so its serialize statement is none;
+    PostgreSQL takes transaction-scoped advisory locks. Isolation is READ COMMITTED or stronger.
+
+    Errors: StoreConflictError for a broken uniqueness rule, StoreUnavailableError while the database cannot be
+    reached; anything else is a bug and propagates as it is.
     """
 
-    _db: aiosqlite.Connection
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._write = asyncio.Lock()
+    sql: Statements
 
     async def open(self) -> Self:
-        """Open the database, creating it, and bring its schema up to this version's; SchemaTooNewError if a newer
-        version of the bridge wrote it."""
-        path = self.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Opened on aiosqlite's thread, then used on the loop's (InlineConnection): not the same thread.
-        db = await InlineConnection(
-            partial(sqlite3.connect, str(path), isolation_level=None, check_same_thread=False), 64
-        )
-        db.row_factory = aiosqlite.Row
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=5000")
-        self._db = db
-        try:
-            await self._migrate()
-        except BaseException:
-            await db.close()
-            raise
-        return self
+        raise NotImplementedError
 
     async def close(self) -> None:
-        await self._db.close()
+        raise NotImplementedError
 
-    async def _migrate(self) -> None:
-        async with self._db.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        version = int(row[0]) if row else 0
-        if version > len(MIGRATIONS):
-            raise SchemaTooNewError(
-                f"the store {self.path} has schema {version}, newer than this bridge's {len(MIGRATIONS)}: "
-                "run the newer version, or restore a backup made for this one"
-            )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            async with self.transaction() as db:
-                for statement in filter(str.strip, script.split(";")):
-                    await db.execute(statement)
-                await db.execute(f"PRAGMA user_version={number}")
-            log.info("store migrated to schema %d", number)
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        raise NotImplementedError
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._write:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-                await self._db.execute("COMMIT")
-            except BaseException:
-                try:
-                    await self._db.execute("ROLLBACK")
-                except sqlite3.OperationalError:
-                    # The transaction already ended (a COMMIT that failed after ending it): nothing is left to roll
-                    # back, and the original error (a cancellation too) must propagate, or its task carries on.
-                    log.debug("no transaction left to roll back")
-                raise
-
-    async def _one(self, sql: str, args: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        async with self._db.execute(sql, tuple(args)) as cur:
-            return await cur.fetchone()
-
-    async def _all(self, sql: str, args: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._db.execute(sql, tuple(args)) as cur:
-            return list(await cur.fetchall())
+    def one_statement(self) -> AbstractAsyncContextManager[Tx]:
+        """For a change that is one statement (one run, or one run_many): atomic by itself, so PostgreSQL runs it
+        without BEGIN and COMMIT, two round trips of the three such a change would take otherwise; on SQLite it is
+        a transaction like any other."""
+        raise NotImplementedError
 
     async def writable(self) -> bool:
-        try:
-            async with self.transaction() as db:
-                await db.execute("CREATE TEMP TABLE IF NOT EXISTS probe (x)")
-            return True
-        except aiosqlite.Error:
-            return False
+        """Whether a write would be taken now (readiness)."""
+        raise NotImplementedError
 
-    async def _insert_deliveries(self, db: aiosqlite.Connection, items: Iterable[NewDelivery]) -> None:
+    async def available(self) -> None:
+        """Returns once the database can be reached (at once when it can): background work waits here in an
+        outage instead of failing in a loop."""
+        raise NotImplementedError
+
+    async def _one(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        raise NotImplementedError
+
+    async def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        raise NotImplementedError
+
+    async def _serialize(self, tx: Tx, *keys: str) -> None:
+        """Lock `keys` (meeting:<id>, user:<id>) until the transaction ends, in the order given: a meeting's before
+        its user's, always, so two transactions never wait for each other in a circle."""
+        if self.sql.serialize is not None:
+            await tx.run(self.sql.serialize, (list(keys),))
+
+    async def _insert_deliveries(self, tx: Tx, items: Iterable[NewDelivery]) -> None:
         now = _ts(utcnow())
-        await db.executemany(
-            """INSERT INTO outbox (id, direction, meeting_id, user_id, session_id, kind, body, state,
-               next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)""",
-            [
-                (
-                    d.id,
-                    d.direction.value,
-                    d.meeting_id,
-                    d.user_id,
-                    d.session_id,
-                    d.kind,
-                    json.dumps(d.body),
-                    d.state.value,
-                    now,
-                    now,
-                    now,
-                )
-                for d in items
-            ],
-        )
+        rows = [
+            (
+                d.id,
+                d.direction.value,
+                d.meeting_id,
+                d.user_id,
+                d.session_id,
+                d.kind,
+                json.dumps(d.body),
+                d.state.value,
+                now,
+                now,
+                now,
+            )
+            for d in items
+        ]
+        if rows:
+            await tx.run_many(self.sql.insert_delivery, rows)
 
     async def _update(self, table: str, allowed: set[str], key: str, fields: dict[str, Any]) -> None:
         if not fields or set(fields) - allowed:
             raise ValueError(f"cannot update {table} fields {sorted(set(fields) - allowed)}")
-        sets = ", ".join(f"{k}=?" for k in fields)
-        async with self.transaction() as db:
-            await db.execute(f"UPDATE {table} SET {sets} WHERE id=?", (*fields.values(), key))
+        async with self.one_statement() as tx:
+            await tx.run(self.sql.update(table, tuple(fields)), (*fields.values(), key))

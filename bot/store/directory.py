@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiosqlite
-
 from ..models import ExternalUser, IdentityMode, Meeting
-from .base import StoreBase, _ts, utcnow
+from .base import Row, StoreBase, _ts, utcnow
 
 
 class Directory(StoreBase):
     # meetings ---------------------------------------------------------------------------------------
 
     @staticmethod
-    def _meeting(row: aiosqlite.Row) -> Meeting:
+    def _meeting(row: Row) -> Meeting:
         return Meeting(
             id=row["id"],
             code=row["code"],
@@ -35,17 +33,9 @@ class Directory(StoreBase):
         )
 
     async def upsert_meeting(self, m: Meeting, source: str = "config") -> None:
-        async with self.transaction() as db:
-            await db.execute(
-                """INSERT INTO meetings (id, code, name, link, thread_id, join_meeting_id, passcode, organizer_id,
-                       identity_mode, display_name_template, allow, paused, source, created_at, sms_segment_cap)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-                   ON CONFLICT(id) DO UPDATE SET code=excluded.code, name=excluded.name, link=excluded.link,
-                       thread_id=COALESCE(excluded.thread_id, meetings.thread_id),
-                       join_meeting_id=excluded.join_meeting_id, passcode=excluded.passcode,
-                       organizer_id=excluded.organizer_id, identity_mode=excluded.identity_mode,
-                       display_name_template=excluded.display_name_template, allow=excluded.allow,
-                       sms_segment_cap=excluded.sms_segment_cap""",
+        async with self.one_statement() as tx:
+            await tx.run(
+                self.sql.upsert_meeting,
                 (
                     m.id,
                     m.code,
@@ -58,7 +48,7 @@ class Directory(StoreBase):
                     m.identity_mode.value,
                     m.display_name_template,
                     json.dumps(m.allow),
-                    int(m.paused),
+                    m.paused,
                     source,
                     _ts(utcnow()),
                     m.sms_segment_cap,
@@ -66,19 +56,19 @@ class Directory(StoreBase):
             )
 
     async def get_meeting(self, meeting_id: str) -> Meeting | None:
-        row = await self._one("SELECT * FROM meetings WHERE id=?", (meeting_id,))
+        row = await self._one(self.sql.get_meeting, (meeting_id,))
         return self._meeting(row) if row else None
 
     async def meeting_by_thread(self, thread_id: str) -> Meeting | None:
-        row = await self._one("SELECT * FROM meetings WHERE thread_id=?", (thread_id,))
+        row = await self._one(self.sql.meeting_by_thread, (thread_id,))
         return self._meeting(row) if row else None
 
     async def meeting_by_code(self, code: str) -> Meeting | None:
-        row = await self._one("SELECT * FROM meetings WHERE code=?", (code,))
+        row = await self._one(self.sql.meeting_by_code, (code,))
         return self._meeting(row) if row else None
 
     async def list_meetings(self) -> list[Meeting]:
-        return [self._meeting(r) for r in await self._all("SELECT * FROM meetings ORDER BY created_at, id")]
+        return [self._meeting(r) for r in await self._all(self.sql.list_meetings)]
 
     async def update_meeting(self, meeting_id: str, **fields: Any) -> None:
         # Policy fields are stored as their column types: allow as JSON, the identity mode as its value.
@@ -91,17 +81,17 @@ class Directory(StoreBase):
         await self._update("meetings", allowed, meeting_id, fields)
 
     async def meeting_ids(self, source: str) -> set[str]:
-        return {r[0] for r in await self._all("SELECT id FROM meetings WHERE source=?", (source,))}
+        return {r[0] for r in await self._all(self.sql.meeting_ids, (source,))}
 
     async def delete_meeting(self, meeting_id: str) -> None:
-        async with self.transaction() as db:
-            await db.execute("DELETE FROM outbox WHERE meeting_id=?", (meeting_id,))
-            await db.execute("DELETE FROM meetings WHERE id=?", (meeting_id,))
+        async with self.transaction() as tx:
+            await tx.run(self.sql.delete_meeting_outbox, (meeting_id,))
+            await tx.run(self.sql.delete_meeting, (meeting_id,))
 
     # users ------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _user(row: aiosqlite.Row) -> ExternalUser:
+    def _user(row: Row) -> ExternalUser:
         return ExternalUser(
             id=row["id"],
             channel=row["channel"],
@@ -112,38 +102,33 @@ class Directory(StoreBase):
         )
 
     async def get_user(self, user_id: str) -> ExternalUser | None:
-        row = await self._one("SELECT * FROM users WHERE id=?", (user_id,))
+        row = await self._one(self.sql.get_user, (user_id,))
         return self._user(row) if row else None
 
     async def upsert_user(self, user_id: str, channel: str, display_name: str | None) -> ExternalUser:
-        async with self.transaction() as db:
-            await db.execute(
-                """INSERT INTO users (id, channel, display_name, created_at) VALUES (?,?,?,?)
-                   ON CONFLICT(id) DO UPDATE SET display_name=COALESCE(?, users.display_name)""",
+        async with self.one_statement() as tx:
+            row = await tx.one(
+                self.sql.upsert_user,
                 (user_id, channel, display_name or user_id.split("/")[-1], _ts(utcnow()), display_name),
             )
-        user = await self.get_user(user_id)
-        assert user is not None
-        return user
+        assert row is not None
+        return self._user(row)
 
     async def update_user(self, user_id: str, **fields: Any) -> None:
         await self._update("users", {"identity_id", "blocked", "opted_out", "display_name"}, user_id, fields)
 
     async def drop_identity(self, identity_id: str) -> None:
-        async with self.transaction() as db:
-            await db.execute("UPDATE users SET identity_id=NULL WHERE identity_id=?", (identity_id,))
-            await db.execute("UPDATE meetings SET relay_identity=NULL WHERE relay_identity=?", (identity_id,))
+        async with self.transaction() as tx:
+            await tx.run(self.sql.drop_user_identity, (identity_id,))
+            await tx.run(self.sql.drop_relay_identity, (identity_id,))
 
     async def forget_user(self, user_id: str) -> None:
         """Delete the user, their sessions and every stored message to or from them."""
-        async with self.transaction() as db:
-            await db.execute("DELETE FROM outbox WHERE user_id=?", (user_id,))
-            await db.execute("DELETE FROM users WHERE id=?", (user_id,))
+        async with self.transaction() as tx:
+            await tx.run(self.sql.delete_user_outbox, (user_id,))
+            await tx.run(self.sql.delete_user, (user_id,))
 
     async def identities(self) -> set[str]:
         """Every ACS identity the bridge speaks as: the bridge must never relay its own messages back."""
-        rows = await self._all(
-            "SELECT identity_id FROM users WHERE identity_id IS NOT NULL "
-            "UNION SELECT relay_identity FROM meetings WHERE relay_identity IS NOT NULL"
-        )
+        rows = await self._all(self.sql.identities)
         return {r[0] for r in rows}

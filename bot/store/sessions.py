@@ -5,22 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-import aiosqlite
-
 from ..models import DeliveryState, Session, SessionState
-from .base import NewDelivery, StoreBase, _dt, _ts, utcnow
-
-# Spelled as the partial index one_active_session spells it (migration 1): SQLite uses a partial index only for a
-# query whose condition matches the index's own. Spelled otherwise (the states sorted), a user's active session
-# was looked for among all of the meeting's sessions, and without a meeting among every session there is.
-_ACTIVE_SQL = "('requested', 'joining', 'lobby', 'in_call')"
+from .base import NewDelivery, Row, StoreBase, _dt, _ts, utcnow
 
 
 class SessionStore(StoreBase):
     # sessions ---------------------------------------------------------------------------------------
 
     @staticmethod
-    def _session(row: aiosqlite.Row) -> Session:
+    def _session(row: Row) -> Session:
         return Session(
             id=row["id"],
             user_id=row["user_id"],
@@ -31,54 +24,40 @@ class SessionStore(StoreBase):
             joined_at=_dt(row["joined_at"]),
             last_activity=_dt(row["last_activity"]),
             identity_id=row["identity_id"],
+            condition=row["condition"],
+            condition_reason=row["condition_reason"],
         )
 
     async def get_session(self, session_id: int) -> Session | None:
-        row = await self._one("SELECT * FROM sessions WHERE id=?", (session_id,))
+        row = await self._one(self.sql.get_session, (session_id,))
         return self._session(row) if row else None
 
     async def active_session(self, user_id: str, meeting_id: str) -> Session | None:
-        row = await self._one(
-            f"SELECT * FROM sessions WHERE user_id=? AND meeting_id=? AND state IN {_ACTIVE_SQL}",
-            (user_id, meeting_id),
-        )
+        row = await self._one(self.sql.active_session, (user_id, meeting_id))
         return self._session(row) if row else None
 
     async def current_session(self, user_id: str) -> Session | None:
         """The user's latest active session in any meeting: a phone is in one meeting at a time."""
-        row = await self._one(
-            f"SELECT * FROM sessions WHERE user_id=? AND state IN {_ACTIVE_SQL} ORDER BY id DESC LIMIT 1", (user_id,)
-        )
+        row = await self._one(self.sql.current_session, (user_id,))
         return self._session(row) if row else None
 
     async def sessions(
         self, meeting_id: str | None = None, states: Iterable[SessionState] | None = None
     ) -> list[Session]:
-        sql, args = "SELECT * FROM sessions WHERE 1=1", []
-        if meeting_id is not None:
-            sql, args = sql + " AND meeting_id=?", [meeting_id]
-        wanted = list(states) if states is not None else None
-        if wanted is not None:
-            sql += f" AND state IN ({','.join('?' * len(wanted))})"
-            args += [s.value for s in wanted]
-        return [self._session(r) for r in await self._all(sql + " ORDER BY id", args)]
+        wanted = [s.value for s in states] if states is not None else None
+        sql, args = self.sql.sessions(meeting_id, wanted)
+        return [self._session(r) for r in await self._all(sql, args)]
 
     async def create_session(self, user_id: str, meeting_id: str, identity_id: str | None) -> Session:
         now = _ts(utcnow())
-        async with self.transaction() as db:
-            cur = await db.execute(
-                """INSERT INTO sessions (user_id, meeting_id, state, identity_id, last_activity, created_at,
-                   updated_at) VALUES (?,?,?,?,?,?,?)""",
+        async with self.transaction() as tx:
+            row = await tx.one(
+                self.sql.insert_session,
                 (user_id, meeting_id, SessionState.REQUESTED.value, identity_id, now, now, now),
             )
-            session_id = int(cur.lastrowid or 0)
-            await db.execute(
-                "INSERT INTO session_events (session_id, state, at) VALUES (?,?,?)",
-                (session_id, SessionState.REQUESTED.value, now),
-            )
-        session = await self.get_session(session_id)
-        assert session is not None
-        return session
+            assert row is not None
+            await tx.run(self.sql.insert_session_event, (row["id"], SessionState.REQUESTED.value, None, now))
+        return self._session(row)
 
     async def set_session_state(
         self,
@@ -91,48 +70,78 @@ class SessionStore(StoreBase):
         notices: Iterable[NewDelivery] = (),
         held: DeliveryState | None = None,
     ) -> None:
-        """Store a transition with its event row, the notices it causes, and what happens to held messages."""
+        """Store a transition with its event row, the notices it causes, and what happens to held messages. A
+        condition holds only in the call: leaving it clears the condition."""
         now = _ts(utcnow())
-        async with self.transaction() as db:
-            await db.execute(
-                """UPDATE sessions SET state=?, reason=?, call_id=COALESCE(?, call_id),
-                   joined_at=COALESCE(?, joined_at), updated_at=? WHERE id=?""",
-                (state.value, reason, call_id, _ts(joined_at), now, session_id),
+        in_call = state == SessionState.IN_CALL
+        async with self.transaction() as tx:
+            await tx.run(
+                self.sql.set_session_state,
+                (state.value, reason, call_id, _ts(joined_at), now, in_call, session_id),
             )
-            await db.execute(
-                "INSERT INTO session_events (session_id, state, reason, at) VALUES (?,?,?,?)",
-                (session_id, state.value, reason, now),
-            )
+            await tx.run(self.sql.insert_session_event, (session_id, state.value, reason, now))
             if held is not None:
-                await db.execute(
-                    "UPDATE outbox SET state=?, last_error=?, updated_at=? WHERE session_id=? AND state='held'",
-                    (held.value, None if held == DeliveryState.PENDING else reason, now, session_id),
-                )
-            await self._insert_deliveries(db, notices)
+                error = None if held == DeliveryState.PENDING else reason
+                await tx.run(self.sql.settle_held, (held.value, error, now, session_id))
+            await self._insert_deliveries(tx, notices)
 
     async def touch_session(self, session_id: int) -> None:
-        async with self.transaction() as db:
-            await db.execute("UPDATE sessions SET last_activity=? WHERE id=?", (_ts(utcnow()), session_id))
+        async with self.one_statement() as tx:
+            await tx.run(self.sql.touch_session, (_ts(utcnow()), session_id))
 
     async def session_events(self, session_id: int) -> list[tuple[str, str | None]]:
-        rows = await self._all(
-            "SELECT state, reason FROM session_events WHERE session_id=? ORDER BY rowid", (session_id,)
-        )
+        rows = await self._all(self.sql.session_events, (session_id,))
         return [(r["state"], r["reason"]) for r in rows]
 
     async def count_held(self, session_id: int) -> int:
-        row = await self._one("SELECT COUNT(*) FROM outbox WHERE session_id=? AND state='held'", (session_id,))
+        row = await self._one(self.sql.count_held, (session_id,))
         return int(row[0]) if row else 0
 
     async def release_held(self, session_id: int) -> int:
         """Held messages of a session that reached the call become pending (closes the race with a transition)."""
-        async with self.transaction() as db:
-            cur = await db.execute(
-                "UPDATE outbox SET state='pending', updated_at=? WHERE session_id=? AND state='held'",
-                (_ts(utcnow()), session_id),
-            )
-            return cur.rowcount
+        async with self.one_statement() as tx:
+            return await tx.run(self.sql.release_held, (_ts(utcnow()), session_id))
 
     async def session_counts(self) -> dict[str, int]:
-        rows = await self._all("SELECT state, COUNT(*) FROM sessions GROUP BY state")
+        rows = await self._all(self.sql.session_counts)
         return {r[0]: int(r[1]) for r in rows}
+
+    # conditions of sessions in the call ----------------------------------------------------------------
+
+    async def set_condition(
+        self, session_ids: Iterable[int], condition: str, reason: str, notices: Iterable[NewDelivery] = ()
+    ) -> None:
+        """Mark sessions that are in the call with a condition and its reason, with the notices telling them."""
+        now = _ts(utcnow())
+        async with self.transaction() as tx:
+            await tx.run_many(self.sql.set_condition, [(condition, reason, now, i) for i in session_ids])
+            await self._insert_deliveries(tx, notices)
+
+    async def clear_condition(self, session_ids: Iterable[int], notices: Iterable[NewDelivery] = ()) -> int:
+        """The condition is over: clear it, release what it held (pending again), tell them; the number released."""
+        now = _ts(utcnow())
+        released = 0
+        async with self.transaction() as tx:
+            for session_id in session_ids:
+                await tx.run(self.sql.clear_condition, (now, session_id))
+                released += await tx.run(self.sql.release_held, (now, session_id))
+            await self._insert_deliveries(tx, notices)
+        return released
+
+    async def held_since(self, session_ids: Iterable[int]) -> datetime | None:
+        """When the oldest message held for these sessions was accepted."""
+        ids = list(session_ids)
+        if not ids:
+            return None
+        sql, args = self.sql.held_since(ids)
+        row = await self._one(sql, args)
+        return _dt(row[0]) if row else None
+
+    async def expire_held(self, session_id: int, before: datetime, reason: str) -> int:
+        """Fail the session's held messages accepted before `before`, with the reason; how many."""
+        async with self.one_statement() as tx:
+            return await tx.run(self.sql.expire_held, (reason, _ts(utcnow()), session_id, _ts(before)))
+
+    async def condition_counts(self, condition: str) -> dict[str, int]:
+        """Sessions in the call with this condition, by meeting."""
+        return {r[0]: int(r[1]) for r in await self._all(self.sql.condition_counts, (condition,))}

@@ -16,7 +16,7 @@ from bot.config import SmsSection
 from bot.models import DeliveryState, Direction
 from bot.relay.pacing import Pacer
 from bot.sandbox import SandboxInfo
-from bot.store import NewDelivery, Store, utcnow
+from bot.store import NewDelivery, SqliteStore, utcnow
 from tests.support.bridge import wait_for
 from tests.support.sandbox import Control
 from tests.support.sms import sms_world
@@ -88,7 +88,7 @@ def test_the_pacer_makes_room_for_a_whole_text() -> None:
 async def test_a_retry_gives_the_first_sent_time_of_the_first_try(info: SandboxInfo, tmp_path: Path) -> None:
     """The first try is recorded just before a second ends and sent just after it: its retry (the answer was lost)
     must still give ACS the same repeatabilityFirstSent, else ACS refuses it with 400 and the delivery fails."""
-    store = await Store(tmp_path / "bridge.db").open()
+    store = await SqliteStore(tmp_path / "bridge.db").open()
     gateway = AcsSmsGateway(info.connection_string, info.sms_number, connection_verify=info.ca_file)
     try:
         channel = SmsChannel(gateway, store, SmsSection(gateway="acs", number=info.sms_number))

@@ -25,6 +25,7 @@ from bot.config import MeetingConfig
 from bot.models import Delivery, DeliveryState, SessionState
 from bot.sandbox import SandboxInfo
 from bot.sms_text import segments
+from bot.store import StoreUrl
 from tests.support.bridge import wait_for
 from tests.support.sandbox import Control
 from tests.support.sms import CODE, IN_CHAT, MEETING_NAME, OTHER, PHONE, SmsWorld, sms_received_event, sms_world
@@ -43,8 +44,11 @@ def gateway(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def world(control: Control, info: SandboxInfo, tmp_path: Path, gateway: str) -> AsyncIterator[SmsWorld]:
-    async with sms_world(control, info, tmp_path, gateway) as w:
+async def world(
+    control: Control, info: SandboxInfo, tmp_path: Path, gateway: str, store_url: StoreUrl
+) -> AsyncIterator[SmsWorld]:
+    # On each store backend: the SMS wing (consent, budgets, delivery reports) is proven on PostgreSQL too.
+    async with sms_world(control, info, tmp_path, gateway, store_url=store_url) as w:
         yield w
 
 

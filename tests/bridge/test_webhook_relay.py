@@ -1,4 +1,5 @@
-"""End to end: webhook users in a sandbox Teams meeting through the real bridge, with the real Azure SDKs."""
+"""End to end: webhook users in a sandbox Teams meeting through the real bridge, with the real Azure SDKs, on each
+store backend."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from bot.models import DeliveryState, Direction, SessionState
 from bot.sandbox import SandboxInfo
+from bot.store import StoreUrl
 from tests.support.acs import identity_client
 from tests.support.bridge import wait_for
 from tests.support.sandbox import Control
@@ -19,8 +21,9 @@ from tests.support.webhook import CODE, World, make_world
 
 
 @pytest.fixture
-async def world(control: Control, info: SandboxInfo, tmp_path: Path) -> AsyncIterator[World]:
-    async for w in make_world(control, info, tmp_path):
+async def world(control: Control, info: SandboxInfo, tmp_path: Path, store_url: StoreUrl) -> AsyncIterator[World]:
+    # On each backend: the whole bridge is proven on PostgreSQL as on SQLite.
+    async for w in make_world(control, info, tmp_path, store_url=store_url):
         yield w
 
 

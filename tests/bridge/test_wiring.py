@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -14,8 +15,9 @@ from bot.app import HTTP, create_app
 from bot.config import load_settings
 from bot.relay.runtime import RELAY
 from bot.sandbox import SandboxInfo
-from bot.store.migrations import MIGRATIONS
+from bot.store.sqlite.migrations import MIGRATIONS
 from tests.support.bridge import bridge_settings
+from tests.support.postgres import PostgresServer, free_port
 
 # Any endpoint: nothing is reached before the store refuses to open.
 UNREACHED = "endpoint=https://127.0.0.1:9/;accesskey=" + "A" * 44
@@ -65,3 +67,37 @@ async def test_run_refuses_a_store_newer_than_the_code_with_one_line_and_exit_co
     errors = [line for line in err.decode().splitlines() if line.startswith("store error:")]
     assert len(errors) == 1 and "newer than this bridge's" in errors[0], err.decode()
     assert "Traceback" not in err.decode()
+
+
+@pytest.mark.parametrize("problem", ["wrong password", "nothing listening"])
+async def test_run_on_a_postgresql_it_cannot_open_says_why_in_one_line_without_the_password(
+    tmp_path: Path, postgres: PostgresServer, problem: str
+) -> None:
+    url = await postgres.create_database()
+    password = "wrong-" + url.password if problem == "wrong password" and url.password else url.password
+    port = url.port if problem == "wrong password" else free_port()
+    config = tmp_path / "bridge.toml"
+    config.write_text(
+        f'[bridge]\nstate_dir = "{tmp_path / "state"}"\nport = 0\n'
+        f'store_url = "postgresql://{url.user}:env:TEST_DB_PASSWORD@127.0.0.1:{port}/{url.database}"\n'
+        f'[acs]\nconnection_string = "{UNREACHED}"\n'
+        '[webhook_clients.app]\nsecrets = ["whsec_' + "QkJC" * 8 + '"]\n'
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "TEST_DB_PASSWORD": password or ""},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1, (out, err)
+    errors = [line for line in err.decode().splitlines() if line.startswith("store error: cannot open the store")]
+    assert len(errors) == 1, err.decode()
+    assert f"postgresql://{url.user}:***@127.0.0.1:{port}/" in errors[0]
+    assert "Traceback" not in err.decode()
+    assert password and password not in (out + err).decode()

@@ -399,7 +399,8 @@ async def test_update_topic_and_properties(info: SandboxInfo, regular: Room) -> 
             await tc.update_topic("")
     assert props.topic == "New topic"
     assert props.created_by.raw_id == regular.ann
-    assert len(system) == 1 and system[0].content.topic == "New topic"
+    # Newest first: the update, then the topic the thread was created with.
+    assert len(system) == 2 and system[0].content.topic == "New topic" and system[1].content.topic != "New topic"
     assert exc.value.status_code == 400
 
 

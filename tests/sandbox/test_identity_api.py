@@ -200,13 +200,16 @@ async def test_hmac_missing_header_is_401(http: aiohttp.ClientSession, info: San
     assert error_of(answer)[0] == "Unauthorized"
 
 
-async def test_bearer_token_is_not_accepted_by_identity_api(http: aiohttp.ClientSession, info: SandboxInfo) -> None:
+async def test_an_acs_user_token_is_not_accepted_by_identity_api(
+    http: aiohttp.ClientSession, info: SandboxInfo
+) -> None:
+    """Bearer tokens are Entra ID's for the resource; a user's chat token is not one of them."""
     async with identity_client(info) as client:
         _, token = await client.create_user_and_token(["chat"])
     headers = {"Authorization": f"Bearer {token.token}"}
     status, answer, _ = await request(http, info, "POST", IDENTITIES, headers=headers)
     assert status == 401
-    assert "HMAC-SHA256" in error_of(answer)[1]
+    assert "not valid for this resource" in error_of(answer)[1]
 
 
 async def test_missing_api_version_is_400(http: aiohttp.ClientSession, info: SandboxInfo) -> None:

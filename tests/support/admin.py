@@ -72,7 +72,7 @@ class Admin:
 
 
 async def start_admin(
-    control: Control, info: SandboxInfo, tmp_path: Path, token: str | None = TOKEN
+    control: Control, info: SandboxInfo, tmp_path: Path, token: str | None = TOKEN, **relay: Any
 ) -> AsyncIterator[Admin]:
     meeting = await control.meeting()
     secret = new_secret()
@@ -82,7 +82,7 @@ async def start_admin(
     # A client without a callback URL: whatever is sent to its users fails for good, with a reason.
     clients = {"app": receiver.client, "nocb": client_for(None, secret)}
     config = MeetingConfig(link=meeting["joinWebUrl"], code=CODE, name="Weekly sync")
-    settings = bridge_settings(info, tmp_path / "bridge", clients=clients, meetings=[config])
+    settings = bridge_settings(info, tmp_path / "bridge", clients=clients, meetings=[config], relay=relay)
     # Some tests send a wrong token to every route: the throttle that would soon answer 429 has its own tests.
     admin = AdminSection(token=SecretStr(token) if token else None, failed_tokens_allowed=10_000)
     settings = settings.model_copy(update={"admin": admin})

@@ -24,7 +24,7 @@ from bot.embedded import on_sandbox
 from bot.relay.runtime import RELAY, Relay
 from bot.sandbox import SandboxInfo
 from bot.server import BoundedRunner, BoundedSite
-from bot.store import STORE, Store
+from bot.store import STORE, Store, StoreUrl
 
 
 async def wait_for(check: Callable[[], Awaitable[Any]], limit_s: float = 20.0, what: str = "condition") -> Any:
@@ -162,14 +162,16 @@ def bridge_settings(
     meetings: list[MeetingConfig],
     relay: dict[str, Any] | None = None,
     sms: dict[str, Any] | None = None,
+    store_url: StoreUrl | None = None,
 ) -> Settings:
     """Settings for a bridge on the sandbox; `sms` overrides SMS settings before the sandbox fills in the rest
-    (gateway "twilio" is kept: twilio_on_sandbox then supplies its account)."""
+    (gateway "twilio" is kept: twilio_on_sandbox then supplies its account); `store_url` another store than
+    state_dir's SQLite file."""
     base = load_settings(None, environ={})
     relay_settings = base.relay.model_copy(update={"poll_active_s": 0.2, "poll_idle_s": 0.5, **(relay or {})})
     settings = base.model_copy(
         update={
-            "bridge": base.bridge.model_copy(update={"state_dir": state_dir, "port": 0}),
+            "bridge": base.bridge.model_copy(update={"state_dir": state_dir, "port": 0, "store_url": store_url}),
             "webhook_clients": clients,
             "meetings": meetings,
             "relay": relay_settings,

@@ -18,6 +18,7 @@ from bot.config import MeetingConfig
 from bot.embedded import SMS_EVENT_TYPES, point_sandbox_twilio, subscribe_sandbox_events, twilio_on_sandbox
 from bot.models import Delivery, Direction, SessionState
 from bot.sandbox import SandboxInfo
+from bot.store import StoreUrl
 from tests.support.bridge import Bridge, base_url, bridge_settings, listening_socket, wait_for
 from tests.support.sandbox import Control
 
@@ -159,6 +160,7 @@ async def sms_world(
     lobby: str = "auto",
     sms: dict[str, Any] | None = None,
     extra_meetings: list[MeetingConfig] | None = None,
+    store_url: StoreUrl | None = None,
     **meeting_opts: Any,
 ) -> AsyncIterator[SmsWorld]:
     """A bridge wired to the sandbox for one gateway as `run` wires it: Event Grid subscribed to the ACS SMS door,
@@ -167,7 +169,9 @@ async def sms_world(
     config = MeetingConfig(link=meeting["joinWebUrl"], code=CODE, name=MEETING_NAME, **meeting_opts)
     overrides = {"gateway": gateway, "burst_window_s": 0.3, **(sms or {})}
     meetings = [config, *(extra_meetings or [])]
-    settings = bridge_settings(info, tmp_path / "bridge", clients={}, meetings=meetings, sms=overrides)
+    settings = bridge_settings(
+        info, tmp_path / "bridge", clients={}, meetings=meetings, sms=overrides, store_url=store_url
+    )
     sock = listening_socket()
     try:
         if gateway == "twilio":

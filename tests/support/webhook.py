@@ -9,6 +9,7 @@ from typing import Any
 from bot.config import MeetingConfig
 from bot.models import SessionState
 from bot.sandbox import SandboxInfo
+from bot.store import StoreUrl
 from tests.support.bridge import Bridge, Receiver, bridge_settings, client_for, new_secret, wait_for
 from tests.support.sandbox import Control
 
@@ -53,7 +54,12 @@ class World:
 
 
 async def make_world(
-    control: Control, info: SandboxInfo, tmp_path: Path, lobby: str = "auto", **meeting_opts: Any
+    control: Control,
+    info: SandboxInfo,
+    tmp_path: Path,
+    lobby: str = "auto",
+    store_url: StoreUrl | None = None,
+    **meeting_opts: Any,
 ) -> AsyncIterator[World]:
     meeting = await control.meeting(lobby=lobby)
     secret = new_secret()
@@ -66,6 +72,7 @@ async def make_world(
         tmp_path / "bridge",
         clients={"app": client},
         meetings=[MeetingConfig(link=meeting["joinWebUrl"], code=CODE, name="Weekly sync", **meeting_opts)],
+        store_url=store_url,
     )
     bridge = await Bridge(settings).start()
     try:

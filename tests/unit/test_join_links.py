@@ -58,8 +58,11 @@ def test_long_link_without_context_still_names_the_thread() -> None:
     assert (parsed.thread_id, parsed.tenant_id, parsed.organizer_id) == (THREAD, None, None)
 
 
-def test_government_cloud_host() -> None:
-    assert parse_join_link(long_link(host="gov.teams.microsoft.us")).thread_id == THREAD
+@pytest.mark.parametrize("host", ["gov.teams.microsoft.us", "dod.teams.microsoft.us", "teams.microsoft.us"])
+def test_government_cloud_links_are_refused_with_the_reason(host: str) -> None:
+    with pytest.raises(JoinLinkError, match="government cloud") as caught:
+        parse_join_link(long_link(host=host))
+    assert host in str(caught.value) and "cannot be bridged" in str(caught.value)
 
 
 def test_short_link() -> None:

@@ -15,14 +15,26 @@ LAYERS: list[set[str]] = [
     {"models", "errors"},
     # the pure core, and the settings every layer reads
     {"sessions", "formatting", "commands", "sms_text", "phones", "links", "config", "tasks", "backoff", "address"}
-    | {"graph_ids", "readiness", "peers"},
+    | {"graph_ids", "readiness", "peers", "store_url"},
     # the ports and their implementations, the registry of meetings, the counters, the error envelope
     {"store", "acs", "calls", "metrics", "meetings", "inflight", "refusal"},
     {"relay"},
     # the doors
     {"channels", "admin"},
     # the wiring and the command line
-    {"app", "server", "drain", "embedded", "demo", "tools", "admin_commands", "cli", "__main__"},
+    {
+        "app",
+        "server",
+        "drain",
+        "unavailable",
+        "embedded",
+        "demo",
+        "tools",
+        "admin_commands",
+        "doctor",
+        "cli",
+        "__main__",
+    },
 ]
 # The sandbox stands alone: it imports nothing of the bridge, and only these modules start it.
 SANDBOX = "sandbox"

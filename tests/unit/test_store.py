@@ -1,34 +1,25 @@
-"""Tests for bot.store.sqlite: migrations, idempotent intake, outbound dedupe, sessions and the outbox."""
+"""The store on both backends (SQLite, PostgreSQL): idempotent intake, outbound dedupe, sessions and the outbox."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import sqlite3
-import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 
-import bot.store.base as store_module
-from bot.errors import SchemaTooNewError
 from bot.models import DeliveryState, Direction, IdentityMode, Meeting, SessionState
-from bot.sessions import ACTIVE
-from bot.store import NewDelivery, Store, utcnow
-from bot.store.migrations import MIGRATIONS
-from bot.store.sessions import _ACTIVE_SQL
+from bot.store import NewDelivery, Store, StoreConflictError, StoreUrl, store_for, utcnow
+from bot.store.outbox import BacklogFull
 
 S = SessionState
 D = DeliveryState
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    st = await Store(tmp_path / "state" / "bridge.db").open()
+async def store(store_url: StoreUrl) -> AsyncIterator[Store]:
+    st = await store_for(store_url).open()
     try:
         yield st
     finally:
@@ -85,76 +76,6 @@ async def scalar(store: Store, sql: str, *args: Any) -> Any:
     return row[0]
 
 
-# migrations -------------------------------------------------------------------------------------------------
-
-
-async def test_migrations_run_once_and_the_version_is_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    path = tmp_path / "deep" / "folder" / "bridge.db"
-    caplog.set_level(logging.INFO, logger="bot.store")
-    first = await Store(path).open()
-    try:
-        assert await scalar(first, "PRAGMA user_version") == len(MIGRATIONS)
-        assert str(await scalar(first, "PRAGMA journal_mode")).lower() == "wal"
-        assert await scalar(first, "PRAGMA foreign_keys") == 1
-        await setup(first)
-    finally:
-        await first.close()
-    assert [r.getMessage() for r in caplog.records if "migrated" in r.getMessage()] == [
-        f"store migrated to schema {n}" for n in range(1, len(MIGRATIONS) + 1)
-    ]
-    caplog.clear()
-    again = await Store(path).open()
-    try:
-        assert await scalar(again, "PRAGMA user_version") == len(MIGRATIONS)
-        assert [m.id for m in await again.list_meetings()] == ["m-1"]
-        assert await again.writable()
-    finally:
-        await again.close()
-    assert not [r for r in caplog.records if "migrated" in r.getMessage()]
-
-
-async def test_a_new_migration_runs_on_the_next_open_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "bridge.db"
-    await (await Store(path).open()).close()
-    monkeypatch.setattr(
-        store_module, "MIGRATIONS", [*MIGRATIONS, "CREATE TABLE extra (x TEXT); INSERT INTO extra VALUES ('a')"]
-    )
-    for _ in range(2):  # re-running migration 1 would fail (its tables exist), re-running 2 would insert twice
-        st = await Store(path).open()
-        try:
-            assert await scalar(st, "PRAGMA user_version") == len(MIGRATIONS) + 1
-            assert await scalar(st, "SELECT COUNT(*) FROM extra") == 1
-        finally:
-            await st.close()
-
-
-async def test_a_store_written_by_a_newer_bridge_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
-    path = tmp_path / "bridge.db"
-    await (await Store(path).open()).close()
-    with sqlite3.connect(path) as db:
-        db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
-    with pytest.raises(SchemaTooNewError, match=f"schema {len(MIGRATIONS) + 1}, newer than this bridge's"):
-        await Store(path).open()
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) + 1
-
-
-async def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "bridge.db"
-    await (await Store(path).open()).close()
-    monkeypatch.setattr(store_module, "MIGRATIONS", [*MIGRATIONS, "CREATE TABLE half (x); CREATE TABLE meetings (x)"])
-    with pytest.raises(sqlite3.OperationalError):
-        await Store(path).open()
-    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
-    st = await Store(path).open()
-    try:
-        assert await scalar(st, "PRAGMA user_version") == len(MIGRATIONS)
-        tables = await scalar(st, "SELECT COUNT(*) FROM sqlite_master WHERE name='half'")
-        assert tables == 0
-    finally:
-        await st.close()
-
-
 # inbound intake ---------------------------------------------------------------------------------------------
 
 
@@ -194,18 +115,37 @@ async def test_concurrent_identical_inbound_makes_one_row(store: Store) -> None:
     assert await scalar(store, "SELECT COUNT(*) FROM inbox") == 1
 
 
-async def test_concurrent_inbound_through_two_connections_makes_one_row(tmp_path: Path) -> None:
-    path = tmp_path / "bridge.db"
-    a, b = await Store(path).open(), await Store(path).open()
+async def test_concurrent_inbound_through_two_stores_on_one_database_makes_one_row(store_url: StoreUrl) -> None:
+    # Two stores on one database: two processes sharing a SQLite file, or two bridge instances on one PostgreSQL.
+    a, b = await store_for(store_url).open(), await store_for(store_url).open()
     try:
         await setup(a)
         calls = [
-            st.record_inbound("webhook:app", "msg_y", 202, {"id": f"d-{i}"}, delivery(f"d-{i}"))
+            st.record_inbound("webhook:app", "msg_y", 202, {"id": f"d-{i}"}, delivery(f"d-{i}"), max_meeting=100)
             for i, st in enumerate([a, b] * 10)
         ]
         results = await asyncio.gather(*calls)
         assert sum(1 for *_, fresh in results if fresh) == 1
+        assert len({str(answer) for _, answer, _ in results}) == 1
         assert len(await a.deliveries()) == 1 and len(await b.deliveries()) == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_the_backlog_bound_holds_for_concurrent_intake_through_two_stores(store_url: StoreUrl) -> None:
+    # Counted inside the storing transaction: however the requests interleave across stores (processes), the
+    # meeting never holds more than its bound.
+    a, b = await store_for(store_url).open(), await store_for(store_url).open()
+    try:
+        await setup(a)
+        calls = [
+            st.record_inbound("webhook:app", f"msg_{i}", 202, {}, delivery(f"d-{i}"), max_meeting=5)
+            for i, st in enumerate([a, b] * 10)
+        ]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert sum(1 for r in results if isinstance(r, BacklogFull)) == 15
+        assert len(await a.pending(Direction.INBOUND, "meeting_id", "m-1")) == 5
     finally:
         await a.close()
         await b.close()
@@ -242,7 +182,7 @@ async def test_record_outbound_dedupes_by_message_and_version_and_advances_the_c
 async def test_record_outbound_is_one_transaction(store: Store) -> None:
     await setup(store)
     await store.add_deliveries([delivery("taken", direction=Direction.OUTBOUND)])
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(StoreConflictError):
         await store.record_outbound(
             "m-1", "2002", "v1", [delivery("fresh"), delivery("taken")], cursor="2026-02-02T00:00:00+00:00"
         )
@@ -261,7 +201,7 @@ async def test_one_active_session_per_user_and_meeting(store: Store) -> None:
     await store.upsert_meeting(meeting("m-2", "654321"))
     first = await store.create_session("webhook:app/ann", "m-1", "8:acs:ann")
     assert first.state == S.REQUESTED and first.identity_id == "8:acs:ann"
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(StoreConflictError):
         await store.create_session("webhook:app/ann", "m-1", "8:acs:ann")
     # Other users and other meetings are independent.
     await store.create_session("webhook:app/bob", "m-1", None)
@@ -269,7 +209,7 @@ async def test_one_active_session_per_user_and_meeting(store: Store) -> None:
     # Once the session is over, a new one may start; the old one stays as history.
     for state in (S.JOINING, S.LOBBY, S.IN_CALL):
         await store.set_session_state(first.id, state)
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(StoreConflictError):
             await store.create_session("webhook:app/ann", "m-1", None)
     await store.set_session_state(first.id, S.LEFT, "user")
     second = await store.create_session("webhook:app/ann", "m-1", None)
@@ -292,22 +232,6 @@ async def test_current_session_is_the_latest_active_one_in_any_meeting(store: St
     assert current is not None and current.id == first.id
     await store.set_session_state(first.id, S.ENDED)
     assert await store.current_session("sms:+15550100") is None
-
-
-async def test_active_session_lookups_search_the_partial_index_instead_of_scanning(store: Store) -> None:
-    await setup(store, "webhook:app/ann")
-    statements: list[str] = []
-    store._db._conn.set_trace_callback(statements.append)
-    try:
-        await store.active_session("webhook:app/ann", "m-1")
-        await store.current_session("webhook:app/ann")
-    finally:
-        store._db._conn.set_trace_callback(None)
-    assert len(statements) == 2
-    assert {state.strip(" '") for state in _ACTIVE_SQL.strip("()").split(",")} == set(ACTIVE)
-    for sql in statements:
-        plan = " ".join(str(row[3]) for row in await store._all(f"EXPLAIN QUERY PLAN {sql}"))
-        assert "USING INDEX one_active_session" in plan, (sql, plan)
 
 
 async def test_set_session_state_writes_an_event_per_transition(store: Store) -> None:
@@ -371,7 +295,7 @@ async def test_a_transition_and_its_notices_are_one_transaction(store: Store) ->
     await setup(store)
     session = await store.create_session("webhook:app/ann", "m-1", None)
     await store.add_deliveries([delivery("dup"), delivery("h", state=D.HELD, session_id=session.id)])
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(StoreConflictError):
         await store.set_session_state(session.id, S.LOBBY, notices=[delivery("dup")], held=D.PENDING)
     stored = await store.get_session(session.id)
     assert stored is not None and stored.state == S.REQUESTED
@@ -528,7 +452,7 @@ async def test_meetings_and_users(store: Store) -> None:
     await store.upsert_meeting(Meeting(**{**meeting().__dict__, "thread_id": None, "name": "Renamed"}))
     again = await store.get_meeting("m-1")
     assert again is not None and again.name == "Renamed" and again.thread_id == "19:meeting_m-1@thread.v2"
-    with pytest.raises(sqlite3.IntegrityError):  # join codes are unique
+    with pytest.raises(StoreConflictError):  # join codes are unique
         await store.upsert_meeting(meeting("m-3", "123456"))
     await store.delete_meeting("m-2")
     assert [m.id for m in await store.list_meetings()] == ["m-1"]
@@ -549,20 +473,47 @@ async def test_meetings_and_users(store: Store) -> None:
 async def test_transaction_rolls_back_on_error(store: Store) -> None:
     await setup(store)
     with pytest.raises(RuntimeError):
-        async with store.transaction() as db:
-            await db.execute("UPDATE meetings SET name='changed' WHERE id='m-1'")
+        async with store.transaction() as tx:
+            await tx.run("UPDATE meetings SET name='changed' WHERE id='m-1'")
             raise RuntimeError("boom")
     m = await store.get_meeting("m-1")
     assert m is not None and m.name == "Weekly sync"
-    assert isinstance(store._db, aiosqlite.Connection)
 
 
-async def test_statements_run_on_the_event_loops_thread(store: Store) -> None:
-    # The store overrides a private hook of aiosqlite (see InlineConnection): a release that renames or reroutes
-    # it would quietly send every statement back through the worker thread. Here the query itself says where
-    # it ran.
-    raw = store._db._conn
-    raw.create_function("thread_id", 0, threading.get_ident)
-    async with store._db.execute("SELECT thread_id()") as cursor:
-        row = await cursor.fetchone()
-    assert row is not None and row[0] == threading.get_ident()
+async def test_a_condition_holds_in_the_call_only_and_its_end_releases_what_it_held(store: Store) -> None:
+    await setup(store, "webhook:app/ann", "webhook:app/bob")
+    ann = await store.create_session("webhook:app/ann", "m-1", None)
+    bob = await store.create_session("webhook:app/bob", "m-1", None)
+    await store.set_session_state(ann.id, S.IN_CALL)
+    await store.set_condition(
+        [ann.id, bob.id],
+        "chat_refused",
+        "403 from the chat",
+        [delivery("n-ann", direction=Direction.OUTBOUND, kind="notice")],
+    )
+    got_ann, got_bob = await store.get_session(ann.id), await store.get_session(bob.id)
+    assert got_ann is not None and (got_ann.condition, got_ann.condition_reason) == (
+        "chat_refused",
+        "403 from the chat",
+    )
+    assert got_bob is not None and got_bob.condition is None  # not in the call: no condition
+    assert await store.condition_counts("chat_refused") == {"m-1": 1}
+    assert await store.get_delivery("n-ann") is not None
+    await store.add_deliveries([delivery(f"h{i}", state=D.HELD, session_id=ann.id) for i in range(3)])
+    oldest = await store.held_since([ann.id, bob.id])
+    assert oldest is not None and abs(oldest - utcnow()) < timedelta(minutes=1)
+    assert await store.held_since([]) is None
+    assert await store.expire_held(ann.id, utcnow() - timedelta(hours=1), "too old") == 0
+    assert await store.clear_condition([ann.id]) == 3
+    assert [d.id for d in await store.pending(Direction.INBOUND, "meeting_id", "m-1")] == ["h0", "h1", "h2"]
+    assert await store.condition_counts("chat_refused") == {}
+    # A transition within the call keeps a condition; leaving the call clears it.
+    await store.set_condition([ann.id], "chat_refused", "again")
+    await store.set_session_state(ann.id, S.IN_CALL, "still connected")
+    kept = await store.get_session(ann.id)
+    assert kept is not None and kept.condition == "chat_refused"
+    await store.add_deliveries([delivery("late", state=D.HELD, session_id=ann.id)])
+    assert await store.expire_held(ann.id, utcnow() + timedelta(seconds=1), "held too long") == 1
+    await store.set_session_state(ann.id, S.LEFT, "user")
+    left = await store.get_session(ann.id)
+    assert left is not None and left.condition is None and left.condition_reason is None

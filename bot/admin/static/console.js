@@ -43,8 +43,22 @@ const Bridge = (() => {
     left: "left", ended: "ended", failed: "failed",
   };
 
-  function stateBadge(state) {
+  function stateBadge(state, condition) {
+    if (condition === "chat_refused") return el("span", { class: "badge state-refused" }, "in the call, chat refused");
     return el("span", { class: `badge state-${state}` }, STATE_NAMES[state] || state);
+  }
+
+  /** The page's banner (if it has one) naming the meetings whose chat refuses the bridge's guests right now. */
+  function refusedBanner(list) {
+    const banner = document.getElementById("chat-refused");
+    if (!banner) return;
+    banner.hidden = !list || list.length === 0;
+    if (banner.hidden) return;
+    banner.replaceChildren(
+      el("strong", {}, "Meeting chat refused. "),
+      ...list.map((m) => el("span", { class: "refused" },
+        `“${m.name}” (code ${m.code}) refuses guest chat though ${m.sessions} ${m.sessions === 1 ? "guest is" : "guests are"}`
+        + ` in the call: ${m.reason || "no reason given"}. Their messages are kept for a while and sent if it clears. `)));
   }
 
   /** Call the admin API with the session cookie and the CSRF token: {ok, status, data}. */
@@ -86,7 +100,11 @@ const Bridge = (() => {
     function connect() {
       const source = new EventSource(`/console/events${query}`);
       source.addEventListener("open", () => { delay = 1000; show("live", "on"); });
-      source.addEventListener("snapshot", (event) => onSnapshot(JSON.parse(event.data)));
+      source.addEventListener("snapshot", (event) => {
+        const snap = JSON.parse(event.data);
+        refusedBanner(snap.chatRefused);
+        onSnapshot(snap);
+      });
       source.addEventListener("signedout", () => { source.close(); window.location.reload(); });
       source.addEventListener("error", async () => {
         show("reconnecting…", "off");

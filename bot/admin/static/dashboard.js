@@ -17,7 +17,7 @@
     return el("tr", { "data-session": s.id },
       cell("User", el("div", {}, el("span", { class: "who" }, s.displayName), el("span", { class: "sub" }, s.userId))),
       cell("Meeting", el("a", { href: meetingHref(s.meetingId) }, s.meetingName)),
-      cell("State", stateBadge(s.state)),
+      cell("State", stateBadge(s.state, s.condition)),
       cell("Since", timeEl(s.since)));
   }
 

@@ -27,7 +27,7 @@
     }, "Block user");
     return el("tr", { "data-session": s.id, "data-user": s.userId },
       cell("User", el("div", {}, el("span", { class: "who" }, s.displayName), el("span", { class: "sub" }, s.userId))),
-      cell("State", stateBadge(s.state)),
+      cell("State", stateBadge(s.state, s.condition)),
       cell("Since", timeEl(s.since)),
       cell("Actions", el("span", { class: "actions" }, end, block)));
   }

@@ -1,4 +1,4 @@
-"""Numbered schema migrations; each runs once, in order, inside a transaction."""
+"""The SQLite schema: numbered migrations, each run once, in order, inside a transaction (PRAGMA user_version)."""
 
 from __future__ import annotations
 
@@ -110,5 +110,11 @@ MIGRATIONS: list[str] = [
     # 4: provider ids by arrival: records older than the repeat retention are pruned
     """
     CREATE INDEX inbox_by_received ON inbox(received_at);
+    """,
+    # 5: a condition on a session in the call (chat_refused: the meeting's chat answers 403 while the call is
+    #    connected) with the service's words, kept across a restart with the messages it holds
+    """
+    ALTER TABLE sessions ADD COLUMN condition TEXT;
+    ALTER TABLE sessions ADD COLUMN condition_reason TEXT;
     """,
 ]
