@@ -86,8 +86,9 @@ bench-quick: $(VENV)/.installed postgresql
 
 # The crash and fault soak (README "Reliability"): 1,000 messages and 5 SIGKILLs, under 5 minutes on two cores.
 # The full run (10,000 messages, 20 kills): make soak SOAK_ARGS=--full
+# Every call leg in the bridge's headless Chromium, killed with it: make soak SOAK_ARGS="--connector browser"
 .PHONY: soak
-soak: $(VENV)/.installed
+soak: $(VENV)/.installed chromium
 	$(PY) -m bench.soak $(SOAK_ARGS)
 
 clean:

@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bot.calls.browser import process as browser_process
 from bot.channels.webhook import sign, verify
 from bot.config import WebhookClient
 
@@ -38,6 +39,10 @@ CHAT_EVENT_TYPES = [
     "Microsoft.Communication.ChatMessageEditedInThread",
     "Microsoft.Communication.ChatMessageDeletedInThread",
 ]
+
+
+ORPHAN_GRACE_S = 2.0
+"""How long a killed bridge's browser may take to exit on its own (it took under half a second when tried)."""
 
 
 def free_port() -> int:
@@ -295,11 +300,34 @@ class BridgeProcess:
         attempts = self.config.event_delivery_attempts
         return {"maxDeliveryAttempts": attempts} if attempts is not None else {}
 
-    def kill(self) -> None:
-        """SIGKILL: no chance to clean up, as a crash or an OOM kill."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+    def kill(self) -> int:
+        """SIGKILL: no chance to clean up, as a crash or an OOM kill. What the bridge had started (the browser
+        connector's Playwright driver and its Chromium tree) is given ORPHAN_GRACE_S to go with it, as it does when
+        its driver's pipe to the dead bridge closes; whatever is still running then is killed, as a crash of the
+        whole container would: a browser left running would keep its call legs, and its agents' identities, in the
+        call. Returns how many processes that was."""
+        if self.proc is None or self.proc.poll() is not None:
+            return 0
+        # Read before the kill: once the bridge is gone its children belong to init and no longer look like its own.
+        started = [pid for pid in browser_process.tree(self.proc.pid) if pid != self.proc.pid]
+        groups = {_group(pid) for pid in started} - {None, os.getpgrp()}
+        self.proc.kill()
+        self.proc.wait()
+        deadline = time.monotonic() + ORPHAN_GRACE_S
+        while any(_running(pid) for pid in started) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        left = [pid for pid in started if _running(pid)]
+        for group in groups if left else ():
+            # Chromium runs in a process group of its own (Playwright starts it detached): its renderers and zygotes,
+            # forked after the tree was read, go with it.
+            assert group is not None
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in left:
+            browser_process.kill(pid)
+        return len(left)
 
     async def terminate(self, timeout_s: float = 30.0) -> int | None:
         """SIGTERM and wait; the exit code, or None if it did not exit in time (then it is killed)."""
@@ -329,6 +357,22 @@ class BridgeProcess:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
         return 0
+
+
+def _group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
 
 
 class WebhookSender:

@@ -1,12 +1,16 @@
 """The crash and fault soak: external users and Teams users talk through a bridge that is SIGKILLed and restarted
 while the sandbox injects faults; at the end every sink is counted for lost, duplicated and out-of-order messages.
 
-    python -m bench.soak [--messages N] [--kills K] [--full] [--seed S] [--output soak-results.json]
+    python -m bench.soak [--messages N] [--kills K] [--full] [--seed S] [--connector browser] [--output FILE]
 
 The bridge and the sandbox run as their own processes (bench/processes.py). This process plays everyone else:
 webhook clients that resend the same webhook-id until they get a 2xx, phones texting the ACS number, Teams users
 posting in the meetings, the callback sink, the killer and the fault injector. Exit status 1 when anything was
 lost, duplicated, out of order or left in the outbox.
+
+With --connector browser the bridge holds every call leg in its headless Chromium (the sandbox's stand-in Calling
+SDK): each SIGKILL takes the browser down with the bridge, and the Teams messages that no leg could read meanwhile
+are counted apart (bench/soak_gaps.py).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from bot.store.outbox import BACKLOG_NOTICE as BACKLOG_FULL
 
 from .processes import BridgeConfig, BridgeProcess, SandboxProcess, Sink, WebhookSender, new_secret
 from .soak_check import Tally, check_recipient, check_thread, token, tokens
+from .soak_gaps import away_spans, epoch, excusable, gap_report, post_times
 from .soak_report import CHAT_EVENT_FAULTS, EXPECTED_FAILURES, FAULTS, by_kind, table
 
 CLIENT = "soak"
@@ -97,6 +102,12 @@ class SoakOptions:
     """Event Grid chat events on: meetings are read on them (with faults, a share lost and a share repeated)."""
     drain_timeout_s: float = 240.0
     state_dir: Path | None = None
+    connector: str = "sandbox"
+    """calls.connector of the bridge: sandbox (legs in the sandbox, untouched by a crash) or browser."""
+    leg_grace_s: float = 0.0
+    """With the browser: how long the sandbox keeps a leg whose browser vanished. 0, the pessimistic case: every crash
+    takes the meeting's legs out of the chat at once, so what is posted until they are back is unreadable (real Teams
+    keeps a vanished client about 60 s)."""
 
     @classmethod
     def full(cls) -> SoakOptions:
@@ -163,6 +174,10 @@ class Kill:
     at_s: float
     down_s: float
     restart_s: float
+    browser_left: int = 0
+    """Processes the bridge had started (its browser's) still running 2 s after it was gone, then killed."""
+    wall: float = 0.0
+    """time.time() of the kill."""
 
 
 @dataclass
@@ -232,7 +247,12 @@ class Soak:
             chat_event_faults=CHAT_EVENT_FAULTS | {"seed": self.o.seed}
             if self.o.chat_events and self.o.faults
             else None,
+            connector=self.o.connector,
+            # A crash must be noticed by the legs' own stream, not a late heartbeat; several pages share the crowd.
+            browser={"heartbeat_s": 1.0, "heartbeat_timeout_s": 3.0} if self.o.connector == "browser" else {},
         )
+        if self.o.connector == "browser":
+            await self.sandbox.control("PUT", "/call-settings", {"graceSeconds": self.o.leg_grace_s})
         self.bridge = BridgeProcess(config, self.sandbox)
         await self.bridge.start()
         self.sender = WebhookSender(self.bridge.base, CLIENT, self.secret)
@@ -244,6 +264,16 @@ class Soak:
             r.raise_for_status()
             return await r.json()
 
+    async def everyone_in_call(self, limit_s: float) -> bool:
+        deadline = time.monotonic() + limit_s
+        while True:
+            sessions = (await self.admin("/sessions?state=in_call"))["sessions"]
+            if len(sessions) >= len(self.externals):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.5)
+
     async def join_everyone(self, limit_s: float = 120.0) -> None:
         meetings = {m.index: m for m in self.meetings}
         for user in self.externals:
@@ -253,14 +283,9 @@ class Soak:
                 await self.post_webhook(event | {"meeting": code}, f"join_{user.owner}")
             else:
                 await self.text(user.address, f"JOIN {code}")
-        deadline = time.monotonic() + limit_s
-        while True:
+        if not await self.everyone_in_call(limit_s):
             sessions = (await self.admin("/sessions?state=in_call"))["sessions"]
-            if len(sessions) >= len(self.externals):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {len(sessions)} of {len(self.externals)} users got into their calls")
-            await asyncio.sleep(0.5)
+            raise RuntimeError(f"only {len(sessions)} of {len(self.externals)} users got into their calls")
 
     # the actors ---------------------------------------------------------------------------------------------
 
@@ -338,11 +363,13 @@ class Soak:
         moments = sorted(rng.uniform(0.05, 1.1) * self.o.duration_s for _ in range(self.o.kills))
         for at in moments:
             await asyncio.sleep(max(0.0, started + at - time.monotonic()))
-            self.bridge.kill()
+            wall = time.time()
+            left = self.bridge.kill()
             killed = time.monotonic()
             await asyncio.sleep(rng.uniform(0.0, 1.5))
             restart = await self.bridge.start()
-            self.kills.append(Kill(round(killed - started, 2), round(time.monotonic() - killed, 2), round(restart, 2)))
+            down = round(time.monotonic() - killed, 2)
+            self.kills.append(Kill(round(killed - started, 2), down, round(restart, 2), left, wall))
 
     # the run ------------------------------------------------------------------------------------------------
 
@@ -358,14 +385,58 @@ class Soak:
         await self.sandbox.control("DELETE", "/faults")
         return {label: rule["fired"] for (label, _), rule in zip(FAULTS, shown["rules"], strict=True)}
 
-    async def threads(self) -> dict[int, list[str]]:
-        """Each meeting's chat: the contents of its text and HTML messages, oldest first."""
+    async def raw_threads(self) -> dict[int, list[dict[str, Any]]]:
+        """Each meeting's chat as Teams shows it, system messages (who joined and left the chat) included."""
         found = {}
         for m in self.meetings:
             body = await self.sandbox.control("GET", f"/meetings/{m.id}/messages")
-            found[m.index] = [
-                str(x["content"].get("message", "")) for x in body["value"] if x["type"] in ("text", "html")
-            ]
+            found[m.index] = list(body["value"])
+        return found
+
+    @staticmethod
+    def contents(raw: list[dict[str, Any]]) -> list[str]:
+        """The contents of a thread's text and HTML messages, oldest first."""
+        return [str(x["content"].get("message", "")) for x in raw if x["type"] in ("text", "html")]
+
+    async def threads(self) -> dict[int, list[str]]:
+        return {index: self.contents(raw) for index, raw in (await self.raw_threads()).items()}
+
+    def store_view(self) -> tuple[dict[str, set[tuple[str, int]]], dict[str, list[tuple[str, float]]]]:
+        """From the bridge's store: the tokens of every outbound message it stored for each user (what the reader
+        handed them), and each user's session states with their times."""
+        assert self.bridge is not None
+        handed: dict[str, set[tuple[str, int]]] = {}
+        events: dict[str, list[tuple[str, float]]] = {}
+        path = self.bridge.config.state_dir / "bridge.db"
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            for user_id, body in db.execute("SELECT user_id, body FROM outbox WHERE direction='out'"):
+                handed.setdefault(user_id, set()).update(tokens(str(json.loads(body).get("text", ""))))
+            for user_id, state, at in db.execute(
+                "SELECT s.user_id, e.state, e.at FROM session_events e JOIN sessions s ON s.id = e.session_id "
+                "ORDER BY e.rowid"
+            ):
+                events.setdefault(user_id, []).append((state, epoch(at)))
+        return handed, events
+
+    def excuses(self, raw: dict[int, list[dict[str, Any]]], received: dict[str, list[str]]) -> dict[str, set[Any]]:
+        """Per user, the tokens a re-join of call legs explains (bench/soak_gaps.py); none without the browser,
+        whose legs a crash does not touch."""
+        if self.o.connector != "browser":
+            return {}
+        handed, events = self.store_view()
+        end, kills = time.time(), [k.wall for k in self.kills]
+        found: dict[str, set[Any]] = {}
+        for m in self.meetings:
+            users = [u for u in self.externals if u.meeting == m.index]
+            times = post_times(raw[m.index])
+            away = {u.owner: away_spans(events.get(u.user_id, []), kills, end) for u in users}
+            down = [span for spans in away.values() for span in spans]
+            anyone = set().union(*(handed.get(u.user_id, set()) for u in users))
+            for user in users:
+                got = {t for text in received[user.owner] for t in tokens(text)}
+                missing = [t for t in times if t not in got and t[0] != user.owner]
+                mine = handed.get(user.user_id, set())
+                found[user.owner] = excusable(missing, times, mine, anyone, away[user.owner], down)
         return found
 
     async def received(self, *, notices: bool = False) -> dict[str, list[str]]:
@@ -384,7 +455,9 @@ class Soak:
     async def check(self, shed: Shed | None = None) -> dict[str, Tally]:
         """Count every sink; what the bridge refused by design under overload (`shed`) is not expected."""
         shed = shed or Shed()
-        threads, received = await self.threads(), await self.received()
+        raw, received = await self.raw_threads(), await self.received()
+        threads = {index: self.contents(messages) for index, messages in raw.items()}
+        excuses = self.excuses(raw, received)
         inbound, teams, relayed = Tally(), Tally(), Tally()
         for m in self.meetings:
             users = [u for u in self.externals if u.meeting == m.index]
@@ -395,8 +468,9 @@ class Soak:
                 dropped = shed.outbound.get(user.user_id, set())
                 mine = [t for t in in_thread if t[0] != user.owner and t not in dropped]
                 where = f"{user.kind} user {user.owner}"
-                teams.add(check_recipient(where, received[user.owner], mine, user.owner, "t"))
-                relayed.add(check_recipient(where, received[user.owner], mine, user.owner, "u"))
+                excused = excuses.get(user.owner, set())
+                teams.add(check_recipient(where, received[user.owner], mine, user.owner, "t", excused))
+                relayed.add(check_recipient(where, received[user.owner], mine, user.owner, "u", excused))
         # Every Teams post must be in its thread for the check above to expect it.
         posted = sum(len(p.posted) for p in self.posters)
         teams_in_threads = sum(
@@ -485,7 +559,15 @@ class Soak:
             traffic_started = time.monotonic()
             fired = await self.traffic()
             traffic_s = time.monotonic() - traffic_started
+            if self.o.connector == "browser" and not await self.everyone_in_call(120.0):
+                self.findings.append("not every session was back in the call 120 s after the traffic")
             drain_s = await self.drain()
+            handed, _ = self.store_view()
+            by_meeting = {
+                m.index: set().union(*(handed.get(u.user_id, set()) for u in self.externals if u.meeting == m.index))
+                for m in self.meetings
+            }
+            gaps = gap_report(await self.raw_threads(), time.time(), by_meeting)
             sessions = (await self.admin("/sessions"))["sessions"]
             for s in sessions:
                 if s["state"] != "in_call":
@@ -542,6 +624,8 @@ class Soak:
                 "retries": dict(self.client.retries),
                 "findings": self.client.findings[:20],
             },
+            "connector": self.o.connector,
+            "legGaps": gaps.to_json() | {"legGraceS": self.o.leg_grace_s if self.o.connector == "browser" else None},
             "inbound": tallies["inbound"].to_json(),
             "outboundTeams": tallies["teams"].to_json(),
             "outboundRelayed": tallies["relayed"].to_json(),
@@ -595,6 +679,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Event Grid chat events on (with faults: some lost, some delivered twice)",
     )
+    parser.add_argument(
+        "--connector",
+        choices=["sandbox", "browser"],
+        default="sandbox",
+        help="who holds the call legs: the sandbox's call API, or the bridge's headless Chromium (killed with it)",
+    )
+    parser.add_argument(
+        "--leg-grace",
+        type=float,
+        default=0.0,
+        help="with the browser: seconds the sandbox keeps a vanished leg (default 0; real Teams about 60)",
+    )
     parser.add_argument("--state-dir", type=Path, help="where the processes keep state (default: a temp folder)")
     parser.add_argument("--output", type=Path, default=Path("soak-results.json"))
     args = parser.parse_args(argv)
@@ -609,6 +705,7 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None:
             setattr(options, name, value)
     options.seed, options.faults, options.chat_events = args.seed, not args.no_faults, args.chat_events
+    options.connector, options.leg_grace_s = args.connector, args.leg_grace
     result = asyncio.run(run_soak(options))
     result["command"] = "python -m bench.soak " + " ".join(sys.argv[1:] if argv is None else argv)
     print(table(result))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,8 @@ class Tally:
     out_of_order: int = 0
     unexpected: int = 0
     """Tokens that should not have reached this sink at all (an author's own message echoed back to them)."""
+    excused: int = 0
+    """Expected tokens that did not arrive because a call leg was re-joining (bench/soak_gaps.py): not lost."""
     examples: list[str] = field(default_factory=list)
 
     def note(self, what: str) -> None:
@@ -53,6 +55,7 @@ class Tally:
         self.duplicated += other.duplicated
         self.out_of_order += other.out_of_order
         self.unexpected += other.unexpected
+        self.excused += other.excused
         for example in other.examples:
             self.note(example)
 
@@ -68,6 +71,7 @@ class Tally:
             "duplicated": self.duplicated,
             "outOfOrder": self.out_of_order,
             "unexpected": self.unexpected,
+            "excused": self.excused,
             "examples": self.examples,
         }
 
@@ -102,12 +106,18 @@ def check_thread(where: str, contents: Iterable[str], acked: Mapping[str, list[i
 
 
 def check_recipient(
-    where: str, texts: Iterable[str], expected: list[tuple[str, int]], own: str, kind: str | None = None
+    where: str,
+    texts: Iterable[str],
+    expected: list[tuple[str, int]],
+    own: str,
+    kind: str | None = None,
+    excused: Collection[tuple[str, int]] = (),
 ) -> Tally:
     """What one external user received (texts in arrival order) against the thread's tokens meant for them.
 
     `expected` is in thread order; `own` is the user's token owner (their own messages must not come back).
-    `kind` "t" or "u" restricts the judgement to Teams posts or to other external users' messages.
+    `kind` "t" or "u" restricts the judgement to Teams posts or to other external users' messages. A token in
+    `excused` that never arrived is counted apart, not lost (a re-join explains it).
     """
     want = [t for t in expected if kind is None or t[0].startswith(kind)]
     position = {t: i for i, t in enumerate(want)}
@@ -115,7 +125,9 @@ def check_recipient(
     counts = Counter(got)
     tally = Tally(expected=len(want))
     for t in want:
-        if counts.get(t, 0) == 0:
+        if counts.get(t, 0) == 0 and t in excused:
+            tally.excused += 1
+        elif counts.get(t, 0) == 0:
             tally.lost += 1
             tally.note(f"{where}: {token(*t)} never arrived")
         else:

@@ -79,12 +79,25 @@ def table(result: dict[str, Any]) -> str:
     for label, t in rows:
         lines.append(
             f"{label:28}{t['expected']:>9}{t['arrived']:>9}{t['lost']:>6}{t['duplicated']:>11}"
-            f"{t['outOfOrder']:>13}" + (f"  unexpected {t['unexpected']}" if t["unexpected"] else "")
+            f"{t['outOfOrder']:>13}"
+            + (f"  unexpected {t['unexpected']}" if t["unexpected"] else "")
+            + (f"  missed while re-joining {t['excused']}" if t.get("excused") else "")
         )
     kills = result["kills"]
     down = [k["down_s"] for k in kills]
     fired = result["faults"]
     client = result["webhookClient"]
+    if result.get("connector") == "browser":
+        g = result["legGaps"]
+        left = sum(k.get("browser_left", 0) for k in kills)
+        lines += [
+            f"call legs: browser connector, the sandbox keeps a vanished leg {g['legGraceS']:g} s; "
+            f"browser processes still running 2 s after their bridge was killed (then killed): {left}",
+            f"  no leg of a meeting in its chat: {g['gaps']} gaps in {g['meetingsWithGaps']} meetings, longest "
+            f"{g['longestGapS']:.1f} s, {g['totalGapS']:.1f} s in all; Teams posts made in them (unreadable by "
+            f"design): {g['teamsPostsUnreadable']}; Teams posts the bridge handed to nobody (in a gap, or still "
+            f"unread when the legs went): {g['teamsPostsReachingNobody']}",
+        ]
     lines += [
         f"messages: {m['inboundWebhook']} webhook + {m['inboundSms']} SMS acknowledged in, {m['teamsPosts']} Teams "
         f"posts; outbox rows delivered: {m['deliveredInbound']} in, {m['deliveredOutbound']} out",

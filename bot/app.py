@@ -223,7 +223,11 @@ class Parts:
         if gateway is not None:
             channels["sms"] = SmsChannel(gateway, store, settings.sms)
         events = settings.events.secret is not None
-        relay = Relay(store, tokens, chat, connector, channels, settings.relay, metrics, chat_events=events)
+        # Apps that hold their own call legs report on them through the webhook door, which the relay passes on.
+        reports = connector if isinstance(connector, ClientReportedConnector) else None
+        relay = Relay(
+            store, tokens, chat, connector, channels, settings.relay, metrics, chat_events=events, reports=reports
+        )
         graph = graph_resolver(settings)
         registry = MeetingRegistry(store, graph)
         key = settings.sms.consent_key

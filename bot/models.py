@@ -90,6 +90,24 @@ class CallHandle:
     thread_id: str | None = None
 
 
+class ReportVerdict(StrEnum):
+    """What became of one report from an app that holds its call leg itself (the client-reported connector)."""
+
+    TAKEN = "reported"
+    """The leg is now in the reported state; the session follows."""
+    SAME = "unchanged"
+    """The leg was in that state already."""
+    IGNORED = "ignored"
+    """Too late to count: the leg's call had ended, had moved past that state, or the app has replaced that call."""
+
+
+@dataclass(frozen=True)
+class Reported:
+    verdict: ReportVerdict
+    state: CallState | None
+    """The leg's state after the report; None while nothing has been reported since the bridge started."""
+
+
 @dataclass(frozen=True)
 class ChatMessageView:
     """One chat message as read from a thread, independent of the SDK's types."""

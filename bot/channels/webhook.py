@@ -21,9 +21,9 @@ from ..address import Address
 from ..config import WebhookClient
 from ..errors import PermanentError, TransientError, from_status, parse_retry_after
 from ..formatting import clean_name
-from ..models import Delivery, ExternalUser, Meeting
+from ..models import CallState, Delivery, ExternalUser, Meeting
 from ..refusal import refuse
-from ..relay.intake import Action, Forget, Intake, Join, Leave, Message, Sender, Ticket
+from ..relay.intake import Action, Forget, Intake, Join, Leave, Message, Report, Sender, Ticket
 from ..relay.outcomes import (
     Accepted,
     Blocked,
@@ -31,6 +31,7 @@ from ..relay.outcomes import (
     Held,
     NotAllowed,
     NotInCall,
+    NotReported,
     Outcome,
     Paused,
     UnknownMeeting,
@@ -61,13 +62,21 @@ class WebhookUser(BaseModel):
         return cleaned
 
 
+REPORTED_STATES = ("lobby", "connected", "left", "removed", "ended")
+"""What an app that holds its own call leg may report: the Calling SDK's states as the bridge names them."""
+
+
 class WebhookEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["message", "join", "leave", "forget"]
+    type: Literal["message", "join", "leave", "forget", "call"]
     user: WebhookUser
     meeting: str | None = Field(None, min_length=1, max_length=128)
     """The meeting's join code or id; every type but forget needs it."""
     text: str | None = None
+    state: Literal["lobby", "connected", "left", "removed", "ended"] | None = None
+    """A call report's state."""
+    call_id: str | None = Field(None, alias="callId", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@+-]+$")
+    """A call report's call, as the app's Calling SDK names it (call.id)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,10 @@ def _refused(status: int, error: str, reason: str, headers: Mapping[str, str] | 
 def _not_in_call(kind: str, state: str) -> str:
     if kind == "leave":
         return "there is no session to leave"
+    if kind == "call":
+        if state == "none":
+            return "there is no session in this meeting to report on: join first (a session that ended stays ended)"
+        return "the bridge is still setting up this session's call: report again in a moment"
     return (
         "join the meeting first" if state == "none" else "messages are relayed only while you are in the meeting call"
     )
@@ -95,8 +108,15 @@ def _busy(outcome: Busy) -> str:
     return f"your backlog is full ({outcome.waiting} of your messages waiting to be sent); try again later"
 
 
+_NOT_REPORTED = {
+    "connector": "this bridge holds the call legs itself (calls.connector is not client_reported): it takes no call "
+    "reports",
+    "shared": "this session's call leg speaks for the whole meeting (identity_mode shared): no one app holds it",
+}
+
+
 def http_answer(outcome: Outcome, kind: str) -> Answer:
-    """The HTTP answer to a request of this type (join, leave, message, forget) that had this outcome."""
+    """The HTTP answer to a request of this type (join, leave, message, forget, call) that had this outcome."""
     if isinstance(outcome, Accepted | Held):
         return Answer(202, record(outcome))
     if isinstance(outcome, UnknownMeeting):
@@ -110,6 +130,8 @@ def http_answer(outcome: Outcome, kind: str) -> Answer:
     if isinstance(outcome, NotInCall):
         body = {"error": "not_in_call", "state": outcome.state, "reason": _not_in_call(kind, outcome.state)}
         return Answer(409, body)
+    if isinstance(outcome, NotReported):
+        return _refused(409, "not_reported", _NOT_REPORTED[outcome.why])
     return _refused(429, "busy", _busy(outcome), {"Retry-After": str(outcome.retry_after)})
 
 
@@ -125,6 +147,14 @@ def _invalid(client: WebhookClient, event: WebhookEvent) -> web.Response | None:
     """Why the event cannot be submitted as it stands (a 400 or 413), or None."""
     if event.meeting is None and event.type != "forget":
         return _reject(400, "bad_request", f"meeting: a {event.type} needs the meeting's code")
+    if event.type == "call":
+        if event.state is None:
+            return _reject(400, "bad_request", f"state: a call report needs one of {', '.join(REPORTED_STATES)}")
+        if event.text is not None:
+            return _reject(400, "bad_request", "text: a call report has no text")
+    elif event.state is not None or event.call_id is not None:
+        field = "state" if event.state is not None else "callId"
+        return _reject(400, "bad_request", f"{field}: only a call report has one")
     if event.type == "message":
         if not event.text or not event.text.strip():
             return _reject(400, "bad_request", "text: a message needs non-empty text")
@@ -141,6 +171,9 @@ def _action(event: WebhookEvent) -> Action:
         return Leave(meeting)
     if event.type == "message":
         return Message(meeting, event.text or "")
+    if event.type == "call":
+        assert event.state is not None
+        return Report(meeting, CallState(event.state), event.call_id)
     return Forget()
 
 

@@ -1,5 +1,6 @@
-"""Inbound intake: what an external user asked for (join, leave, a message, to be forgotten), decided and stored
-before any answer. A door opens a request once, submits it once and words the typed outcome its own way."""
+"""Inbound intake: what an external user asked for (join, leave, a message, to be forgotten), or what their app
+reports of its call, decided and stored before any answer. A door opens a request once, submits it once and words
+the typed outcome its own way."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from .. import sessions as machine
 from ..address import Address
 from ..config import RelaySection
 from ..metrics import Metrics
-from ..models import DeliveryState, Direction, ExternalUser, Meeting, Session, SessionState
+from ..models import CallState, DeliveryState, Direction, ExternalUser, Meeting, Session, SessionState
 from ..store import NewDelivery, Store, utcnow
 from ..store.outbox import BacklogFull
 from .outcomes import (
@@ -25,6 +26,7 @@ from .outcomes import (
     Held,
     NotAllowed,
     NotInCall,
+    NotReported,
     Outcome,
     Paused,
     Refusal,
@@ -87,7 +89,18 @@ class Forget:
     """Forget the sender: their identity, sessions and stored messages go."""
 
 
-Action = Join | Leave | Message | Forget
+@dataclass(frozen=True)
+class Report:
+    """The sender's own app, which holds their call leg, says where that call stands."""
+
+    meeting: str
+    state: CallState
+    call_id: str | None = None
+    """The app's own id of the call (the Calling SDK's call.id), when it gives one: a call it replaced by joining
+    again is then told apart from the one it is in."""
+
+
+Action = Join | Leave | Message | Forget | Report
 
 
 class IntakeEvents(Protocol):
@@ -167,6 +180,8 @@ class Intake:
             return await self._message(ticket, sender, action)
         if isinstance(action, Leave):
             return await self._leave(ticket, sender, action)
+        if isinstance(action, Report):
+            return await self._report(ticket, sender, action)
         await self._events.forget(str(sender.address))
         return await self._keep(ticket, Accepted(None, "forgotten"))
 
@@ -190,6 +205,26 @@ class Intake:
             return NotInCall("none")
         await self._presence.leave(session)
         return await self._keep(ticket, Accepted(session_ref(session), "left"))
+
+    async def _report(self, ticket: Ticket, sender: Sender, action: Report) -> Outcome:
+        if not self._presence.takes_reports:
+            return NotReported("connector")
+        meeting = await self.find_meeting(action.meeting)
+        if meeting is None:
+            return UnknownMeeting(action.meeting)
+        # Neither a pause nor a block refuses a report: it tells what happened to a call, and the bridge must know.
+        # Nor does it create or rename anyone: only a user with a session has a call to report on.
+        user = await self._user(sender)
+        session = await self._store.active_session(user.id, meeting.id) if user is not None else None
+        if user is None or session is None:
+            return NotInCall("none")
+        if session.identity_id != user.identity_id:
+            return NotReported("shared")  # the meeting's one leg: no one user's app holds it
+        reported = await self._presence.report(session, action.state, action.call_id)
+        if reported is None:
+            return NotInCall(session.state.value)
+        state = reported.state.value if reported.state is not None else None
+        return await self._keep(ticket, Accepted(session_ref(session), reported.verdict.value, state))
 
     async def _message(self, ticket: Ticket, sender: Sender, action: Message) -> Outcome:
         session = action.meeting if isinstance(action.meeting, Session) else None

@@ -13,11 +13,12 @@ class Accepted:
     """Taken and stored: a join, a leave, a message queued for the meeting's thread, a forget."""
 
     id: str | None
-    """session-<n> for a join or leave, the delivery's id for a message; None for a forget."""
+    """session-<n> for a join, leave or call report, the delivery's id for a message; None for a forget."""
     status: str
-    """After a join the session's state; otherwise left, queued or forgotten."""
+    """After a join the session's state; after a call report what became of it (reported, unchanged, ignored);
+    otherwise left, queued or forgotten."""
     state: str | None = None
-    """For a message, the session's state when it was taken."""
+    """For a message, the session's state when it was taken; for a call report, the leg's call state after it."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,14 @@ class NotInCall:
 
 
 @dataclass(frozen=True)
+class NotReported:
+    """A call report the bridge cannot take for this session."""
+
+    why: str
+    """connector: the bridge holds the call legs itself; shared: the session's leg is the whole meeting's."""
+
+
+@dataclass(frozen=True)
 class Busy:
     """The meeting's or the sender's backlog of messages waiting for the thread is full."""
 
@@ -67,7 +76,7 @@ class Busy:
 
 
 Taken = Accepted | Held
-Refusal = UnknownMeeting | Paused | Blocked | NotAllowed | NotInCall | Busy
+Refusal = UnknownMeeting | Paused | Blocked | NotAllowed | NotInCall | NotReported | Busy
 Outcome = Taken | Refusal
 
 

@@ -5,7 +5,8 @@ The relay imports no implementation; implementations import these (or merely mat
 - `Channel`: `bot.channels.webhook.WebhookChannel`, `bot.channels.sms.channel.SmsChannel`;
 - `ChatApi`: `bot.acs.chat.ChatService`;
 - `IdentityApi`: `bot.acs.identity.IdentityService`, and `bot.metrics.CountingTokens` wrapping it;
-- `CallConnector`: every connector in `bot.calls` (their full contract is `bot.calls.base.CallConnector`).
+- `CallConnector`: every connector in `bot.calls` (their full contract is `bot.calls.base.CallConnector`);
+- `CallReports`: `bot.calls.client_reported.ClientReportedConnector`, whose legs the users' own apps hold.
 
 Errors are `bot.errors`: `TransientError` (worth retrying; `ThrottledError` when the service asked to wait),
 `PermanentError` (retrying will not help), `NotInCallError` (the identity is not in the meeting's call),
@@ -18,7 +19,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Protocol
 
-from ..models import CallEvent, CallHandle, ChatMessageView, Delivery, ExternalUser, Meeting
+from ..models import CallEvent, CallHandle, CallState, ChatMessageView, Delivery, ExternalUser, Meeting, Reported
 
 
 class Channel(Protocol):
@@ -126,4 +127,23 @@ class CallConnector(Protocol):
 
     def watch(self, call_id: str, token: str | TokenSource) -> AsyncGenerator[CallEvent, None]:
         """The leg's current state, then every change, ending after a final state."""
+        ...
+
+
+class CallReports(Protocol):
+    """The connector of legs that the users' own apps hold: each app reports its call's changes (the webhook
+    channel's ``call`` event), and the connector's ``watch`` yields what it took, so sessions follow a reported call
+    exactly as they follow any connector's. Synchronous: taking a report does no I/O."""
+
+    def report(
+        self,
+        call_id: str,
+        state: CallState,
+        reason: str | None = None,
+        *,
+        thread_id: str | None = None,
+        client_call: str | None = None,
+    ) -> Reported:
+        """Take one report on the leg `call_id` (the call id `join` handed out); `client_call` is the app's own id of
+        the call it reports on, when it names one. A final leg stays final; a call the app replaced is not heard."""
         ...

@@ -24,6 +24,8 @@ from ..models import (
     ExternalUser,
     IdentityMode,
     Meeting,
+    Reported,
+    ReportVerdict,
     Session,
 )
 from ..models import SessionState as S
@@ -31,7 +33,7 @@ from ..store import NewDelivery, Store, utcnow
 from ..store.outage import outlasting
 from ..tasks import TaskSet
 from .identities import IdentityBroker
-from .ports import CallConnector, TokenSource
+from .ports import CallConnector, CallReports, TokenSource
 
 log = logging.getLogger(__name__)
 SHARED_SPEAKER = "External guests"
@@ -94,10 +96,13 @@ class Presence:
         events: PresenceEvents,
         settings: RelaySection,
         tasks: TaskSet,
+        reports: CallReports | None = None,
     ) -> None:
         self._store = store
         self._broker = broker
         self._connector = connector
+        self._reports = reports
+        """The connector again when the users' apps hold the legs and report on them; None when the bridge does."""
         self._events = events
         self._settings = settings
         self._tasks = tasks
@@ -107,6 +112,10 @@ class Presence:
     @property
     def connector(self) -> CallConnector:
         return self._connector
+
+    @property
+    def takes_reports(self) -> bool:
+        return self._reports is not None
 
     async def identity_for(self, user: ExternalUser, meeting: Meeting) -> str:
         if meeting.identity_mode == IdentityMode.SHARED:
@@ -147,6 +156,35 @@ class Presence:
                 await self._connector.leave(call_id, await self._broker.token(session.identity_id))
             except (TransientError, PermanentError) as exc:
                 log.warning("leaving call of session %d failed: %s", session.id, exc)
+
+    async def report(self, session: Session, state: CallState, client_call: str | None = None) -> Reported | None:
+        """The user's own app says where its call leg stands; the leg's watch carries it to the sessions, as any
+        connector's event. None when the session has no call to report on yet (its join is still being set up)."""
+        assert self._reports is not None and session.identity_id is not None
+        leg = self._legs.get((session.meeting_id, session.identity_id))
+        call_id = session.call_id or (leg.call_id if leg is not None else None)
+        if call_id is None:
+            return None
+        driven = leg is not None and leg.task is not None and not leg.task.done()
+        leaving = state == CallState.LEFT and leg is not None and not leg.leaving
+        if leaving and leg is not None:
+            # Set before the report, with no wait between: the driver must see the app's hang-up as a leave, not as
+            # a drop to join again. Undone at once if the report did not count.
+            leg.leaving = True
+        reported = self._reports.report(call_id, state, client_call=client_call)
+        if leaving and leg is not None and reported.verdict != ReportVerdict.TAKEN:
+            leg.leaving = False
+        if reported.verdict == ReportVerdict.TAKEN and not driven:
+            # No driver watches this leg (it gave up, or never started): the session is moved here instead.
+            meeting = await self._store.get_meeting(session.meeting_id)
+            if meeting is not None:
+                await self._apply((session.meeting_id, session.identity_id), meeting, state, None)
+        elif state == CallState.CONNECTED and reported.verdict == ReportVerdict.SAME:
+            # The app says again that it is in the call: messages held since ACS last said otherwise may go now.
+            fresh = await self._store.get_session(session.id)
+            if fresh is not None and fresh.state == S.IN_CALL and await self._store.release_held(session.id):
+                self._events.in_call(session.meeting_id)
+        return reported
 
     async def resume(self) -> int:
         """After a restart, pick up every active session's leg without bothering its users again."""
@@ -321,7 +359,9 @@ class Presence:
                     await self._finish(session, target, reason)
                     continue
                 if not machine.can_transition(session.state, target):
-                    await self._move(session, S.JOINING, None)
+                    # Back from the call to the lobby: a way back in, told as a re-join is.
+                    back = session.state in (S.LOBBY, S.IN_CALL)
+                    await self._move(session, S.JOINING, machine.REJOINING if back else None)
                 await self._move(session, target, reason, meeting, call_id)
         if target == S.IN_CALL:
             self._events.in_call(meeting.id)
@@ -337,6 +377,8 @@ class Presence:
         label = meeting.name if meeting is not None else "the meeting"
         if session.reason == machine.REJOINING and target in (S.LOBBY, S.IN_CALL):
             text = machine.rejoin_notice(target, label, was_in_call=session.joined_at is not None)
+            if target == S.LOBBY:
+                reason = machine.REJOINING  # still on the way back: reaching the call says what may be missing
         else:
             text = machine.notice(target, label, reason)
         notes = [notice(session, text, target.value)] if text else []

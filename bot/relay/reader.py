@@ -42,6 +42,8 @@ class _View:
     reader: str
     thread_id: str
     cursor: datetime | None
+    sessions_at: datetime
+    """When `sessions` was read: a message posted after it may have an audience that joined since."""
 
 
 @dataclass
@@ -161,8 +163,12 @@ class MeetingReaders:
                     continue  # it paused already, as long as the failure asked
                 watch = self._check(meeting_id, messages, read_at) if self._events else None
                 if messages:
-                    if state.quiet > 1:
-                        # Delivered to whoever is in the call now, not when the store was last asked.
+                    if state.quiet > 1 or any(m.created_on > view.sessions_at for m in messages):
+                        # Delivered to whoever is in the call now, not when the store was last asked: even a view
+                        # taken for this very read is old for a message posted while the read waited on a slow
+                        # service, and someone may have come into the call in between (a leg joined again after a
+                        # crash, say).
+                        view.sessions_at = utcnow()
                         view.sessions = await self._store.sessions(meeting_id, [SessionState.IN_CALL])
                     if await self._fan_out(meeting_id, messages, view.sessions, view.cursor, read_at - plans.OVERLAP):
                         state.last_news = loop.time()
@@ -199,13 +205,14 @@ class MeetingReaders:
 
     async def _look(self, meeting_id: str) -> _View | None:
         """Who is in the call, who reads for them and from where; None when nobody is in the call."""
+        taken = utcnow()
         sessions = await self._store.sessions(meeting_id, [SessionState.IN_CALL])
         meeting = await self._store.get_meeting(meeting_id)
         if not sessions or meeting is None or meeting.thread_id is None:
             return None
         reader = plans.reader_of(meeting, sessions)
         assert reader is not None
-        return _View(sessions, reader, meeting.thread_id, plans.start_cursor(meeting, sessions))
+        return _View(sessions, reader, meeting.thread_id, plans.start_cursor(meeting, sessions), taken)
 
     async def _read(self, meeting_id: str, view: _View, state: _Round) -> list[ChatMessageView] | None:
         """The thread's messages since the cursor; None, after a pause, when the read failed."""

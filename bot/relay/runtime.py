@@ -22,7 +22,7 @@ from ..tasks import TaskSet
 from .chat_refused import ChatRefusals
 from .identities import IdentityBroker
 from .intake import Intake
-from .ports import CallConnector, Channel, ChatApi, IdentityApi
+from .ports import CallConnector, CallReports, Channel, ChatApi, IdentityApi
 from .presence import Presence
 from .reader import MeetingReaders
 from .workers import InboundSender, OutboundDispatcher
@@ -69,15 +69,17 @@ class Relay:
         metrics: Metrics | None = None,
         *,
         chat_events: bool = False,
+        reports: CallReports | None = None,
     ) -> None:
         """`chat_events`: Event Grid chat events are subscribed (the readers then poll only meetings whose events
-        do not arrive)."""
+        do not arrive). `reports`: the connector again when the users' own apps hold the call legs and report on
+        them."""
         self.store = store
         self.metrics = metrics or Metrics()
         self.tasks = TaskSet("relay")
         self.units = InFlight()
         self.broker = IdentityBroker(store, identity_api)
-        self.presence = Presence(store, self.broker, connector, self, settings, self.tasks)
+        self.presence = Presence(store, self.broker, connector, self, settings, self.tasks, reports)
         self.dispatcher = _Dispatcher(store, channels, settings, self.tasks, self.metrics)
         self.dispatcher.units = self.units
         self.sender = _Sender(store, chat, self.presence, settings, self.tasks, self.dispatcher, self.metrics)

@@ -106,3 +106,47 @@ async def test_forget_over_the_webhook_deletes_identity_and_stored_messages(worl
 async def test_missing_meeting_is_a_400_naming_the_field(world: World) -> None:
     status, body = await world.bridge.send("app", world.secret, {"type": "join", "user": {"id": "erin"}})
     assert status == 400 and body["reason"].startswith("meeting:")
+
+
+async def test_a_call_report_to_a_bridge_that_holds_its_calls_is_refused_and_changes_nothing(world: World) -> None:
+    await world.send("fay", "join")
+    await world.until_state("fay", SessionState.IN_CALL)
+    event = {"type": "call", "user": {"id": "fay"}, "meeting": CODE, "state": "removed"}
+    status, body = await world.bridge.send("app", world.secret, event)
+    assert status == 409 and body["error"] == "not_reported", body
+    assert "calls.connector is not client_reported" in body["reason"]
+    status, body = await world.send("fay", text="still in")
+    assert status == 202 and body["state"] == "in_call", body
+
+
+async def test_a_message_posted_while_a_read_waits_reaches_whoever_came_into_the_call_meanwhile(world: World) -> None:
+    """The reader learns who is in the call, then reads; a slow read returns a message posted after someone else
+    came into the call, and that one gets it too (a leg joined again after a crash is such a someone)."""
+    await world.send("gus", "join")
+    await world.until_state("gus", SessionState.IN_CALL)
+    path, organizer = f"/sandbox/v1/meetings/{world.meeting['id']}/messages", world.meeting["organizerId"]
+    # The one read after the next news waits long enough for a join and a post to happen while it waits.
+    rule = {"method": "GET", "path": "/chat/threads/*/messages", "action": "delay", "delayMs": 6000, "count": 1}
+
+    async def fired() -> bool:
+        rules = (await world.control.ok("GET", "/sandbox/v1/faults"))["rules"]
+        return bool(rules[0]["fired"])
+
+    await world.control.ok("POST", path, {"from": organizer, "html": "<p>first news</p>"})
+
+    async def gus_has(text: str) -> bool:
+        return text in [m["text"] for m in world.receiver.of("message", "gus")]
+
+    await wait_for(lambda: gus_has("first news"), what="the first news read")
+    # The news makes the reader look at who is in the call again before its next read: that read is delayed.
+    await world.control.ok("PUT", "/sandbox/v1/faults", {"rules": [rule]})
+    await wait_for(fired, what="the next read to wait")
+    await world.send("hal", "join")
+    await world.until_state("hal", SessionState.IN_CALL)
+    await world.control.ok("POST", path, {"from": organizer, "html": "<p>while the read waited</p>"})
+    await wait_for(lambda: gus_has("while the read waited"), what="the delayed read's message")
+
+    async def hal_has() -> bool:
+        return "while the read waited" in [m["text"] for m in world.receiver.of("message", "hal")]
+
+    await wait_for(hal_has, what="hal to get the message posted after he came in")

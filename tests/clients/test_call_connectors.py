@@ -16,7 +16,7 @@ from azure.communication.identity.aio import CommunicationIdentityClient
 from bot.calls import CallConnector, ClientReportedConnector, SandboxCallConnector
 from bot.calls.sse import SseEvent, SseParser
 from bot.errors import AuthError, MeetingLookupError, NotFoundError, PermanentError, TransientError
-from bot.models import CallEvent, CallState
+from bot.models import CallEvent, CallState, Reported, ReportVerdict
 from bot.sandbox import Sandbox, SandboxInfo
 from tests.support.sandbox import Control
 
@@ -346,13 +346,16 @@ async def test_client_reported_call_lifecycle() -> None:
     assert handle.state is CallState.LOBBY
     async with aclosing(conn.watch(handle.call_id, "t")) as events:
         assert (await next_event(events)) == CallEvent(handle.call_id, CallState.LOBBY)
-        assert conn.report(handle.call_id, CallState.CONNECTED, thread_id="19:meeting_x@thread.v2")
-        assert not conn.report(handle.call_id, CallState.CONNECTED)
-        assert conn.report(handle.call_id, CallState.REMOVED, "the organizer removed you")
+        taken = conn.report(handle.call_id, CallState.CONNECTED, thread_id="19:meeting_x@thread.v2")
+        assert taken == Reported(ReportVerdict.TAKEN, CallState.CONNECTED)
+        assert conn.report(handle.call_id, CallState.CONNECTED).verdict is ReportVerdict.SAME
+        assert conn.report(handle.call_id, CallState.LOBBY).verdict is ReportVerdict.IGNORED  # arrived late
+        removed = conn.report(handle.call_id, CallState.REMOVED, "the organizer removed you")
+        assert removed.verdict is ReportVerdict.TAKEN
         assert (await next_event(events)).state is CallState.CONNECTED
         assert (await next_event(events)) == CallEvent(handle.call_id, CallState.REMOVED, "the organizer removed you")
         await assert_ended(events)
-    assert not conn.report(handle.call_id, CallState.ENDED)
+    assert conn.report(handle.call_id, CallState.ENDED) == Reported(ReportVerdict.IGNORED, CallState.REMOVED)
     got = await conn.get(handle.call_id, "t")
     assert (got.state, got.thread_id) == (CallState.REMOVED, "19:meeting_x@thread.v2")
     await conn.leave(handle.call_id, "t")
@@ -372,8 +375,6 @@ async def test_client_reported_leave_unknown_and_close() -> None:
     await conn.leave("unknown", "t")
     with pytest.raises(NotFoundError):
         await conn.get("unknown", "t")
-    with pytest.raises(NotFoundError):
-        conn.report("unknown", CallState.CONNECTED)
     with pytest.raises(PermanentError):
         await conn.join("t", display_name="Ann")
     async with aclosing(conn.watch(second.call_id, "t")) as events:
@@ -392,3 +393,38 @@ async def test_client_reported_forgets_the_oldest_finished_calls() -> None:
     with pytest.raises(NotFoundError):
         await conn.get(handles[0].call_id, "t")
     assert (await conn.get(handles[2].call_id, "t")).state is CallState.LEFT
+
+
+async def test_client_reported_takes_up_a_call_it_never_saw_with_its_state_unknown_until_reported() -> None:
+    """After a restart the bridge watches its sessions' calls again: nothing is said of them until the app reports."""
+    conn = ClientReportedConnector()
+    async with aclosing(conn.watch("call-from-before", "t")) as events:
+        waiting = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        with pytest.raises(NotFoundError):
+            await conn.get("call-from-before", "t")
+        taken = conn.report("call-from-before", CallState.CONNECTED)
+        assert taken == Reported(ReportVerdict.TAKEN, CallState.CONNECTED)
+        assert (await asyncio.wait_for(waiting, WAIT_S)).state is CallState.CONNECTED
+        conn.report("call-from-before", CallState.ENDED)
+        assert (await next_event(events)).state is CallState.ENDED
+        await assert_ended(events)
+
+
+async def test_client_reported_a_new_call_of_the_app_replaces_the_old_one_for_good() -> None:
+    conn = ClientReportedConnector()
+    handle = await conn.join("t", meeting_id="1", passcode="p", display_name="Ann")
+    async with aclosing(conn.watch(handle.call_id, "t")) as events:
+        assert (await next_event(events)).state is CallState.LOBBY
+        assert conn.report(handle.call_id, CallState.CONNECTED, client_call="sdk-a").verdict is ReportVerdict.TAKEN
+        assert (await next_event(events)).state is CallState.CONNECTED
+        # The app's call dropped and it joined again: the new call starts in the lobby.
+        assert conn.report(handle.call_id, CallState.LOBBY, client_call="sdk-b").verdict is ReportVerdict.TAKEN
+        assert (await next_event(events)).state is CallState.LOBBY
+        # The old call's own end, delivered late, is not the leg's.
+        assert conn.report(handle.call_id, CallState.LEFT, client_call="sdk-a").verdict is ReportVerdict.IGNORED
+        assert conn.report(handle.call_id, CallState.CONNECTED, client_call="sdk-a").verdict is ReportVerdict.IGNORED
+        assert conn.report(handle.call_id, CallState.CONNECTED, client_call="sdk-b").verdict is ReportVerdict.TAKEN
+        assert (await next_event(events)).state is CallState.CONNECTED
+        assert (await conn.get(handle.call_id, "t")).state is CallState.CONNECTED

@@ -213,7 +213,9 @@ async def doors(control: Control, info: SandboxInfo, tmp_path: Path) -> AsyncIte
         await bridge.stop()
 
 
-async def run_cases(doors: Doors, path: str, cases: list[Case], sign: Any = None, **headers: str) -> list[str]:
+async def run_cases(
+    doors: Doors, path: str, cases: list[Case], sign: Any = None, statuses: tuple[int, ...] = (), **headers: str
+) -> list[str]:
     problems = []
     for case in cases:
         body = case[1]
@@ -221,7 +223,7 @@ async def run_cases(doors: Doors, path: str, cases: list[Case], sign: Any = None
         if sign is not None:
             extra |= sign(body if isinstance(body, bytes) else b"")
         answer = await doors.post(case[0], path, case, extra)
-        if (problem := refused(answer)) is not None:
+        if (problem := refused(answer, *statuses)) is not None:
             problems.append(problem)
     return problems
 
@@ -263,11 +265,41 @@ WEBHOOK_TYPED: list[tuple[str, Any]] = [
 ]
 
 
+def _report(**fields: Any) -> dict[str, Any]:
+    return {"type": "call", "user": {"id": "ann"}, "meeting": CODE, "state": "connected", "callId": "c-1"} | fields
+
+
+# Refused for the body itself, 400, before anything looks for a session or a connector that takes reports (which
+# would refuse a well-formed report here with 409: this bridge holds its calls itself).
+CALL_TYPED: list[tuple[str, Any]] = [
+    ("a call without a state", {k: v for k, v in _report().items() if k != "state"}),
+    ("a call state null", _report(state=None)),
+    ("a call state unknown", _report(state="dropped")),
+    ("a call state of the SDK's spelling", _report(state="Connected")),
+    ("a call state a number", _report(state=3)),
+    ("a call state a list", _report(state=["connected"])),
+    ("a call without a meeting", {k: v for k, v in _report().items() if k != "meeting"}),
+    ("a callId a number", _report(callId=7)),
+    ("a callId empty", _report(callId="")),
+    ("a callId too long", _report(callId="c" * 129)),
+    ("a callId with a slash", _report(callId="../c-1")),
+    ("a callId with a space", _report(callId="c 1")),
+    ("a call with text", _report(text="hi")),
+    ("a message with a state", _event(state="connected")),
+    ("a join with a callId", {"type": "join", "user": {"id": "ann"}, "meeting": CODE, "callId": "c-1"}),
+    ("a call_id spelled in snake case", {k: v for k, v in _report().items() if k != "callId"} | {"call_id": "c-1"}),
+]
+
+
 async def test_webhook_door(doors: Doors) -> None:
     before = snapshot(doors.bridge)
     valid = json.dumps(_event()).encode()
     cases = json_cases(webhook.MAX_BODY_BYTES, valid, WEBHOOK_TYPED)
     problems = await run_cases(doors, "/channels/webhook/app", cases, lambda body: webhook_headers(doors.secret, body))
+    reports: list[Case] = [(f"wrongly typed: {label}", json.dumps(v).encode(), JSON) for label, v in CALL_TYPED]
+    problems += await run_cases(
+        doors, "/channels/webhook/app", reports, lambda body: webhook_headers(doors.secret, body), statuses=(400,)
+    )
     assert not problems, "\n".join(problems)
     assert snapshot(doors.bridge) == before
 

@@ -49,6 +49,7 @@ from bot.embedded import SMS_EVENT_TYPES, subscribe_sandbox_events
 from bot.models import Direction, SessionState
 from bot.sandbox import SandboxInfo
 from tests.support.bridge import Bridge, Receiver, bridge_settings, client_for, new_secret, wait_for
+from tests.support.call_app import CallApp
 from tests.support.sandbox import Control
 from tests.support.sms import CODE, OTHER, PHONE, SmsWorld, sms_received_event, sms_world
 from tests.support.store import settled, stored
@@ -86,6 +87,8 @@ class Doors:
     previous: str
     retired: str
     other: str
+    app: CallApp | None = None
+    """With calls.connector = "client_reported": the client's app, which holds its users' calls and reports them."""
 
     @property
     def sms(self) -> SmsWorld:
@@ -110,6 +113,11 @@ class Doors:
         event = {"type": "join", "user": {"id": user, "displayName": user.title()}, "meeting": CODE}
         status, body = await self.bridge.send("app", self.current, event)
         assert status == 202, body
+        if self.app is not None:
+            await self.until_state(SessionState.LOBBY, f"webhook:app/{user}")
+            await self.app.join_call(user, self.meeting)  # the meeting admits at once
+            await self.app.until_call(user, "connected")
+            await self.app.reported(user, "connected")
 
         async def told() -> bool:
             return any("in the meeting chat" in n["text"] for n in self.receiver.of("notice", user))
@@ -151,7 +159,9 @@ class Doors:
 
 
 @asynccontextmanager
-async def open_doors(control: Control, info: SandboxInfo, tmp_path: Path, **relay: Any) -> AsyncIterator[Doors]:
+async def open_doors(
+    control: Control, info: SandboxInfo, tmp_path: Path, connector: str = "auto", **relay: Any
+) -> AsyncIterator[Doors]:
     meeting = await control.meeting()
     current, previous, retired, other = (new_secret() for _ in range(4))
     client = WebhookClient(secrets=[SecretStr(current), SecretStr(previous)])
@@ -171,12 +181,14 @@ async def open_doors(control: Control, info: SandboxInfo, tmp_path: Path, **rela
             # Every route gets each wrong token here: the throttle that would soon answer 429 has its own tests.
             "admin": AdminSection(token=SecretStr(TOKEN), failed_tokens_allowed=10_000),
             "events": settings.events.model_copy(update={"secret": SecretStr(EVENTS_SECRET)}),
+            "calls": settings.calls.model_copy(update={"connector": connector}),
         }
     )
     bridge = await Bridge(settings).start()
+    app = CallApp(control, bridge, current, CODE) if connector == "client_reported" else None
     try:
         await subscribe_sandbox_events(info, f"{bridge.base}{SMS_EVENTS_PATH}", SMS_SECRET, SMS_EVENT_TYPES)
-        yield Doors(control, bridge, receiver, meeting, current, previous, retired, other)
+        yield Doors(control, bridge, receiver, meeting, current, previous, retired, other, app)
     finally:
         await bridge.stop()
         await receiver.stop()
@@ -185,6 +197,13 @@ async def open_doors(control: Control, info: SandboxInfo, tmp_path: Path, **rela
 @pytest.fixture
 async def doors(control: Control, info: SandboxInfo, tmp_path: Path) -> AsyncIterator[Doors]:
     async with open_doors(control, info, tmp_path) as world:
+        yield world
+
+
+@pytest.fixture
+async def reporting_doors(control: Control, info: SandboxInfo, tmp_path: Path) -> AsyncIterator[Doors]:
+    """The same doors on a bridge whose users' own app holds their calls and reports them (client_reported)."""
+    async with open_doors(control, info, tmp_path, connector="client_reported") as world:
         yield world
 
 
@@ -261,6 +280,39 @@ async def test_forged_webhook_is_refused_stores_and_relays_nothing(doors: Doors,
     assert status == 401 and answer["error"] == "bad_signature" and answer["reason"], answer
     assert stored(doors.bridge.settings.store_file) == before
     await doors.nothing_relayed(forged)
+
+
+@pytest.mark.parametrize("forge", WEBHOOK_FORGERIES)
+async def test_forged_call_report_is_refused_and_leaves_the_session_in_the_call(
+    reporting_doors: Doors, forge: Forge
+) -> None:
+    """A call report that got in would take Ann out of the meeting; forged, it changes nothing."""
+    doors = reporting_doors
+    assert doors.app is not None
+    await doors.join()
+    body = json.dumps(doors.app.event("ann", "removed")).encode()
+    before = await settled(doors.bridge)
+    headers, sent = forge(doors, body)
+    status, answer, _ = await doors.request("POST", "/channels/webhook/app", data=sent, headers=headers)
+    assert status == 401 and answer["error"] == "bad_signature" and answer["reason"], answer
+    assert stored(doors.bridge.settings.store_file) == before
+    await doors.nothing_relayed("removed")
+    assert await doors.state() == SessionState.IN_CALL
+
+
+async def test_rightly_signed_call_report_is_taken(reporting_doors: Doors) -> None:
+    """The other side: the same report, signed by the client, takes Ann out."""
+    doors = reporting_doors
+    assert doors.app is not None
+    await doors.join()
+    status, answer, _ = await doors.request(
+        "POST",
+        "/channels/webhook/app",
+        data=(body := json.dumps(doors.app.event("ann", "removed")).encode()),
+        headers=_signed(doors.previous, body),
+    )
+    assert status == 202 and answer["status"] == "reported", answer
+    await doors.until_state(SessionState.LEFT)
 
 
 ACCEPTED = [
@@ -340,6 +392,27 @@ async def test_replayed_webhook_id_is_answered_as_before_and_acts_once(
     assert [t for t in await doors.thread() if t == texts["first"]] == [texts["first"]]
     inbound = await doors.bridge.store.deliveries(user_id=ANN, direction=Direction.INBOUND)
     assert [r.body["text"] for r in inbound] == [texts["first"], sentinel]
+
+
+@pytest.mark.parametrize(("secret", "which"), REPLAYS)
+async def test_replayed_call_report_is_answered_as_before_and_acts_once(
+    reporting_doors: Doors, secret: Callable[[Doors], str], which: str
+) -> None:
+    """The first report says Ann's call is connected; its id again, even with a report of her removal, is that
+    first report: answered as it was, and she stays in the call."""
+    doors = reporting_doors
+    assert doors.app is not None
+    await doors.join()
+    msg_id = f"msg_{uuid.uuid4().hex}"
+    first = await doors.app.report("ann", "connected", webhook_id=msg_id)
+    assert first[0] == 202 and first[1]["status"] == "unchanged", first
+    before = await settled(doors.bridge)
+    event = doors.app.event("ann", {"first": "connected", "second": "removed"}[which])
+    again = await doors.bridge.send("app", secret(doors), event, msg_id)
+    assert again == first
+    assert stored(doors.bridge.settings.store_file) == before
+    await doors.nothing_relayed("never sent")
+    assert await doors.state() == SessionState.IN_CALL
 
 
 async def test_replayed_join_after_leaving_changes_nothing(doors: Doors) -> None:

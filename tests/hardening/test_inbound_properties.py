@@ -67,9 +67,15 @@ def _maybe_named(event: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
     return st.just(event) | _NAMES.map(lambda name: {**event, "user": {**event["user"], "displayName": name}})
 
 
+_TYPES = ["message", "join", "leave", "forget", "call"]
 WEBHOOK_EVENTS = st.fixed_dictionaries(
-    {"type": st.sampled_from(["message", "join", "leave", "forget"]), "user": st.fixed_dictionaries({"id": _USER_ID})},
-    optional={"meeting": _VISIBLE.map(lambda t: t[:128]), "text": st.text(max_size=200)},
+    {"type": st.sampled_from(_TYPES), "user": st.fixed_dictionaries({"id": _USER_ID})},
+    optional={
+        "meeting": _VISIBLE.map(lambda t: t[:128]),
+        "text": st.text(max_size=200),
+        "state": st.sampled_from(list(webhook.REPORTED_STATES)),
+        "callId": st.from_regex(r"[A-Za-z0-9_.:@+-]{1,128}", fullmatch=True),
+    },
 ).flatmap(_maybe_named)
 
 
@@ -81,7 +87,7 @@ def test_webhook_bodies_raise_only_validation_error(body: bytes) -> None:
     except ValidationError as exc:
         assert exc.errors()  # the door answers with the first
         return
-    assert event.type in ("message", "join", "leave", "forget") and event.user.id
+    assert event.type in _TYPES and event.user.id
 
 
 @PROFILE

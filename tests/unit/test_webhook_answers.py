@@ -14,6 +14,7 @@ from bot.relay.outcomes import (
     Held,
     NotAllowed,
     NotInCall,
+    NotReported,
     Outcome,
     Paused,
     UnknownMeeting,
@@ -28,6 +29,59 @@ from bot.relay.outcomes import (
         (Accepted("d-1", "queued", "in_call"), "message", 202, {"id": "d-1", "status": "queued", "state": "in_call"}),
         (Held("d-2", "lobby"), "message", 202, {"id": "d-2", "status": "held", "state": "lobby"}),
         (Accepted(None, "forgotten"), "forget", 202, {"status": "forgotten"}),
+        (
+            Accepted("session-7", "reported", "connected"),
+            "call",
+            202,
+            {"id": "session-7", "status": "reported", "state": "connected"},
+        ),
+        (
+            Accepted("session-7", "ignored", "removed"),
+            "call",
+            202,
+            {"id": "session-7", "status": "ignored", "state": "removed"},
+        ),
+        (
+            NotInCall("none"),
+            "call",
+            409,
+            {
+                "error": "not_in_call",
+                "state": "none",
+                "reason": "there is no session in this meeting to report on: join first (a session that ended stays "
+                "ended)",
+            },
+        ),
+        (
+            NotInCall("joining"),
+            "call",
+            409,
+            {
+                "error": "not_in_call",
+                "state": "joining",
+                "reason": "the bridge is still setting up this session's call: report again in a moment",
+            },
+        ),
+        (
+            NotReported("connector"),
+            "call",
+            409,
+            {
+                "error": "not_reported",
+                "reason": "this bridge holds the call legs itself (calls.connector is not client_reported): it takes "
+                "no call reports",
+            },
+        ),
+        (
+            NotReported("shared"),
+            "call",
+            409,
+            {
+                "error": "not_reported",
+                "reason": "this session's call leg speaks for the whole meeting (identity_mode shared): no one app "
+                "holds it",
+            },
+        ),
         (
             UnknownMeeting("999"),
             "join",
