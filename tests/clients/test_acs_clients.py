@@ -236,8 +236,11 @@ async def test_send_list_and_find_in_a_meeting_thread(
     assert chat_views[1].id == second and chat_views[1].type == "html"
     assert chat_views[2].sender_id == teams_user["id"] and str(teams_user["id"]).startswith("8:orgid:")
 
+    # startTime is inclusive: what was posted in the same millisecond as the third message may come too.
     later = await chat.list_since(identity, thread, chat_views[2].created_on)
-    assert [v.content for v in later if v.type in ("text", "html")] == ["<p>hi</p>"]
+    assert [v.content for v in later if v.type in ("text", "html")][-1] == "<p>hi</p>"
+    assert all(v.created_on >= chat_views[2].created_on for v in later)
+    assert "hello" not in [v.content for v in later]
 
     assert await chat.find_by_metadata(identity, thread, KEY, "m-1", since) == first
     assert await chat.find_by_metadata(identity, thread, KEY, "m-2", since) is None
