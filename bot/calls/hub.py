@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from ..backoff import Backoff
 from ..errors import BridgeError, TransientError
 from ..models import CallEvent, CallState
 from .base import TokenSource
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 RECONNECT_BASE_S = 0.25
 RECONNECT_MAX_S = 5.0
 MAX_RETRY_AFTER_S = 60.0
+# A stream's reconnects: a peer's Retry-After lengthens the wait, up to a minute, never shortens it.
+RECONNECT = Backoff(RECONNECT_BASE_S, RECONNECT_MAX_S, peer="at_least", peer_max_s=MAX_RETRY_AFTER_S)
 
 # Legs only move forward: lobby, then connected, then one final state. An older state arriving late is dropped.
 _RANK = {CallState.LOBBY: 0, CallState.CONNECTED: 1}
@@ -164,8 +167,7 @@ class CallEventHub:
                 return
             level = logging.INFO if failures == 1 else logging.DEBUG
             log.log(level, "call event stream lost (%s); reconnecting", error)
-            backoff = min(RECONNECT_BASE_S * 2 ** (failures - 1), RECONNECT_MAX_S)
-            await asyncio.sleep(max(backoff, min(error.retry_after or 0.0, MAX_RETRY_AFTER_S)))
+            await asyncio.sleep(RECONNECT.delay(failures, error.retry_after))
         self._tell_all(None)
 
     def _receive(self, data: str) -> None:

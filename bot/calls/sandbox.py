@@ -24,7 +24,7 @@ from ..errors import (
 )
 from ..models import CallEvent, CallHandle, CallState
 from .base import TokenSource, check_join, parse_state, token_of
-from .hub import CallEventHub, hmac_headers
+from .hub import RECONNECT, CallEventHub, hmac_headers
 from .sse import SseParser
 from .states import FINAL_STATE, end_reason
 
@@ -37,10 +37,6 @@ CONNECT_TIMEOUT_S = 10.0
 # The sandbox sends a keep-alive comment every 15 s; three missed in a row means the stream is dead.
 STREAM_IDLE_TIMEOUT_S = 45.0
 MAX_RECONNECTS = 6
-RECONNECT_BASE_S = 0.25
-RECONNECT_MAX_S = 5.0
-# Retry-After is honoured on reconnects, up to this much, so a watch never goes quiet for long.
-MAX_RETRY_AFTER_S = 60.0
 
 
 class SandboxCallConnector:
@@ -157,8 +153,7 @@ class SandboxCallConnector:
                 failures += 1
                 if failures > self._max_reconnects:
                     raise
-                backoff = min(RECONNECT_BASE_S * 2 ** (failures - 1), RECONNECT_MAX_S)
-                delay = max(backoff, min(exc.retry_after or 0.0, MAX_RETRY_AFTER_S))
+                delay = RECONNECT.delay(failures, exc.retry_after)
                 # Logged once per outage, not once per attempt.
                 level = logging.INFO if failures == 1 else logging.DEBUG
                 log.log(level, "call %s: event stream lost (%s); reconnecting", call_id, exc)

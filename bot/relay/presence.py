@@ -12,6 +12,7 @@ from typing import Protocol
 
 from .. import sessions as machine
 from ..address import Address
+from ..backoff import Backoff
 from ..config import RelaySection
 from ..errors import NotFoundError, PermanentError, StaleTokenError, TransientError
 from ..formatting import display_name
@@ -38,6 +39,8 @@ from .ports import CallConnector, CallReports, TokenSource
 log = logging.getLogger(__name__)
 SHARED_SPEAKER = "External guests"
 MAX_REJOINS = 5
+REJOIN = Backoff(base_s=1.0, cap_s=30.0)
+"""Waits between re-joins of a leg: 1 s after the first failure, doubling, at most 30 s."""
 HEALTHY_AFTER_S = 60.0
 """A leg connected this long has recovered: its earlier drops no longer count toward MAX_REJOINS."""
 
@@ -313,7 +316,7 @@ class Presence:
             if failures > MAX_REJOINS:
                 await self._apply(key, meeting, CallState.FAILED, "the meeting call could not be reached")
                 return
-            await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+            await asyncio.sleep(REJOIN.delay(failures))
 
     async def _join(self, key: tuple[str, str], meeting: Meeting, token: TokenSource) -> CallHandle | None:
         # Read again: whoever left while the token was fetched must not be moved back to joining.
